@@ -1,0 +1,133 @@
+"""Turning a tokenized corpus into training and evaluation batches.
+
+Two layouts:
+- sequence mode, one example per sequence: x = [<bos>, t1 .. tn, <pad> ...] and
+  y = [t1 .. tn, <eos>, -1 ...]; the targets at padding are IGNORE_INDEX, so every loss
+  and NLL is per real token (the <eos> included, as in makemore), never per pad.
+- stream mode (character LM on Shakespeare): windows of block_size tokens cut from one
+  long token stream, y = x shifted by one.
+
+Training batches are a pure function of (seed, step): sequence mode walks a fresh seeded
+permutation every epoch, stream mode draws offsets from a generator seeded by the step.
+So a resumed run sees exactly the batches the uninterrupted run would have seen, and
+every rank of a distributed run can compute the same global batch and take its shard.
+Evaluation batches are a fixed, complete, ordered pass over a split.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from datasets.corpora import Corpus, CorpusError
+from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID, Tokenizer, TOKENIZERS
+
+
+def build_tokenizer(corpus: Corpus) -> Tokenizer:
+    """The corpus's tokenizer, its vocabulary from the training split only (or the benchmark's fixed one)."""
+    cls = TOKENIZERS[corpus.level]
+    if corpus.fixed_vocab is not None:
+        from datasets.tokenizers import SPECIALS
+        return cls(list(SPECIALS) + list(corpus.fixed_vocab), lowercase=corpus.lowercase)
+    train = corpus.train if corpus.mode == "sequence" else [corpus.train]
+    return cls.fit(train, lowercase=corpus.lowercase)
+
+
+class SequenceSplit:
+    """Padded (N, L) inputs and targets for one split; L = longest example + 1."""
+
+    def __init__(self, lines: list[str], tokenizer: Tokenizer, width: int):
+        self.lines = lines
+        N = len(lines)
+        self.x = torch.full((N, width), PAD_ID, dtype=torch.long)
+        self.y = torch.full((N, width), IGNORE_INDEX, dtype=torch.long)
+        self.lengths = torch.zeros(N, dtype=torch.long)  # real tokens per example, <eos> included
+        for i, line in enumerate(lines):
+            ids = tokenizer.encode(line)
+            n = len(ids) + 1
+            self.x[i, :n] = torch.tensor([BOS_ID] + ids)
+            self.y[i, :n] = torch.tensor(ids + [EOS_ID])
+            self.lengths[i] = n
+
+    def __len__(self):
+        return self.x.size(0)
+
+    def rows(self, idx):
+        """Rows idx, trimmed to the longest among them (less compute on padding)."""
+        idx = torch.as_tensor(idx)
+        w = int(self.lengths[idx].max())
+        return self.x[idx, :w], self.y[idx, :w]
+
+
+class StreamSplit:
+    def __init__(self, text: str, tokenizer: Tokenizer, block_size: int):
+        self.tokens = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+        self.block_size = block_size
+        if len(self.tokens) < block_size + 1:
+            raise CorpusError(f"a split of {len(self.tokens)} tokens is shorter than block_size + 1 = {block_size + 1}; "
+                              "use a smaller block_size or a longer text")
+
+    def windows(self, offsets):
+        T = self.block_size
+        x = torch.stack([self.tokens[o:o + T] for o in offsets])         # (B, T)
+        y = torch.stack([self.tokens[o + 1:o + T + 1] for o in offsets])  # (B, T)
+        return x, y
+
+
+class LMData:
+    """All three splits of a corpus, tokenized, with deterministic batch schedules."""
+
+    def __init__(self, corpus: Corpus, tokenizer: Tokenizer, block_size: int = 0):
+        self.corpus, self.tokenizer, self.mode = corpus, tokenizer, corpus.mode
+        names = ("train", "val", "test")
+        if corpus.mode == "sequence":
+            longest = {s: max(len(tokenizer.encode(l)) for l in getattr(corpus, s)) for s in names}
+            need = max(longest.values()) + 1  # + <bos> (inputs) or + <eos> (targets)
+            if block_size and block_size < need:
+                split = max(longest, key=longest.get)
+                raise CorpusError(f"the longest {split} example of {corpus.name} has {longest[split]} tokens, so it needs "
+                                  f"block_size >= {need}, but block_size = {block_size}. Raise block_size (or leave it 0 "
+                                  "to size it from the data); examples are never truncated silently")
+            self.block_size = block_size or need
+            self.splits = {s: SequenceSplit(getattr(corpus, s), tokenizer, self.block_size) for s in names}
+        else:
+            self.block_size = block_size or corpus.default_block_size
+            self.splits = {s: StreamSplit(getattr(corpus, s), tokenizer, self.block_size) for s in names}
+
+    def train_batch(self, step: int, batch_size: int, seed: int):
+        """The global training batch of `step` (pure function of seed and step)."""
+        split = self.splits["train"]
+        if self.mode == "stream":
+            g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+            offsets = torch.randint(len(split.tokens) - self.block_size - 1 + 1, (batch_size,), generator=g)
+            return split.windows(offsets.tolist())
+        N = len(split)
+        start = step * batch_size
+        idx = []
+        while len(idx) < batch_size:  # a batch may span the end of one epoch and the start of the next
+            epoch, pos = divmod(start + len(idx), N)
+            perm = torch.randperm(N, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+            idx.extend(perm[pos:pos + batch_size - len(idx)].tolist())
+        return split.rows(idx)
+
+    def eval_batches(self, split: str, batch_size: int):
+        """A complete pass over a split in a fixed order: every token is scored once."""
+        s = self.splits[split]
+        if self.mode == "stream":
+            T = self.block_size
+            # non-overlapping windows; the last window is aligned to the end so no token is skipped
+            starts = list(range(0, len(s.tokens) - T, T))
+            last = len(s.tokens) - T - 1
+            for i in range(0, len(starts), batch_size):
+                offs = starts[i:i + batch_size]
+                x, y = s.windows(offs)
+                yield x, y
+            covered = starts[-1] + T if starts else 0  # token index of the last target scored so far
+            if covered < len(s.tokens) - 1:
+                # one more window aligned to the end; mask the targets already scored
+                x, y = s.windows([last])
+                y = y.clone()
+                y[:, : covered - last] = IGNORE_INDEX  # y[:, j] is token last + 1 + j
+                yield x, y
+        else:
+            for i in range(0, len(s), batch_size):
+                yield s.rows(list(range(i, min(i + batch_size, len(s)))))

@@ -1,0 +1,109 @@
+"""Benchmark: fast text-GAN BLEU / self-BLEU (experiments.metrics) against nltk.
+
+References are the 10,000 captions of image_coco_test.txt; the hypotheses are the first
+--n-hyps lines of image_coco.txt (the training captions, standing in for generated
+samples). Lines are split on whitespace. nltk is timed on a small subset, one
+sentence_bleu call per hypothesis and per n as Texygen does, and extrapolated; on that
+subset both implementations must agree. Run from the repo root:
+
+    python -m experiments.bench_bleu [--data-dir DIR] [--n-hyps 2000]
+
+The data folder is --data-dir, else $TEXTDUEL_DATA_DIR, else ../shared/data next to the
+repo root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+from experiments.metrics import BleuReference, self_bleu
+
+NS = (2, 3, 4, 5)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_lines(path: Path) -> list[list[str]]:
+    return [line.split() for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def nltk_scores(refs, hyp) -> dict[int, float]:
+    """The Texygen loop body: one nltk call per n."""
+    smooth = SmoothingFunction().method1
+    return {n: sentence_bleu(refs, hyp, (1 / n,) * n, smoothing_function=smooth) for n in NS}
+
+
+def timed(fn, *args):
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder with image_coco.txt and image_coco_test.txt")
+    parser.add_argument("--n-hyps", type=int, default=2000, help="hypotheses (and self-BLEU samples)")
+    parser.add_argument("--n-nltk", type=int, default=20, help="hypotheses nltk is timed on for BLEU")
+    parser.add_argument("--n-nltk-self", type=int, default=5,
+                        help="hypotheses nltk is timed on for self-BLEU")
+    parser.add_argument("--n-check-self", type=int, default=100,
+                        help="samples on which self_bleu is checked in full against the naive nltk loop")
+    args = parser.parse_args()
+
+    data_dir = args.data_dir or Path(os.environ.get("TEXTDUEL_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
+    refs = load_lines(data_dir / "image_coco_test.txt")
+    hyps = load_lines(data_dir / "image_coco.txt")[: args.n_hyps]
+    n_hyps = len(hyps)
+
+    # --- BLEU against the test set
+    table, t_build = timed(BleuReference, refs, max(NS))
+    scores, t_score = timed(table.corpus_scores, hyps, NS)
+    subset = hyps[: args.n_nltk]
+    n_self = min(args.n_nltk_self, n_hyps)
+    nltk_sub, t_nltk = timed(lambda: [nltk_scores(refs, h) for h in subset])
+    fast_sub = [table.sentence_scores(h, NS) for h in subset]
+    diff = max(abs(f[n] - g[n]) for f, g in zip(fast_sub, nltk_sub) for n in NS)
+
+    # --- self-BLEU over the hypotheses
+    sb, t_self = timed(self_bleu, hyps, NS)
+    _, t_nltk_self = timed(lambda: [nltk_scores(hyps[:j] + hyps[j + 1:], hyps[j])
+                                    for j in range(n_self)])
+    t_nltk_self_ex = t_nltk_self * n_hyps / n_self
+    # exactness of self_bleu itself (the leave-one-out bookkeeping), on a small set in full
+    small = hyps[: args.n_check_self]
+    fast_small = self_bleu(small, NS)
+    naive = [nltk_scores(small[:j] + small[j + 1:], s) for j, s in enumerate(small)]
+    self_diff = max(abs(fast_small[n] - sum(d[n] for d in naive) / len(naive)) for n in NS)
+
+    t_fast = t_build + t_score
+    t_nltk_ex = t_nltk * n_hyps / len(subset)
+    print(f"data: {data_dir}  references: {len(refs)}  hypotheses: {n_hyps}  (whitespace tokens)")
+    print()
+    print(f"{'BLEU-2..5, all four orders':<44}{'seconds':>10}")
+    print(f"{'  fast: reference table build (once)':<44}{t_build:>10.2f}")
+    print(f"{f'  fast: score {n_hyps} hyps':<44}{t_score:>10.2f}")
+    print(f"{'  fast: total':<44}{t_fast:>10.2f}")
+    print(f"{f'  nltk: {len(subset)} hyps, measured':<44}{t_nltk:>10.2f}")
+    print(f"{f'  nltk: {n_hyps} hyps, extrapolated':<44}{t_nltk_ex:>10.1f}")
+    print(f"{'  speedup (incl. table build)':<44}{t_nltk_ex / t_fast:>9.0f}x")
+    print(f"{f'  max |fast - nltk|, {len(subset)} hyps x 4 orders':<44}{diff:>10.1e}")
+    print()
+    print(f"{f'self-BLEU-2..5, {n_hyps} samples':<44}{'seconds':>10}")
+    print(f"{'  fast':<44}{t_self:>10.2f}")
+    print(f"{f'  nltk: {n_self} hyps vs {n_hyps - 1} others, measured':<44}{t_nltk_self:>10.2f}")
+    print(f"{f'  nltk: {n_hyps} hyps, extrapolated':<44}{t_nltk_self_ex:>10.1f}")
+    print(f"{'  speedup':<44}{t_nltk_self_ex / t_self:>9.0f}x")
+    print(f"{f'  max |fast - naive nltk|, {len(small)} samples in full':<44}{self_diff:>10.1e}")
+    print()
+    print(f"{'':<12}" + "".join(f"{f'n={n}':>9}" for n in NS))
+    print(f"{'BLEU':<12}" + "".join(f"{scores[n]:>9.4f}" for n in NS))
+    print(f"{'self-BLEU':<12}" + "".join(f"{sb[n]:>9.4f}" for n in NS))
+
+
+if __name__ == "__main__":
+    main()

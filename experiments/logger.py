@@ -1,0 +1,57 @@
+"""A thin layer over TensorBoard's SummaryWriter: one run directory per run,
+hierarchical tags (train/loss, val/nll, gan/d_loss), text samples, and hparams with
+the final metrics so TensorBoard's HPARAMS view lists runs side by side.
+
+Only the process that owns the run writes (rank 0 in distributed training); the
+others get a logger whose methods do nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+
+class RunLogger:
+    def __init__(self, run_dir: str | Path, enabled: bool = True):
+        self.run_dir = Path(run_dir)
+        self.writer = SummaryWriter(str(self.run_dir)) if enabled else None
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self.writer:
+            self.writer.add_scalar(tag, float(value), step)
+
+    def scalars(self, values: dict, step: int, prefix: str = "") -> None:
+        for k, v in values.items():
+            self.scalar(f"{prefix}{k}", v, step)
+
+    def histogram(self, tag: str, values, step: int) -> None:
+        if self.writer:
+            self.writer.add_histogram(tag, values, step)
+
+    def samples(self, tag: str, texts: list[str], step: int) -> None:
+        """Text samples, one per line (markdown: two trailing spaces keep the line breaks)."""
+        if self.writer:
+            body = "  \n".join(f"{i:2d}. {t if t else '(empty)'}" for i, t in enumerate(texts))
+            self.writer.add_text(tag, body, step)
+
+    def hparams(self, hparams: dict, metrics: dict, step: int = 0) -> None:
+        """Hyperparameters and final metrics in the same run directory as the curves
+        (SummaryWriter.add_hparams would open a separate sub-run)."""
+        if not self.writer:
+            return
+        clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
+        for summary in hparams_summary(clean, metrics):
+            self.writer.file_writer.add_summary(summary)
+        for k, v in metrics.items():
+            self.writer.add_scalar(k, v, step)
+
+    def flush(self):
+        if self.writer:
+            self.writer.flush()
+
+    def close(self):
+        if self.writer:
+            self.writer.close()

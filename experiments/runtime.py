@@ -1,0 +1,146 @@
+"""Shared run infrastructure: device and precision, seeding, the optimizer and its
+learning-rate schedule. Every CUDA-only feature (bf16 autocast, fused AdamW,
+torch.compile) is chosen here and falls back cleanly on CPU and MPS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+
+import torch
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> CUDA, then MPS, then CPU. An explicit device that is absent is an error, not a silent fallback."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} but CUDA is not available here; use device=auto or device=cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"device={name!r} but MPS is not available here; use device=auto or device=cpu")
+    return dev
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """'auto' -> bf16 on CUDA devices that support it, else fp32 (CPU and MPS train in fp32)."""
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if name not in table:
+        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {name!r}")
+    return table[name]
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Mixed precision where it helps (CUDA bf16/fp16); a no-op context in fp32."""
+    if dtype == torch.float32 or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def make_optimizer(model, lr, weight_decay, betas, device):
+    """AdamW with weight decay on 2-D weights (matmuls, embeddings) only: biases and
+    LayerNorm gains are not decayed (as in GPT-2 / nanoGPT). Fused kernel on CUDA."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    extra = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, **extra)
+
+
+def lr_at(step: int, lr: float, min_lr: float, warmup_steps: int, max_steps: int) -> float:
+    """Linear warmup, then cosine decay from lr to min_lr at max_steps."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if step >= max_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+def maybe_compile(model, enabled: bool, device: torch.device):
+    """torch.compile on CUDA when asked; elsewhere the eager model (compile gains little on CPU
+    and needs a C++ toolchain). Checkpoints always save the uncompiled module."""
+    if enabled and device.type == "cuda":
+        return torch.compile(model)
+    return model
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Distributed:
+    """torchrun's process group, or a single process. NCCL on CUDA, gloo on CPU.
+
+    Under torchrun (RANK, LOCAL_RANK, WORLD_SIZE set) every process joins the group and
+    uses its own GPU (cuda:LOCAL_RANK) when CUDA is present. Only rank 0 writes logs,
+    samples and checkpoints (`is_main`).
+    """
+
+    def __init__(self, device_name: str = "auto"):
+        import os
+        self.enabled = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+        self.rank = int(os.environ.get("RANK", 0))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        device = resolve_device(device_name)
+        if self.enabled:
+            import torch.distributed as dist
+            if device.type == "cuda":
+                device = torch.device("cuda", self.local_rank)
+                torch.cuda.set_device(device)
+            if not dist.is_initialized():
+                dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        self.device = device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if it is true on any (e.g. a wall-clock budget ran out somewhere)."""
+        if not self.enabled:
+            return flag
+        import torch.distributed as dist
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t)
+        return bool(t.item() > 0)
+
+    def wrap(self, model):
+        if not self.enabled:
+            return model
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        return DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def close(self):
+        if self.enabled:
+            import torch.distributed as dist
+            if dist.is_initialized():
+                dist.destroy_process_group()

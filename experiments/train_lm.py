@@ -1,0 +1,270 @@
+"""Train any registered language model on any corpus.
+
+    python -m experiments.train_lm --model gpt2 --dataset names --max_steps 20000
+    python -m experiments.train_lm --config experiments/configs/shakespeare_char_cpu.toml
+    python -m experiments.train_lm --dataset my_corpus.txt --level word --n_layer 2
+
+Settings: TrainConfig below and the model's config (see baselines/), resolved as
+defaults <- preset <- --config FILE <- --key=value. The run directory
+(out_dir/run_name) receives TensorBoard events, config.json, last.pt, best.pt (lowest
+validation NLL), samples.txt and metrics.json. At the end, the best checkpoint's test
+NLL is reported per token with padding excluded.
+
+The loop is plain on purpose: AdamW (weight decay on 2-D weights only), linear warmup
+and cosine decay, gradient clipping, a complete deterministic validation pass every
+eval_interval steps, resume from last.pt with --resume true.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from baselines import MODELS
+from baselines.sampling import generate
+from datasets import BOS_ID, LMData, build_tokenizer, load_corpus
+from datasets.tokenizers import Tokenizer
+from experiments import config as cfglib
+from experiments import runtime
+from experiments.checkpoint import check_compatible, load_checkpoint, save_checkpoint, unwrap
+from experiments.evaluate import lm_nll
+from experiments.logger import RunLogger
+
+
+@dataclass
+class TrainConfig:
+    model: str = "gpt2"            # a name in baselines.MODELS
+    preset: str = ""               # a size preset of the model's config (e.g. gpt2: makemore, nanogpt-cpu)
+    dataset: str = "numbers"       # a name in datasets.CORPORA, or a path to a UTF-8 text file
+    split: str = ""                # a corpus's split variant (names: makemore | dedup)
+    level: str = "char"            # text files only: char | word
+    mode: str = "sequence"         # text files only: sequence (one example per line) | stream
+    data_dir: str = ""             # where real corpora are found (else $TEXTDUEL_DATA_DIR, the cache, download)
+    out_dir: str = "runs"          # parent of run directories (git-ignored)
+    run_name: str = ""             # default: <dataset>-<model>
+    seed: int = 1337               # model init, dropout and batch order
+    device: str = "auto"           # auto (cuda > mps > cpu) | cpu | cuda | cuda:1 | mps
+    dtype: str = "auto"            # auto (bf16 autocast on CUDA, fp32 elsewhere) | float32 | bfloat16
+    compile: bool = False          # torch.compile the model (CUDA only; ignored elsewhere)
+    batch_size: int = 32           # sequences per optimizer step (global: summed over ranks and micro-steps)
+    grad_accum: int = 1            # micro-steps per optimizer step; batch_size is split across them and ranks
+    max_steps: int = 2000          # optimizer steps
+    max_minutes: float = 0.0       # wall-clock budget; 0 = none (training stops at whichever comes first)
+    lr: float = 1e-3               # peak learning rate
+    min_lr: float = 1e-4           # learning rate at the end of the cosine decay
+    warmup_steps: int = 100        # linear warmup
+    weight_decay: float = 0.1      # AdamW, on 2-D weights only
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0         # max global gradient norm; 0 = off
+    eval_interval: int = 500       # steps between validation passes, checkpoints and samples
+    eval_batch_size: int = 256
+    log_interval: int = 10         # steps between train scalars
+    num_samples: int = 20          # samples printed and logged at each evaluation and at the end
+    temperature: float = 1.0
+    top_k: int = 0                 # 0 = no top-k filtering
+    resume: bool = False           # continue from run_dir/last.pt
+    progress: bool = True          # tqdm progress bar
+
+    def __post_init__(self):
+        positive = ("batch_size", "grad_accum", "max_steps", "eval_interval", "eval_batch_size", "log_interval")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ValueError(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.model not in MODELS:
+            import difflib
+            close = difflib.get_close_matches(self.model, list(MODELS), n=3)
+            hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+            raise ValueError(f"unknown model {self.model!r}: {hint}choose one of {sorted(MODELS)}")
+
+
+def parse_args(argv) -> tuple[TrainConfig, object]:
+    """defaults <- preset <- config file <- command line, for both sections."""
+    config_path, pairs = cfglib.split_cli(argv)
+    file_values = cfglib.load_file(config_path) if config_path else {}
+    model_name = cfglib.peek(file_values, pairs, "train", "model", TrainConfig.model)
+    if model_name not in MODELS:
+        TrainConfig(model=model_name)  # raises with the closest names
+    model_config_cls = MODELS[model_name][1]
+    preset = cfglib.peek(file_values, pairs, "train", "preset", "")
+    model_defaults = model_config_cls()
+    if preset:
+        presets = getattr(model_config_cls, "presets", {})
+        if preset not in presets:
+            raise cfglib.ConfigError(f"{model_name} has no preset {preset!r}; choose one of {sorted(presets) or 'none'}")
+        model_defaults = dataclasses.replace(model_defaults, **presets[preset])
+    sections = cfglib.resolve({"train": TrainConfig(), "model": model_defaults}, file_values, pairs)
+    return sections["train"], sections["model"]
+
+
+def main(argv=None):
+    cfg, model_cfg = parse_args(sys.argv[1:] if argv is None else argv)
+    dist = runtime.Distributed(cfg.device)  # single process unless launched by torchrun
+    device = dist.device
+    if cfg.batch_size % (dist.world * cfg.grad_accum):
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by world size x grad_accum "
+                         f"= {dist.world} x {cfg.grad_accum}, so that every micro-batch has the same rows")
+    dtype = runtime.resolve_dtype(cfg.dtype, device)
+    amp = lambda: runtime.autocast(device, dtype)  # noqa: E731
+    runtime.seed_everything(cfg.seed)
+    run_dir = Path(cfg.out_dir) / (cfg.run_name or f"{Path(cfg.dataset).stem}-{cfg.model}")
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+
+    # ---- data: the vocabulary comes from the training split (or from the checkpoint we resume)
+    corpus = load_corpus(cfg.dataset, data_dir=cfg.data_dir or None, split=cfg.split or None,
+                         level=cfg.level, mode=cfg.mode)
+    ckpt = load_checkpoint(last_path) if cfg.resume else None
+    tokenizer = Tokenizer.from_state(ckpt["tokenizer"]) if ckpt else build_tokenizer(corpus)
+    data = LMData(corpus, tokenizer, block_size=model_cfg.block_size)
+
+    # ---- model: sizes the data decides are filled in here, once
+    model_cls = MODELS[cfg.model][0]
+    model_cfg = dataclasses.replace(model_cfg, vocab_size=tokenizer.vocab_size, block_size=data.block_size)
+    model = model_cls(model_cfg).to(device)
+    closed_form = getattr(model, "closed_form", False)  # e.g. the count bigram: fitted, not trained
+    optimizer = None if closed_form else runtime.make_optimizer(
+        model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), device)
+    step, best_val = 0, math.inf
+    if ckpt:
+        check_compatible(ckpt, cfg.model, asdict(model_cfg), tokenizer.itos)
+        model.load_state_dict(ckpt["model"])
+        if optimizer is not None:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        step, best_val = ckpt["step"], ckpt["best_val"]
+        runtime.set_rng_state(ckpt["rng"])
+        if dist.is_main:
+            print(f"resumed {last_path} at step {step} (best val nll {best_val:.4f})")
+    n_params = sum(p.numel() for p in model.parameters())
+    say = tqdm.write if dist.is_main else (lambda *a, **k: None)  # prints without breaking the progress bar
+    say(f"{cfg.model}: {n_params:,} parameters | {corpus.name}: vocab {tokenizer.vocab_size}, "
+          f"block_size {data.block_size}, {len(data.splits['train'].x) if data.mode == 'sequence' else len(data.splits['train'].tokens):,} "
+          f"train {'sequences' if data.mode == 'sequence' else 'tokens'} | device {device} {str(dtype).replace('torch.', '')}")
+    train_model = dist.wrap(runtime.maybe_compile(model, cfg.compile, device))
+    log = RunLogger(run_dir, enabled=dist.is_main)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps({"train": asdict(cfg), "model": asdict(model_cfg)}, indent=2))
+
+    def checkpoint(path):
+        if not dist.is_main:
+            return
+        save_checkpoint(path, {
+            "model_name": cfg.model, "model_config": asdict(model_cfg), "model": unwrap(model).state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else {},
+            "tokenizer": tokenizer.state_dict(), "train_config": asdict(cfg),
+            "step": step, "best_val": best_val, "rng": runtime.rng_state(),
+        })
+
+    def draw_samples(n, seed):
+        g = torch.Generator(device=device).manual_seed(seed)
+        start = torch.full((n, 1), BOS_ID, dtype=torch.long, device=device)
+        out = generate(model, start, data.block_size, temperature=cfg.temperature,
+                       top_k=cfg.top_k or None, generator=g)
+        return [tokenizer.decode(row[1:].tolist()) for row in out]
+
+    def evaluate_and_checkpoint():
+        nonlocal best_val
+        val = lm_nll(model, data.eval_batches("val", cfg.eval_batch_size), device, amp)
+        log.scalar("val/nll", val["nll"], step)
+        log.scalar("val/bits", val["bits"], step)
+        samples = draw_samples(cfg.num_samples, seed=cfg.seed + step)
+        log.samples("samples", samples, step)
+        if val["nll"] < best_val:
+            best_val = val["nll"]
+            checkpoint(best_path)
+        checkpoint(last_path)
+        return val
+
+    # ---- training
+    if closed_form and step == 0:
+        # counted in one complete pass over the training split, no gradient descent
+        model.fit((x.to(device), y.to(device)) for x, y in data.eval_batches("train", cfg.eval_batch_size))
+        evaluate_and_checkpoint()
+    t_start, t_last, tokens_since = time.time(), time.time(), 0
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not (cfg.progress and dist.is_main), dynamic_ncols=True, desc=cfg.model)
+    while step < cfg.max_steps and not closed_form:
+        lr = runtime.lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        # the global batch is the same on every rank; each rank takes its rows, in micro-batches
+        x, y = data.train_batch(step, cfg.batch_size, cfg.seed)
+        n_global = int((y >= 0).sum())  # target tokens in the global batch
+        micro = list(zip(x[dist.rank::dist.world].chunk(cfg.grad_accum), y[dist.rank::dist.world].chunk(cfg.grad_accum)))
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum, n_rank = 0.0, 0
+        for i, (xm, ym) in enumerate(micro):
+            xm, ym = xm.to(device), ym.to(device)
+            n_micro = int((ym >= 0).sum())
+            # only the last micro-step all-reduces gradients across ranks
+            last_micro = i == len(micro) - 1
+            with (contextlib.nullcontext() if last_micro or not dist.enabled else train_model.no_sync()):
+                with amp():
+                    _, loss = train_model(xm, ym)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite training loss ({loss.item()}) at step {step}; stopping. The last good "
+                        f"checkpoint is {last_path}. Lower lr (now {cfg.lr}) or set grad_clip")
+                # this micro-batch's share of the global per-token mean (x world, because DDP
+                # averages gradients over ranks): the same gradient as one big batch
+                (loss * (n_micro / n_global) * dist.world).backward()
+            loss_sum, n_rank = loss_sum + loss.item() * n_micro, n_rank + n_micro
+        loss = torch.tensor(loss_sum / max(n_rank, 1))  # mean over this rank's tokens, for logging
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        optimizer.step()
+        step += 1
+        tokens_since += n_global
+        bar.update(1)
+        if step % cfg.log_interval == 0:
+            now = time.time()
+            log.scalars({"train/loss": loss.item(), "lr": lr, "grad_norm": grad_norm.item(),
+                         "tokens_per_sec": tokens_since / max(now - t_last, 1e-9)}, step)
+            bar.set_postfix(loss=f"{loss.item():.4f}", best_val=f"{best_val:.4f}")
+            t_last, tokens_since = now, 0
+        out_of_time = cfg.max_minutes > 0 and dist.any((time.time() - t_start) / 60 >= cfg.max_minutes)
+        if step % cfg.eval_interval == 0 or step == cfg.max_steps or out_of_time:
+            val = evaluate_and_checkpoint()
+            say(f"step {step}: train loss {loss.item():.4f}, val nll {val['nll']:.4f}")
+        if out_of_time:
+            say(f"wall-clock budget of {cfg.max_minutes} min reached at step {step}")
+            break
+    bar.close()
+    train_seconds = time.time() - t_start
+
+    # ---- final: the best-on-validation checkpoint, scored once on test
+    if best_path.exists():
+        model.load_state_dict(load_checkpoint(best_path)["model"])
+    test = lm_nll(model, data.eval_batches("test", cfg.eval_batch_size), device, amp)
+    val = lm_nll(model, data.eval_batches("val", cfg.eval_batch_size), device, amp)
+    samples = draw_samples(cfg.num_samples, seed=cfg.seed)
+    metrics = {"test/nll": test["nll"], "test/bits": test["bits"], "test/ppl": test["ppl"], "val/nll_best": val["nll"],
+               "params": n_params, "steps": step, "train_seconds": train_seconds}
+    log.samples("samples/final", samples, step)
+    log.hparams({**asdict(cfg), **{f"model.{k}": v for k, v in asdict(model_cfg).items()}},
+                {"hparam/test_nll": test["nll"], "hparam/val_nll": val["nll"]}, step)
+    log.close()
+    dist.close()
+    if dist.is_main:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (run_dir / "samples.txt").write_text("\n".join(samples) + "\n")
+        print(f"test nll {test['nll']:.4f} nats/token ({test['bits']:.4f} bits, ppl {test['ppl']:.3f}) "
+              f"over {test['tokens']:,} tokens; val nll {val['nll']:.4f}; {step} steps in {train_seconds:.0f}s")
+        print("samples:\n" + "\n".join("  " + t for t in samples))
+        print(f"run directory: {run_dir}  (tensorboard --logdir {cfg.out_dir})")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""GAN parts for text: mapping z -> w, a style-based transformer generator, a transformer
+discriminator over vocabulary distributions, relaxations of discrete sampling, and losses.
+
+- gan/mapping.py: StyleGAN mapping network, truncation trick, style mixing.
+- gan/generator.py: Generator, a latent-variable LM p(x_t | x_<t, z) with noise injection
+  and style by cross-attention or AdaLN; teacher-forced `forward` (the LM protocol of
+  baselines/) and free-running `sample` with a KV cache.
+- gan/discriminator.py: Discriminator, a bidirectional transformer encoder on (B, T, V)
+  distributions or (B, T) ids -> raw scores (B,).
+- gan/relax.py: what D sees of a fake (Gumbel-softmax, straight-through, softmax), beta schedules.
+- gan/losses.py: D and G losses as pure functions (LOSSES registry), gradient penalty, R1.
+
+MODELS is a literal registry: name -> (model class, config class).
+"""
+
+from gan.discriminator import Discriminator, DiscriminatorConfig
+from gan.generator import STYLE_LAYERS, Generator, GeneratorConfig, NoiseInjection
+from gan.losses import LOSSES, gradient_penalty, r1_penalty
+from gan.mapping import MappingConfig, MappingNetwork, mix_styles
+from gan.relax import RELAXATIONS, beta_schedule, gumbel_softmax, real_inputs, softmax_relax, straight_through
+
+MODELS = {
+    "mapping": (MappingNetwork, MappingConfig),
+    "generator": (Generator, GeneratorConfig),
+    "discriminator": (Discriminator, DiscriminatorConfig),
+}
+
+__all__ = [
+    "MODELS", "LOSSES", "RELAXATIONS", "STYLE_LAYERS",
+    "Generator", "GeneratorConfig", "NoiseInjection",
+    "Discriminator", "DiscriminatorConfig",
+    "MappingNetwork", "MappingConfig", "mix_styles",
+    "gradient_penalty", "r1_penalty",
+    "beta_schedule", "gumbel_softmax", "softmax_relax", "straight_through", "real_inputs",
+]

@@ -1,0 +1,102 @@
+"""GAN losses and regularisers as pure functions of discriminator outputs.
+
+Every loss takes raw scores (logits), real (B,) and fake (B,), and returns a scalar to
+minimise. D losses and G losses share the signature `fn(real, fake)` so that the trainer
+can call any pair from LOSSES the same way; a G loss that does not need the real scores
+ignores them (only the relativistic one uses them).
+
+- standard: the non-saturating GAN (Goodfellow et al. 2014), in softplus form:
+  D: softplus(-r) + softplus(f), G: softplus(-f).
+- rsgan: the relativistic standard GAN (Jolicoeur-Martineau 2019) as RelGAN uses it:
+  D: BCEWithLogits(r - f, 1) = softplus(f - r), G: BCEWithLogits(f - r, 1) = softplus(r - f),
+  pairing the i-th real with the i-th fake.
+- wgan-gp: the Wasserstein critic (Arjovsky et al. 2017) D: f - r, G: -f; needs
+  `gradient_penalty` (Gulrajani et al. 2017) added to the D loss.
+- hinge: D: relu(1 - r) + relu(1 + f), G: -f (Lim & Ye 2017; Miyato et al. 2018).
+
+Regularisers take the discriminator itself, called as `D(inputs, mask) -> (B,)`, on
+input distributions (B, T, V):
+- gradient_penalty: weight * (||grad_x D(x)||_2 - 1)^2 at x between real and fake.
+- r1_penalty (Mescheder et al. 2018): gamma / 2 * ||grad_x D(x)||^2 at real x.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def d_loss_standard(real, fake):
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def g_loss_standard(real, fake):
+    return F.softplus(-fake).mean()
+
+
+def d_loss_rsgan(real, fake):
+    return F.binary_cross_entropy_with_logits(real - fake, torch.ones_like(real))
+
+
+def g_loss_rsgan(real, fake):
+    return F.binary_cross_entropy_with_logits(fake - real, torch.ones_like(fake))
+
+
+def d_loss_wgan(real, fake):
+    return fake.mean() - real.mean()
+
+
+def g_loss_wgan(real, fake):
+    return -fake.mean()
+
+
+def d_loss_hinge(real, fake):
+    return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+
+
+def g_loss_hinge(real, fake):
+    return -fake.mean()
+
+
+# name -> (D loss, G loss); "wgan-gp" also needs gradient_penalty added to the D loss
+LOSSES = {
+    "standard": (d_loss_standard, g_loss_standard),
+    "rsgan": (d_loss_rsgan, g_loss_rsgan),
+    "wgan-gp": (d_loss_wgan, g_loss_wgan),
+    "hinge": (d_loss_hinge, g_loss_hinge),
+}
+
+
+def _input_grad(D, x, mask):
+    """x (B, T, V) -> grad of sum_b D(x)_b w.r.t. x, (B, T, V), kept in the graph for backward."""
+    x = x.detach().requires_grad_(True)
+    scores = D(x, mask)  # (B,)
+    (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
+    return grad
+
+
+def gradient_penalty(D, real, fake, mask=None, weight: float = 10.0, alpha=None, generator=None):
+    """WGAN-GP (Gulrajani et al. 2017): weight * mean_b (||grad_x D(x_b)||_2 - 1)^2.
+
+    real (B, T, V) one-hot rows (`relax.real_inputs`), fake (B, T, V) distributions from
+    `Generator.sample`, both detached here; x = alpha * real + (1 - alpha) * fake with
+    alpha ~ U(0, 1) per sentence (or the given (B,) alpha). mask (B, T): the positions D
+    reads, normally real_mask | fake_mask; the norm runs over the whole (T, V) input and
+    positions D does not read contribute zero gradient.
+    """
+    if real.shape != fake.shape:
+        raise ValueError(f"real {tuple(real.shape)} and fake {tuple(fake.shape)} must have one shape; "
+                         "sample the fake with max_len equal to the real batch's T")
+    if alpha is None:
+        alpha = torch.rand(real.size(0), generator=generator, device=real.device, dtype=real.dtype)
+    alpha = alpha.reshape(-1, 1, 1)  # (B, 1, 1)
+    x = alpha * real.detach() + (1.0 - alpha) * fake.detach()  # (B, T, V)
+    grad = _input_grad(D, x, mask)
+    norm = grad.flatten(1).norm(2, dim=1)  # (B,)
+    return weight * (norm - 1.0).pow(2).mean()
+
+
+def r1_penalty(D, real, mask=None, gamma: float = 10.0):
+    """R1 (Mescheder et al. 2018): gamma / 2 * mean_b ||grad_x D(x_b)||^2 at the real inputs (B, T, V)."""
+    grad = _input_grad(D, real, mask)
+    return 0.5 * gamma * grad.flatten(1).pow(2).sum(dim=1).mean()

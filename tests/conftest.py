@@ -1,0 +1,35 @@
+"""Shared fixtures. Real corpora come from the data directory: $TEXTDUEL_DATA_DIR, or
+../shared/data beside the checkout. Tests that need one skip when it is absent, except
+under CI (CI=true), where a missing corpus is a failure rather than a silent skip."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _data_dir():
+    env = os.environ.get("TEXTDUEL_DATA_DIR")
+    if env:
+        return Path(env)
+    sibling = REPO.parent / "shared" / "data"
+    return sibling if sibling.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    d = _data_dir()
+    if d is None or not (d / "names.txt").is_file():
+        msg = "real corpora not found: set TEXTDUEL_DATA_DIR to the folder holding names.txt etc."
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return str(d)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # never read or write the user's ~/.cache/textduel from tests
+    monkeypatch.setenv("TEXTDUEL_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))

@@ -1,0 +1,76 @@
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from experiments import config as cfglib
+from experiments.train_lm import TrainConfig, parse_args
+
+CONFIGS = sorted((Path(__file__).resolve().parent.parent / "experiments" / "configs").glob("*.toml"))
+
+
+def test_precedence_defaults_file_cli(tmp_path):
+    f = tmp_path / "run.toml"
+    f.write_text('[train]\nlr = 0.005\nmax_steps = 10\n[model]\nn_layer = 3\n')
+    cfg, model = parse_args(["--config", str(f), "--max_steps", "20", "--model.n_embd=32", "--preset=makemore"])
+    assert cfg.lr == 0.005            # file over default
+    assert cfg.max_steps == 20        # command line over file
+    assert model.n_layer == 3         # file over preset
+    assert model.n_embd == 32         # command line over preset
+    assert cfg.batch_size == TrainConfig.batch_size  # untouched default
+
+
+def test_json_config_and_bare_keys(tmp_path):
+    f = tmp_path / "run.json"
+    f.write_text(json.dumps({"n_head": 2, "batch_size": 8}))
+    cfg, model = parse_args(["--config", str(f)])
+    assert model.n_head == 2 and cfg.batch_size == 8
+
+
+def test_unknown_key_suggests_the_closest():
+    with pytest.raises(cfglib.ConfigError, match="did you mean.*n_layer"):
+        parse_args(["--n_layers", "4"])
+    with pytest.raises(cfglib.ConfigError, match="did you mean.*max_steps"):
+        parse_args(["--max_step=4"])
+
+
+def test_unknown_model_suggests_the_closest():
+    with pytest.raises(ValueError, match="did you mean 'gpt2'"):
+        parse_args(["--model", "gpt3"])
+
+
+@pytest.mark.parametrize("argv, match", [(["--lr", "fast"], "float"), (["--batch_size", "-2"], "positive"),
+                                         (["--n_embd", "30", "--n_head", "4"], "divisible"),
+                                         (["--compile", "maybe"], "true or false"), (["--lr"], "needs a value"),
+                                         (["lr=3"], "unexpected argument")])
+def test_bad_values_fail_clearly(argv, match):
+    with pytest.raises((cfglib.ConfigError, ValueError), match=match):
+        parse_args(argv)
+
+
+def test_ambiguous_bare_key_asks_for_a_section():
+    @dataclasses.dataclass
+    class A:
+        x: int = 1
+
+    @dataclasses.dataclass
+    class B:
+        x: int = 2
+
+    with pytest.raises(cfglib.ConfigError, match="a.x"):
+        cfglib.resolve({"a": A(), "b": B()}, {}, [("x", "3")])
+    out = cfglib.resolve({"a": A(), "b": B()}, {}, [("b.x", "3")])
+    assert out["a"].x == 1 and out["b"].x == 3
+
+
+def test_sections_are_not_mutated():
+    t = TrainConfig()
+    cfglib.resolve({"train": t}, {}, [("lr", "0.5")])
+    assert t.lr == TrainConfig.lr
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_config_loads(path):
+    cfg, model = parse_args(["--config", str(path)])
+    assert cfg.model and dataclasses.is_dataclass(model)

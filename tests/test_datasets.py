@@ -1,0 +1,198 @@
+import os
+import urllib.error
+import urllib.request
+
+import pytest
+import torch
+
+from datasets import IGNORE_INDEX, LMData, build_tokenizer, load_corpus
+from datasets import corpora, numbers, oracle
+from datasets.corpora import CorpusError
+from datasets.tokenizers import BOS_ID, EOS_ID, PAD_ID
+
+
+# ---------------------------------------------------------------- numbers
+
+def test_numbers_checker_on_every_number():
+    for n in range(1, 10000):
+        assert numbers.parse(numbers.number_name(n)) == n
+
+
+@pytest.mark.parametrize("text", ["zero", "ten thousand", "one hundred and five", "twenty-one", "hundred",
+                                  "one thousand zero", "twenty ten", "nineteen hundred", "one one",
+                                  "thousand", "five hundred thousand", "ninety", "", "seven hundred ninety nine ."])
+def test_numbers_checker_rejects_near_misses(text):
+    expected = 90 if text == "ninety" else None
+    assert numbers.parse(text) == expected
+
+
+def test_numbers_names_examples():
+    assert numbers.number_name(9999) == "nine thousand nine hundred ninety nine"
+    assert numbers.number_name(105) == "one hundred five"
+    assert numbers.number_name(7000) == "seven thousand"
+    assert numbers.parse("  two   thousand  ") == 2000  # whitespace is normalised
+
+
+def test_numbers_splits_fixed_disjoint_and_complete():
+    a, b = numbers.splits(), numbers.splits()
+    assert a == b
+    sets = [set(a[s]) for s in ("train", "val", "test")]
+    assert sum(map(len, sets)) == 9999 and len(set.union(*sets)) == 9999
+
+
+# ---------------------------------------------------------------- oracle
+
+def test_oracle_reproducible_from_seed():
+    o1, o2, o3 = oracle.Oracle(), oracle.Oracle(), oracle.Oracle(seed=1)
+    for p, q in zip(o1.parameters(), o2.parameters()):
+        assert torch.equal(p, q)
+    assert not torch.equal(o1.head.weight, o3.head.weight)
+    s1, s2 = o1.sample(50, seed=5), o2.sample(50, seed=5)
+    assert torch.equal(s1, s2) and s1.shape == (50, oracle.SEQ_LEN)
+    assert not torch.equal(s1, o1.sample(50, seed=6))
+
+
+def test_oracle_scores_its_own_samples_better_than_uniform_noise():
+    o = oracle.Oracle()
+    own = o.nll(o.sample(200, seed=1))
+    noise = o.nll(torch.randint(oracle.VOCAB, (200, oracle.SEQ_LEN), generator=torch.Generator().manual_seed(0)))
+    assert own < noise
+
+
+def test_oracle_nll_respects_lengths():
+    o = oracle.Oracle()
+    seqs = o.sample(4, seed=2)
+    full = o.nll(seqs[:, :10])
+    assert o.nll(seqs, lengths=torch.full((4,), 10)) == pytest.approx(full, rel=1e-6)
+
+
+# ---------------------------------------------------------------- names and the real corpora
+
+def test_makemore_split_equals_makemore_construction(data_dir):
+    words = open(os.path.join(data_dir, "names.txt")).read().splitlines()
+    words = [w.strip() for w in words if w.strip()]
+    with torch.random.fork_rng():
+        torch.manual_seed(3407)  # exactly as makemore: seed, then randperm in create_datasets
+        rp = torch.randperm(len(words)).tolist()
+    mm_train, mm_test = [words[i] for i in rp[:-1000]], [words[i] for i in rp[-1000:]]
+    c = load_corpus("names", data_dir=data_dir)
+    assert c.test == mm_test
+    assert c.train + c.val == mm_train  # val is carved from makemore's train, never from test
+    assert len(c.val) == 1000
+
+
+def test_dedup_split_has_no_name_in_two_splits(data_dir):
+    c = load_corpus("names", data_dir=data_dir, split="dedup")
+    tr, va, te = set(c.train), set(c.val), set(c.test)
+    assert not (tr & va or tr & te or va & te)
+    assert len(tr | va | te) == 29494
+
+
+def test_real_corpora_splits(data_dir):
+    sh = load_corpus("shakespeare", data_dir=data_dir)
+    text = open(os.path.join(data_dir, "tinyshakespeare.txt")).read()
+    assert sh.val == text[int(0.9 * len(text)):]  # nanoGPT's val exactly
+    assert sh.train + sh.test + sh.val == text
+    coco = load_corpus("coco", data_dir=data_dir)
+    assert len(coco.train) == 9000 and len(coco.val) == 1000 and len(coco.test) == 10000
+    assert not set(range(0)) and load_corpus("coco", data_dir=data_dir).val == coco.val  # seeded, repeatable
+
+
+# ---------------------------------------------------------------- file resolution and bad input
+
+def test_checksum_mismatch_is_an_error(tmp_path):
+    (tmp_path / "names.txt").write_text("not the real file\n")
+    with pytest.raises(CorpusError, match="sha256"):
+        load_corpus("names", data_dir=str(tmp_path))
+
+
+def test_offline_without_a_copy_names_the_file(tmp_path, monkeypatch):
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(CorpusError, match=r"names\.txt.*(data dir|TEXTDUEL_DATA_DIR)"):
+        load_corpus("names", data_dir=str(tmp_path))
+
+
+def test_env_data_dir_and_cache(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEXTDUEL_DATA_DIR", data_dir)
+    assert len(load_corpus("names").test) == 1000
+    monkeypatch.delenv("TEXTDUEL_DATA_DIR")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "names.txt").write_bytes(open(os.path.join(data_dir, "names.txt"), "rb").read())
+    monkeypatch.setenv("TEXTDUEL_CACHE_DIR", str(cache))
+    assert len(load_corpus("names").test) == 1000
+
+
+@pytest.mark.parametrize("content, match", [(b"", "empty"), (b"   \n\n", "empty"), (b"\x00\x01\x02abc", "binary"),
+                                            (b"caf\xe9 au lait\n" * 30, "UTF-8")])
+def test_bad_corpus_files(tmp_path, content, match):
+    p = tmp_path / "corpus.txt"
+    p.write_bytes(content)
+    with pytest.raises(CorpusError, match=match):
+        load_corpus(str(p))
+
+
+def test_missing_file_and_unknown_name(tmp_path):
+    with pytest.raises(CorpusError, match="does not exist"):
+        load_corpus(str(tmp_path / "nope.txt"))
+    with pytest.raises(CorpusError, match="did you mean 'names'"):
+        load_corpus("namez")
+
+
+def test_user_file_sequence_and_stream(tmp_path):
+    p = tmp_path / "mine.txt"
+    p.write_text("\n".join(f"line number {i}" for i in range(100)))
+    seq = load_corpus(str(p), level="word")
+    assert len(seq.train) == 90 and len(seq.val) == 5 and len(seq.test) == 5
+    assert set(seq.train).isdisjoint(seq.test)
+    stream = load_corpus(str(p), mode="stream")
+    assert stream.train + stream.val + stream.test == p.read_text()
+
+
+# ---------------------------------------------------------------- batching
+
+def test_sequence_batches_pad_and_mask():
+    c = load_corpus("numbers")
+    tok = build_tokenizer(c)
+    data = LMData(c, tok)
+    x, y = data.train_batch(0, 8, seed=1)
+    for xi, yi in zip(x, y):
+        n = int((yi != IGNORE_INDEX).sum())
+        assert xi[0] == BOS_ID and yi[n - 1] == EOS_ID
+        assert torch.equal(xi[1:n], yi[: n - 1])  # targets are inputs shifted by one
+        assert (xi[n:] == PAD_ID).all() and (yi[n:] == IGNORE_INDEX).all()
+
+
+def test_train_batches_are_a_pure_function_of_step():
+    c = load_corpus("numbers")
+    data = LMData(c, build_tokenizer(c))
+    a, b = data.train_batch(17, 16, seed=3), data.train_batch(17, 16, seed=3)
+    assert torch.equal(a[0], b[0])
+    assert not torch.equal(a[0], data.train_batch(18, 16, seed=3)[0])
+    # one epoch of batches covers every training example exactly once
+    N = len(c.train)
+    seen = [tuple(r.tolist()) for s in range(N // 50) for r in data.train_batch(s, 50, seed=3)[1]]
+    assert len(seen) == (N // 50) * 50
+
+
+def test_eval_pass_scores_every_token_once(tmp_path):
+    p = tmp_path / "s.txt"
+    p.write_text("abcdefghij" * 50)
+    c = load_corpus(str(p), mode="stream")
+    tok = build_tokenizer(c)
+    for bs in (7, 16, 24):
+        data = LMData(c, tok, block_size=bs)
+        n = sum(int((y != IGNORE_INDEX).sum()) for _, y in data.eval_batches("val", 4))
+        assert n == len(c.val) - 1
+    seq = load_corpus("numbers")
+    data = LMData(seq, build_tokenizer(seq))
+    n = sum(int((y != IGNORE_INDEX).sum()) for _, y in data.eval_batches("test", 100))
+    assert n == sum(len(t.split()) + 1 for t in seq.test)
+
+
+def test_too_small_block_size_is_an_error_not_truncation():
+    c = load_corpus("numbers")
+    with pytest.raises(CorpusError, match="block_size >= 7"):
+        LMData(c, build_tokenizer(c), block_size=4)
