@@ -67,10 +67,11 @@ class BoWBlock(nn.Module):
         self.mlp = nn.ModuleDict(dict(
             c_fc=nn.Linear(config.n_embd, config.n_embd2),
             c_proj=nn.Linear(config.n_embd2, config.n_embd),
+            tanh=nn.Tanh(),  # a module (not torch.tanh) so that diagnostics can hook its output
         ))
 
     def mlpf(self, x):
-        return self.mlp.c_proj(torch.tanh(self.mlp.c_fc(x)))
+        return self.mlp.c_proj(self.mlp.tanh(self.mlp.c_fc(x)))
 
     def forward(self, x):
         x = x + self.cbow(x)

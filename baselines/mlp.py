@@ -113,6 +113,7 @@ class MLP(nn.Module):
         self.wte = nn.Embedding(config.vocab_size + 1, config.n_embd)  # N(0, 1), as in the lecture
         self.hidden = nn.Linear(fan_in, config.n_embd2, bias=not config.batchnorm)
         self.bn = MaskedBatchNorm1d(config.n_embd2) if config.batchnorm else None
+        self.tanh = nn.Tanh()  # a module, not torch.tanh, so that diagnostics can hook its output
         self.lm_head = nn.Linear(config.n_embd2, config.vocab_size)
         with torch.no_grad():
             if config.kaiming_init:
@@ -142,7 +143,7 @@ class MLP(nn.Module):
         h = self.hidden(x)                                 # (B, T, H)
         if self.bn is not None:
             h = self.bn(h, mask=idx != PAD_ID)             # statistics over non-padding positions
-        logits = self.lm_head(torch.tanh(h))               # (B, T, V)
+        logits = self.lm_head(self.tanh(h))                # (B, T, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),

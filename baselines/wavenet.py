@@ -86,10 +86,11 @@ class Level(nn.Module):
         self.flatten = FlattenConsecutive(2)
         self.linear = nn.Linear(fan_in, n_hidden, bias=False)
         self.bn = MaskedBatchNorm1d(n_hidden)
+        self.tanh = nn.Tanh()  # a module (not torch.tanh) so that diagnostics can hook its output
         nn.init.normal_(self.linear.weight, 0.0, fan_in ** -0.5)  # the lecture's Linear: randn / sqrt(fan_in)
 
     def forward(self, x, mask):
-        return torch.tanh(self.bn(self.linear(self.flatten(x)), mask=mask))
+        return self.tanh(self.bn(self.linear(self.flatten(x)), mask=mask))
 
 
 class WaveNet(nn.Module):

@@ -7,6 +7,8 @@ unpickling code:
     trainer adds (the GAN's discriminator, EMA, ...).
 Writing goes to a temporary file in the same directory, is flushed to disk, and then
 renamed over the target: a crash mid-write leaves the previous checkpoint intact.
+Loading checks the archive's CRC-32s first (torch.load does not), so a truncated or
+bit-flipped file is an error, never silently wrong weights.
 """
 
 from __future__ import annotations
@@ -31,8 +33,13 @@ def unwrap(model):
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:
+    """Write `payload` to `path` atomically: the file at `path` is always either the previous
+    checkpoint or the new one, whole. A temporary file left by a writer that was killed
+    (.<name>.*.tmp beside the target) is removed by the next save of the same path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -44,31 +51,72 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """The checkpoint at `path`, or a CheckpointError that says what is wrong with the file."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path (runs/<run_name>/last.pt or best.pt)")
     try:
+        # torch.save writes a zip archive with a CRC-32 per record; torch.load does not check them,
+        # so a flipped bit in tensor data would load silently as wrong weights
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+        if bad is not None:
+            raise CheckpointError(f"checkpoint {path} is corrupt: record {bad} fails its CRC check; "
+                                  "use an earlier checkpoint or retrain")
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
+    except CheckpointError:
+        raise
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():
+            raise CheckpointError(f"checkpoint {path} is corrupt and cannot be unpickled ({str(e)[:200]}); "
+                                  "use an earlier checkpoint or retrain") from e
+        raise CheckpointError(f"{path} holds Python objects that weights_only=True refuses to unpickle, so it was "
+                              "not written by save_checkpoint. If you trust its source, load it with "
+                              "torch.load(weights_only=False) and re-save its tensors") from None
+    except Exception as e:  # zip, pickle and storage errors all mean the bytes are not a whole checkpoint
+        first = str(e).splitlines()[0][:200] if str(e) else ""
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt and cannot be read ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200]}); use an earlier checkpoint or retrain") from None
+                              f"{first}); use an earlier checkpoint or retrain") from e
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_name" not in ckpt:
-        raise CheckpointError(f"{path} is not a TextDuel checkpoint (no model_name/model entries)")
+        raise CheckpointError(f"{path} is not a TextDuel checkpoint (no model_name/model entries); "
+                              "give a last.pt or best.pt written by a TextDuel trainer")
     return ckpt
 
 
-def check_compatible(ckpt: dict, model_name: str, model_config: dict, vocab: list[str] | None = None) -> None:
-    """Refuse to resume into a different model, config or vocabulary, naming what differs."""
+def check_compatible(ckpt: dict, model_name: str, model_config: dict, vocab: list[str] | None = None,
+                     data: dict | None = None) -> None:
+    """Refuse to resume into a different model, config, vocabulary or dataset, naming what differs.
+
+    `data` holds the run's data settings (e.g. dataset and split), compared with the
+    checkpoint's train_config: a corpus with the same vocabulary is still other data."""
+    fix = "resume with the checkpoint's settings, or start a new run (another --run_name, or --resume false)"
     if ckpt["model_name"] != model_name:
-        raise CheckpointError(f"checkpoint holds model {ckpt['model_name']!r}, but this run builds {model_name!r}")
+        raise CheckpointError(f"checkpoint holds model {ckpt['model_name']!r}, but this run builds {model_name!r}; {fix}")
+    old = ckpt.get("tokenizer", {}).get("itos")
+    if vocab is not None and old != list(vocab):
+        old = old or []
+        old_set, new_set = set(old), set(vocab)
+        only_old = [s for s in old if s not in new_set]
+        only_new = [s for s in vocab if s not in old_set]
+        detail = (f"symbols only in the checkpoint: {only_old[:10]}; only in this dataset: {only_new[:10]}"
+                  if only_old or only_new else "the same symbols in a different order")
+        raise CheckpointError(f"checkpoint vocabulary ({len(old)} symbols) differs from this dataset's "
+                              f"({len(vocab)} symbols): {detail}; {fix}")
+    old_data = ckpt.get("train_config", {})
+    diffs = [f"{k}: checkpoint {old_data[k]!r} vs run {v!r}" for k, v in (data or {}).items()
+             if k in old_data and old_data[k] != v]
+    if diffs:
+        raise CheckpointError("checkpoint was trained on other data: " + "; ".join(diffs) + f"; {fix}")
     diffs = [f"{k}: checkpoint {ckpt['model_config'].get(k)!r} vs run {v!r}"
              for k, v in model_config.items() if ckpt["model_config"].get(k) != v]
     if diffs:
-        raise CheckpointError("checkpoint model config differs from this run's: " + "; ".join(diffs))
-    if vocab is not None and ckpt.get("tokenizer", {}).get("itos") != list(vocab):
-        old = ckpt.get("tokenizer", {}).get("itos") or []
-        raise CheckpointError(f"checkpoint vocabulary ({len(old)} symbols) differs from this dataset's "
-                              f"({len(vocab)} symbols); it was trained on other data")
+        raise CheckpointError("checkpoint model config differs from this run's: " + "; ".join(diffs) + f"; {fix}")

@@ -4,6 +4,23 @@ Padding never counts: targets at padding are IGNORE_INDEX and are neither summed
 counted, so the figure is nats per token (per character on names and Shakespeare),
 <eos> included as in makemore. The pass is complete and in a fixed order, so the
 same checkpoint always gives the same number.
+
+Two other figures, each clearly named:
+
+- `nll_with_pad` (from `lm_nll(..., pad_len=L)`): the figure the text-GAN code bases
+  print (Texygen, TextGAN-PyTorch, RelGAN). They pad every sequence to a fixed max_len
+  and average the cross-entropy over all max_len positions, pad targets included; their
+  models are trained on those pads and predict them almost perfectly, so the average
+  is diluted by near-zero terms. Our models stop at <eos>, so we count every position
+  after it as a pad predicted with probability 1 (what such a model approaches): the
+  figure is (sum of -log p over real tokens) / (sequences x L). It is NOT per token and
+  shrinks as L grows; report it only beside papers that print it.
+- `latent_nll`: for a generator with a latent (the GAN), p(x) = E_u p(x | u) has no
+  closed form. We estimate -log p(x) by -log (1/K) sum_k p(x | u_k), u_k drawn from the
+  prior, a log-mean-exp over K draws. By Jensen's inequality E[log mean_k p(x | u_k)] <=
+  log E[p(x | u)] = log p(x), so the estimate is an UPPER bound on the NLL in
+  expectation, which tightens as K grows (the importance-weighted bound of Burda et al.
+  2016, "Importance Weighted Autoencoders", with the prior as proposal).
 """
 
 from __future__ import annotations
@@ -16,24 +33,100 @@ import torch.nn.functional as F
 from datasets.tokenizers import IGNORE_INDEX
 
 
+def _summary(total: float, count: int, rows: int, pad_len: int | None) -> dict:
+    mean = total / max(count, 1)
+    out = {"nll": mean, "bits": mean / math.log(2), "ppl": math.exp(mean), "tokens": count, "sequences": rows}
+    if pad_len is not None:
+        out["nll_with_pad"] = total / max(rows * pad_len, 1)
+    return out
+
+
+def _check_pad_len(pad_len, y):
+    if pad_len is not None and y.size(1) > pad_len:
+        raise ValueError(f"pad_len={pad_len} but a batch has {y.size(1)} target positions; "
+                         "pass the padded length the papers use (at least the data's block_size)")
+
+
 @torch.no_grad()
-def lm_nll(model, batches, device, autocast_ctx=None) -> dict:
+def lm_nll(model, batches, device, autocast_ctx=None, temperature: float = 1.0,
+           pad_len: int | None = None) -> dict:
     """Sum of -log p over every target token / number of target tokens (nats),
-    with bits per token and perplexity derived from it."""
+    with bits per token and perplexity derived from it.
+
+    temperature: score the model whose logits are divided by it (the distribution that
+    sampling at that temperature draws from; the NLL-test axis of a temperature sweep).
+    pad_len: sequence mode only; also return `nll_with_pad`, the padding-included
+    text-GAN figure over pad_len positions per sequence (see the module docstring).
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    total, count, rows = 0.0, 0, 0
     for x, y in batches:
+        _check_pad_len(pad_len, y)
         x, y = x.to(device), y.to(device)
         if autocast_ctx is not None:
             with autocast_ctx():
                 logits, _ = model(x)
         else:
             logits, _ = model(x)
-        nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
+        logits = logits.float() / temperature
+        nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1),
                               ignore_index=IGNORE_INDEX, reduction="sum")
         total += nll.item()
         count += int((y != IGNORE_INDEX).sum())
+        rows += y.size(0)
     model.train(was_training)
-    mean = total / max(count, 1)
-    return {"nll": mean, "bits": mean / math.log(2), "ppl": math.exp(mean), "tokens": count}
+    return _summary(total, count, rows, pad_len)
+
+
+def gan_latent(model, batch_size: int, T: int, generator: torch.Generator | None = None) -> dict:
+    """Everything gan.Generator draws at random for a teacher-forced pass: z ~ N(0, I)
+    and the per-step noise (B, T, N). Both are the latent u of p(x) = E_u p(x | u)."""
+    dev = model.lm_head.weight.device
+    z = torch.randn(batch_size, model.config.mapping.z_dim, generator=generator, device=dev)
+    return {"z": z, "noise": model.make_noise(batch_size, T, generator=generator)}
+
+
+@torch.no_grad()
+def latent_nll(model, batches, K: int, device, draw_latent=gan_latent, seed: int = 0,
+               temperature: float = 1.0, psi: float = 1.0, pad_len: int | None = None) -> dict:
+    """NLL per token of a latent-variable generator, estimated by log-mean-exp over K latents.
+
+    For each sequence x: log p^(x) = logsumexp_k log p(x | u_k) - log K, u_1..u_K drawn
+    independently from the prior by draw_latent(model, B, T, generator) -> the keyword
+    arguments of model.forward (default: z and noise for gan.Generator). Then
+    nll = -sum_x log p^(x) / (real target tokens), padding excluded as in lm_nll.
+
+    An upper bound on the true NLL in expectation (Jensen), exact as K -> infinity; with
+    a model that ignores its latent it equals lm_nll for every K. Deterministic given seed.
+    psi != 1 is passed on to forward (the truncated generator's likelihood).
+    """
+    if K < 1:
+        raise ValueError(f"K must be >= 1, got {K}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    was_training = model.training
+    model.eval()
+    g = torch.Generator(device=device).manual_seed(seed)
+    extra = {"psi": psi} if psi != 1.0 else {}
+    total, count, rows = 0.0, 0, 0
+    for x, y in batches:
+        _check_pad_len(pad_len, y)
+        x, y = x.to(device), y.to(device)
+        B, T = y.shape
+        log_px_given_u = []
+        for _ in range(K):
+            logits, _ = model(x, **draw_latent(model, B, T, g), **extra)
+            logits = logits.float() / temperature
+            nll = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=IGNORE_INDEX, reduction="none")  # (B, T)
+            log_px_given_u.append(-nll.sum(dim=1))  # (B,) log p(x | u_k), pad targets contribute 0
+        log_px = torch.logsumexp(torch.stack(log_px_given_u), dim=0) - math.log(K)  # (B,)
+        total += -log_px.sum().item()
+        count += int((y != IGNORE_INDEX).sum())
+        rows += B
+    model.train(was_training)
+    out = _summary(total, count, rows, pad_len)
+    out["K"] = K
+    return out

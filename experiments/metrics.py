@@ -26,6 +26,11 @@ calls). Sequences are lists of tokens; tokenisation is the caller's business.
   of samples and of data.
 - Number-name metrics (precision, novelty, recall) for the `numbers` dataset, with the
   grammar checker passed in as a function.
+- NLL-oracle (Yu et al. 2017, SeqGAN) for the `oracle` dataset, with the oracle passed in.
+
+Metrics that need a trained language model (LM score, reverse LM score) live in
+experiments/lm_score.py; NLL-test (and its padding-included and latent forms) in
+experiments/evaluate.py.
 
 nltk's sentence BLEU, as reproduced here (nltk 3.10, `nltk/translate/bleu_score.py`):
   p_k = sum over hypothesis k-grams g of min(count_hyp(g), max over refs count_ref(g))
@@ -355,3 +360,50 @@ def numbers_metrics(samples: Sequence[str], train: set[str], test: set[str],
         "novelty": sum(s not in train for s in valid) / len(valid) if valid else 0.0,
         "recall": sum(t in distinct for t in test) / len(test),
     }
+
+
+# ---------------------------------------------------------------------------------------
+# NLL-oracle
+
+
+def oracle_nll(samples: Sequence[Tokens], oracle, seq_len: int, vocab_size: int,
+               batch_size: int = 256) -> dict:
+    """NLL-oracle (Yu et al. 2017, SeqGAN): mean NLL per token of samples under the oracle.
+
+    Each sample's tokens are oracle ids written as decimal strings ("17", "4032"). A
+    sample is scored only if every token is an integer in [0, vocab_size) and it has at
+    least one token; anything else (an <unk>, a stray word, an empty sample) cannot be
+    scored by the oracle and is counted in `invalid` instead of being scored. Samples
+    longer than seq_len (the oracle's horizon; SeqGAN samples exactly seq_len tokens) are
+    scored on their first seq_len tokens; shorter ones on the tokens they have.
+
+    Returns {"nll": mean over the scored tokens (nan if none), "invalid": share of
+    samples not scored, "scored": number scored}. oracle.nll(ids (B, T), lengths (B,))
+    is the oracle's own per-token scorer (datasets/oracle.py).
+    """
+    import torch  # local: the rest of this module is pure Python
+
+    if len(samples) == 0:
+        raise ValueError("no samples")
+    rows = []
+    for s in samples:
+        _check_tokens(s, "each sample")
+        try:
+            ids = [int(t) for t in s[:seq_len]]
+        except ValueError:
+            continue
+        if ids and all(0 <= i < vocab_size for i in ids) and all(str(i) == t for i, t in zip(ids, s)):
+            rows.append(ids)
+    out = {"invalid": 1 - len(rows) / len(samples), "scored": len(rows), "nll": float("nan")}
+    total, count = 0.0, 0
+    for start in range(0, len(rows), batch_size):  # (B, T, V) logits: keep B moderate
+        chunk = rows[start:start + batch_size]
+        lengths = torch.tensor([len(r) for r in chunk])
+        ids = torch.zeros(len(chunk), int(lengths.max()), dtype=torch.long)
+        for i, r in enumerate(chunk):
+            ids[i, :len(r)] = torch.tensor(r)
+        n = int(lengths.sum())
+        total, count = total + oracle.nll(ids, lengths) * n, count + n
+    if count:
+        out["nll"] = total / count
+    return out

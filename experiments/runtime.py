@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import warnings
 
 import torch
 
@@ -29,7 +30,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """'auto' -> bf16 on CUDA devices that support it, else fp32 (CPU and MPS train in fp32)."""
+    """The precision a run computes in: 'auto' -> bf16 autocast on CUDA devices that support it,
+    else fp32. Mixed precision is CUDA-only here, so asking for bf16/fp16 elsewhere gives fp32
+    with a warning (the run goes on; the returned dtype is the one actually used)."""
     if name == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
@@ -38,6 +41,10 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
              "float16": torch.float16, "fp16": torch.float16}
     if name not in table:
         raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {name!r}")
+    if table[name] != torch.float32 and device.type != "cuda":
+        warnings.warn(f"dtype={name} ignored on {device.type}: autocast is used on CUDA only; computing in float32",
+                      stacklevel=2)
+        return torch.float32
     return table[name]
 
 
@@ -53,14 +60,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def make_optimizer(model, lr, weight_decay, betas, device):
+def make_optimizer(model, lr, weight_decay, betas, device, fused: bool | None = None):
     """AdamW with weight decay on 2-D weights (matmuls, embeddings) only: biases and
-    LayerNorm gains are not decayed (as in GPT-2 / nanoGPT). Fused kernel on CUDA."""
+    LayerNorm gains are not decayed (as in GPT-2 / nanoGPT). The fused kernel is used on
+    CUDA (fused=None: auto; False turns it off, e.g. to measure its effect)."""
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    extra = {"fused": True} if device.type == "cuda" else {}
+    extra = {"fused": True} if device.type == "cuda" and fused is not False else {}
     return torch.optim.AdamW(groups, lr=lr, betas=betas, **extra)
 
 
@@ -79,6 +87,9 @@ def maybe_compile(model, enabled: bool, device: torch.device):
     and needs a C++ toolchain). Checkpoints always save the uncompiled module."""
     if enabled and device.type == "cuda":
         return torch.compile(model)
+    if enabled:
+        warnings.warn(f"compile=true ignored on {device.type}: torch.compile is used on CUDA only; running eager",
+                      stacklevel=2)
     return model
 
 

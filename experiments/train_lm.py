@@ -13,6 +13,12 @@ NLL is reported per token with padding excluded.
 The loop is plain on purpose: AdamW (weight decay on 2-D weights only), linear warmup
 and cosine decay, gradient clipping, a complete deterministic validation pass every
 eval_interval steps, resume from last.pt with --resume true.
+
+Resume is exact (tests/test_resume.py kills a run with SIGKILL): batches are a function of
+(seed, step), and last.pt holds the optimizer, the step, best_val and the global RNG state
+right after that step; evaluation and sampling use their own generators, never the global
+RNG, and wall-clock timing only feeds logs. Keep it so. A non-finite loss or gradient
+norm stops the run before the update, so no checkpoint ever holds broken weights.
 """
 
 from __future__ import annotations
@@ -32,12 +38,13 @@ from tqdm import tqdm
 from baselines import MODELS
 from baselines.sampling import generate
 from datasets import BOS_ID, LMData, build_tokenizer, load_corpus
-from datasets.tokenizers import Tokenizer
 from experiments import config as cfglib
 from experiments import runtime
-from experiments.checkpoint import check_compatible, load_checkpoint, save_checkpoint, unwrap
+from experiments.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint, unwrap
+from experiments.diagnostics import Diagnostics, log_stats
 from experiments.evaluate import lm_nll
 from experiments.logger import RunLogger
+from experiments.periodic import SampleEvaluator
 
 
 @dataclass
@@ -67,9 +74,12 @@ class TrainConfig:
     beta2: float = 0.99
     grad_clip: float = 1.0         # max global gradient norm; 0 = off
     eval_interval: int = 500       # steps between validation passes, checkpoints and samples
+    ckpt_interval: int = 0         # steps between extra last.pt checkpoints (cheap preemption insurance); 0 = at evaluations only
     eval_batch_size: int = 256
     log_interval: int = 10         # steps between train scalars
+    diagnostics_interval: int = 0  # steps between training diagnostics (activations, gradients, update:data; experiments/diagnostics.py); 0 = off
     num_samples: int = 20          # samples printed and logged at each evaluation and at the end
+    eval_samples: int = 200        # samples scored at each evaluation (BLEU, self-BLEU, ...: experiments/periodic.py); 0 = off
     temperature: float = 1.0
     top_k: int = 0                 # 0 = no top-k filtering
     resume: bool = False           # continue from run_dir/last.pt
@@ -79,11 +89,20 @@ class TrainConfig:
         positive = ("batch_size", "grad_accum", "max_steps", "eval_interval", "eval_batch_size", "log_interval")
         for name in positive:
             if getattr(self, name) <= 0:
-                raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
-        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
-            raise ValueError(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
+                raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}; "
+                                 f"set --{name} to a number > 0")
+        non_negative = ("ckpt_interval", "diagnostics_interval", "warmup_steps", "max_minutes", "weight_decay", "grad_clip", "top_k")
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}; "
+                                 f"set --{name} to 0 (off) or a positive number")
+        if not (math.isfinite(self.lr) and 0 < self.lr and 0 <= self.min_lr <= self.lr):
+            raise ValueError(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}; "
+                             "set --lr and --min_lr accordingly")
+        if self.eval_samples < 0 or self.eval_samples == 1:
+            raise ValueError(f"eval_samples must be 0 (off) or >= 2, got {self.eval_samples}")
         if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+            raise ValueError(f"temperature must be > 0, got {self.temperature}; use top_k=1 for greedy decoding")
         if self.model not in MODELS:
             import difflib
             close = difflib.get_close_matches(self.model, list(MODELS), n=3)
@@ -126,8 +145,11 @@ def main(argv=None):
     # ---- data: the vocabulary comes from the training split (or from the checkpoint we resume)
     corpus = load_corpus(cfg.dataset, data_dir=cfg.data_dir or None, split=cfg.split or None,
                          level=cfg.level, mode=cfg.mode)
+    if cfg.resume and not last_path.is_file():
+        raise CheckpointError(f"resume=true but there is no {last_path} to continue from; check --out_dir and "
+                              "--run_name, or start the run without --resume")
     ckpt = load_checkpoint(last_path) if cfg.resume else None
-    tokenizer = Tokenizer.from_state(ckpt["tokenizer"]) if ckpt else build_tokenizer(corpus)
+    tokenizer = build_tokenizer(corpus)  # deterministic; on resume it must equal the checkpoint's (checked below)
     data = LMData(corpus, tokenizer, block_size=model_cfg.block_size)
 
     # ---- model: sizes the data decides are filled in here, once
@@ -139,7 +161,8 @@ def main(argv=None):
         model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), device)
     step, best_val = 0, math.inf
     if ckpt:
-        check_compatible(ckpt, cfg.model, asdict(model_cfg), tokenizer.itos)
+        check_compatible(ckpt, cfg.model, asdict(model_cfg), tokenizer.itos,
+                         data={"dataset": cfg.dataset, "split": cfg.split})
         model.load_state_dict(ckpt["model"])
         if optimizer is not None:
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -147,6 +170,10 @@ def main(argv=None):
         runtime.set_rng_state(ckpt["rng"])
         if dist.is_main:
             print(f"resumed {last_path} at step {step} (best val nll {best_val:.4f})")
+            changed = [f"{k} {v!r} -> {getattr(cfg, k)!r}" for k, v in ckpt["train_config"].items()
+                       if k not in ("resume", "progress") and hasattr(cfg, k) and getattr(cfg, k) != v]
+            if changed:  # allowed (e.g. a longer max_steps), but the run is no longer the uninterrupted one
+                print("settings changed since the checkpoint: " + ", ".join(changed))
     n_params = sum(p.numel() for p in model.parameters())
     say = tqdm.write if dist.is_main else (lambda *a, **k: None)  # prints without breaking the progress bar
     say(f"{cfg.model}: {n_params:,} parameters | {corpus.name}: vocab {tokenizer.vocab_size}, "
@@ -154,11 +181,28 @@ def main(argv=None):
           f"train {'sequences' if data.mode == 'sequence' else 'tokens'} | device {device} {str(dtype).replace('torch.', '')}")
     train_model = dist.wrap(runtime.maybe_compile(model, cfg.compile, device))
     log = RunLogger(run_dir, enabled=dist.is_main)
+    diag = Diagnostics(model) if cfg.diagnostics_interval and dist.is_main else None
+    # reference tables built once; sequence corpora only (BLEU needs one example per line)
+    evaluator = SampleEvaluator(corpus, tokenizer) if cfg.eval_samples and data.mode == "sequence" and dist.is_main else None
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps({"train": asdict(cfg), "model": asdict(model_cfg)}, indent=2))
 
+    saved_step = step if ckpt else None  # step of the newest last.pt, for error messages
+
+    def non_finite(what, value):
+        kept = f"{last_path} (step {saved_step}) is intact" if saved_step is not None else "no checkpoint was written yet"
+        fp32 = "" if dtype == torch.float32 else f", or train in float32 (now {str(dtype).replace('torch.', '')})"
+        return FloatingPointError(f"non-finite {what} ({value}) at step {step}; stopped before it reached the weights "
+                                  f"or a checkpoint, and {kept}. Lower lr (now {cfg.lr}) or keep grad_clip > 0 "
+                                  f"(now {cfg.grad_clip}){fp32}; then resume")
+
     def checkpoint(path):
+        nonlocal saved_step
+        bad = [n for n, p in unwrap(model).named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:  # never overwrite a good checkpoint with broken weights
+            raise non_finite("parameters", ", ".join(bad[:5]))
+        saved_step = step if path == last_path else saved_step
         if not dist.is_main:
             return
         save_checkpoint(path, {
@@ -182,6 +226,8 @@ def main(argv=None):
         log.scalar("val/bits", val["bits"], step)
         samples = draw_samples(cfg.num_samples, seed=cfg.seed + step)
         log.samples("samples", samples, step)
+        if evaluator is not None:  # the eval/ tags every trainer shares; a fixed seed, so the curve tracks the model
+            evaluator(draw_samples(cfg.eval_samples, seed=cfg.seed + 1), step, log)
         if val["nll"] < best_val:
             best_val = val["nll"]
             checkpoint(best_path)
@@ -194,8 +240,10 @@ def main(argv=None):
         model.fit((x.to(device), y.to(device)) for x, y in data.eval_batches("train", cfg.eval_batch_size))
         evaluate_and_checkpoint()
     t_start, t_last, tokens_since = time.time(), time.time(), 0
+    step_seconds, steps_timed = 0.0, 0  # time inside optimizer steps only (no evaluation, logging, checkpoints, diagnostics)
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not (cfg.progress and dist.is_main), dynamic_ncols=True, desc=cfg.model)
     while step < cfg.max_steps and not closed_form:
+        t_step = time.perf_counter()
         lr = runtime.lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -203,6 +251,9 @@ def main(argv=None):
         x, y = data.train_batch(step, cfg.batch_size, cfg.seed)
         n_global = int((y >= 0).sum())  # target tokens in the global batch
         micro = list(zip(x[dist.rank::dist.world].chunk(cfg.grad_accum), y[dist.rank::dist.world].chunk(cfg.grad_accum)))
+        diagnose = diag is not None and (step + 1) % cfg.diagnostics_interval == 0
+        if diagnose:
+            diag.start()  # forward hooks for this step only
         optimizer.zero_grad(set_to_none=True)
         loss_sum, n_rank = 0.0, 0
         for i, (xm, ym) in enumerate(micro):
@@ -214,17 +265,25 @@ def main(argv=None):
                 with amp():
                     _, loss = train_model(xm, ym)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"non-finite training loss ({loss.item()}) at step {step}; stopping. The last good "
-                        f"checkpoint is {last_path}. Lower lr (now {cfg.lr}) or set grad_clip")
+                    raise non_finite("training loss", loss.item())
                 # this micro-batch's share of the global per-token mean (x world, because DDP
                 # averages gradients over ranks): the same gradient as one big batch
                 (loss * (n_micro / n_global) * dist.world).backward()
             loss_sum, n_rank = loss_sum + loss.item() * n_micro, n_rank + n_micro
         loss = torch.tensor(loss_sum / max(n_rank, 1))  # mean over this rank's tokens, for logging
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        if not torch.isfinite(grad_norm):  # the same on every rank (gradients are all-reduced)
+            raise non_finite("gradient norm", grad_norm.item())
+        if diagnose:
+            diag.before_step()  # removes the hooks; gradients as the optimizer gets them, weights before the step
         optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # kernels are asynchronous: time the finished step
+        if not diagnose:  # a diagnostics step carries hooks and weight copies: left out of the step time
+            step_seconds, steps_timed = step_seconds + time.perf_counter() - t_step, steps_timed + 1
         step += 1
+        if diagnose:
+            log_stats(log, diag.after_step(), step)
         tokens_since += n_global
         bar.update(1)
         if step % cfg.log_interval == 0:
@@ -237,6 +296,8 @@ def main(argv=None):
         if step % cfg.eval_interval == 0 or step == cfg.max_steps or out_of_time:
             val = evaluate_and_checkpoint()
             say(f"step {step}: train loss {loss.item():.4f}, val nll {val['nll']:.4f}")
+        elif cfg.ckpt_interval and step % cfg.ckpt_interval == 0:
+            checkpoint(last_path)
         if out_of_time:
             say(f"wall-clock budget of {cfg.max_minutes} min reached at step {step}")
             break
@@ -250,7 +311,8 @@ def main(argv=None):
     val = lm_nll(model, data.eval_batches("val", cfg.eval_batch_size), device, amp)
     samples = draw_samples(cfg.num_samples, seed=cfg.seed)
     metrics = {"test/nll": test["nll"], "test/bits": test["bits"], "test/ppl": test["ppl"], "val/nll_best": val["nll"],
-               "params": n_params, "steps": step, "train_seconds": train_seconds}
+               "params": n_params, "steps": step, "train_seconds": train_seconds,
+               "ms_per_step": 1000 * step_seconds / steps_timed if steps_timed else None}
     log.samples("samples/final", samples, step)
     log.hparams({**asdict(cfg), **{f"model.{k}": v for k, v in asdict(model_cfg).items()}},
                 {"hparam/test_nll": test["nll"], "hparam/val_nll": val["nll"]}, step)

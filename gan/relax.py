@@ -42,11 +42,12 @@ from datasets.tokenizers import IGNORE_INDEX, PAD_ID
 
 
 def gumbel_noise(shape, generator=None, device=None, dtype=torch.float32):
-    """Standard Gumbel samples, -log(-log(u)) with u ~ U(0, 1) kept off 0 and 1."""
-    u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
-    tiny = torch.finfo(dtype).tiny
-    u = u.clamp(min=tiny, max=1.0 - torch.finfo(dtype).eps)
-    return -torch.log(-torch.log(u))
+    """Standard Gumbel samples, -log(e) with e ~ Exp(1) (the same law as -log(-log(u)),
+    u ~ U(0, 1)), as torch.nn.functional.gumbel_softmax draws them: three in-place passes
+    over the (B, V) logits instead of six, which matters on a CPU with a large vocabulary.
+    e is kept off 0, so the noise is finite."""
+    e = torch.empty(shape, device=device, dtype=dtype).exponential_(generator=generator)
+    return e.clamp_min_(torch.finfo(dtype).tiny).log_().neg_()
 
 
 def gumbel_softmax(logits, beta: float = 1.0, generator=None):

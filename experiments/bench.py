@@ -1,0 +1,426 @@
+"""Speed, measured: every registered language model, GPT-2 at nanoGPT's CPU config, and
+BLEU against nltk.
+
+    python -m experiments.bench                     # the full benchmark (a few minutes on a 2-core CPU)
+    python -m experiments.bench --quick true        # a few steps of everything: a smoke test
+    python -m experiments.bench --models gpt2,lstm --dtype bfloat16 --compile true --fused true
+
+What each figure is:
+- train tok/s, ms/iter: one optimizer step = zero_grad, forward, backward, gradient
+  clipping at 1.0, AdamW step (the trainer's step), timed over `steps` steps after
+  `warmup` untimed ones. Tokens are target tokens, padding excluded. Every model at its
+  default size (baselines/<model>.py) on names-like data: vocabulary 30, block 16, batch
+  32, lengths uniform in 3..15. The count bigram has no optimizer step: its figure is
+  counting (`fit`).
+- sample tok/s: baselines.sampling.generate from <bos> for `sample_batch` rows and
+  block-1 new tokens with <eos> disabled (so every row runs to the end), with the
+  incremental state (`init_cache`: KV cache or recurrent state) and without it
+  (re-running the model on the whole prefix at every step); the fastest of 5 runs.
+- peak mem: on CUDA, torch.cuda.max_memory_allocated during the training measurement,
+  minus what was allocated before. On CPU, the process's peak resident set size during
+  it minus the resident size before it: Linux's VmHWM, reset per model through
+  /proc/self/clear_refs after a gc and malloc_trim. That includes allocator caching and
+  is approximate to ~1 MB. (tracemalloc does not see torch's allocations; where
+  /proc is absent, getrusage's ru_maxrss is used, which only shows new peaks.)
+- MFU (CUDA only): 6 * N * train tok/s over the GPU's dense bf16 peak from PEAK_BF16
+  (N = all parameters; the attention term is left out), for bf16 runs.
+- nanoGPT's CPU config: GPT-2 with 4 layers, 4 heads, 128 wide, block 64, batch 12,
+  vocabulary 65 (shakespeare-char), dropout 0: the figure people compare against.
+- On CUDA the defaults are bf16 autocast, torch.compile and fused AdamW, and a table
+  shows each one's effect on nanoGPT's GPU shakespeare-char config (6 layers, 6 heads,
+  384 wide, block 256, batch 64): all on, then each one off, then all off. On CPU they
+  are off; asking for them prints a note and the benchmark runs without them.
+- BLEU: experiments.metrics.BleuReference (BLEU-2..5 at once) against nltk's
+  sentence_bleu called per hypothesis and n (Texygen's loop), on COCO when the data
+  directory has it, else on synthetic sentences; nltk is timed on a subset and
+  extrapolated. The full comparison, self-BLEU included: python -m experiments.bench_bleu.
+
+The machine's load matters: on a shared machine, figures move by tens of percent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import math
+import os
+import platform
+import random
+import resource
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from baselines import MODELS
+from baselines.gpt2 import GPT, GPTConfig
+from baselines.sampling import generate
+from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID
+from experiments import config as cfglib
+from experiments import runtime
+
+REPO = Path(__file__).resolve().parents[1]
+
+# dense bf16 tensor-core peak, FLOP/s, by a substring of torch.cuda.get_device_name()
+# (most specific first). MFU is reported only for GPUs listed here.
+PEAK_BF16 = [
+    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200", 989e12), ("GH200", 989e12),
+    ("A100", 312e12), ("L40S", 362e12), ("L4", 121e12), ("A10", 125e12),
+]
+
+
+@dataclass
+class BenchConfig:
+    models: str = ""              # comma-separated names from baselines.MODELS; "" = all of them
+    device: str = "auto"          # auto (cuda > mps > cpu) | cpu | cuda | ...
+    dtype: str = "auto"           # auto (bf16 autocast on CUDA, fp32 elsewhere) | float32 | bfloat16
+    compile: bool | None = None   # torch.compile; None = on CUDA only
+    fused: bool | None = None     # fused AdamW; None = on CUDA only
+    vocab_size: int = 30          # names-like data for the per-model table
+    block_size: int = 16
+    batch_size: int = 32
+    sample_batch: int = 32        # rows sampled at once
+    steps: int = 20               # timed training steps per measurement
+    warmup: int = 3               # untimed steps first (more when compiling)
+    effects: bool = True          # CUDA: the bf16 / compile / fused AdamW table
+    bleu: bool = True
+    data_dir: str = ""            # COCO for the BLEU timing (else $TEXTDUEL_DATA_DIR, ../shared/data, synthetic)
+    quick: bool = False           # a few steps of everything (tests/test_bench.py)
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "batch_size", "sample_batch", "steps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"BenchConfig.{name} must be positive, got {getattr(self, name)}; set --{name} > 0")
+        if self.vocab_size < 5 or self.block_size < 4:
+            raise ValueError("need vocab_size >= 5 (4 special tokens) and block_size >= 4")
+        unknown = [m for m in self.model_names() if m not in MODELS]
+        if unknown:
+            import difflib
+            hints = {m: difflib.get_close_matches(m, list(MODELS), n=1) for m in unknown}
+            raise ValueError("unknown model(s) " + ", ".join(f"{m!r}" + (f" (did you mean {h[0]!r}?)" if h else "")
+                                                         for m, h in hints.items())
+                             + f"; choose from {sorted(MODELS)}")
+
+    def model_names(self) -> list[str]:
+        return [m.strip() for m in self.models.split(",") if m.strip()] or list(MODELS)
+
+
+# ---------------------------------------------------------------------------- measuring
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class PeakMemory:
+    """Peak memory of the work inside `with`, in bytes (see the module docstring)."""
+
+    def __init__(self, device):
+        self.device, self.bytes = device, 0
+
+    @staticmethod
+    def _status(key):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+        raise OSError(f"{key} not in /proc/self/status")
+
+    def __enter__(self):
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+            return self
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap back, so it is not reused unseen
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current resident size (Linux >= 4.0)
+            self.base, self.proc = self._status("VmRSS"), True
+        except OSError:
+            scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+            self.base, self.proc, self.scale = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, False, scale
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.bytes = torch.cuda.max_memory_allocated(self.device) - self.base
+        elif self.proc:
+            self.bytes = self._status("VmHWM") - self.base
+        else:
+            self.bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * self.scale - self.base
+        return False
+
+
+def names_like_batches(n, batch_size, block_size, vocab_size, seed):
+    """The trainer's sequence format: x = [<bos>, t1..tn, <pad>...], y = [t1..tn, <eos>, -1...]."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        lengths = torch.randint(3, block_size, (batch_size,), generator=g)  # real tokens, <eos> excluded
+        x = torch.full((batch_size, block_size), PAD_ID)
+        y = torch.full((batch_size, block_size), IGNORE_INDEX)
+        for b, L in enumerate(lengths.tolist()):
+            t = torch.randint(4, vocab_size, (L,), generator=g)
+            x[b, 0], x[b, 1:L + 1] = BOS_ID, t
+            y[b, :L], y[b, L] = t, EOS_ID
+        out.append((x, y))
+    return out
+
+
+def stream_batches(n, batch_size, block_size, vocab_size, seed):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        t = torch.randint(0, vocab_size, (batch_size, block_size + 1), generator=g)
+        out.append((t[:, :-1], t[:, 1:]))
+    return out
+
+
+def train_speed(model, batches, cfg, setup):
+    """(target tokens per second, ms per step, peak bytes) of the trainer's optimizer step."""
+    device, dtype = setup["device"], setup["dtype"]
+    batches = [(x.to(device), y.to(device), int((y != IGNORE_INDEX).sum())) for x, y in batches]
+    with PeakMemory(device) as mem:
+        if getattr(model, "closed_form", False):  # the count bigram: counting is its training
+            def step(x, y):
+                model.fit([(x, y)])
+        else:
+            optimizer = runtime.make_optimizer(model, 1e-3, 0.1, (0.9, 0.99), device, fused=setup["fused"])
+            fwd = torch.compile(model) if setup["compile"] else model
+
+            def step(x, y):
+                optimizer.zero_grad(set_to_none=True)
+                with runtime.autocast(device, dtype):
+                    _, loss = fwd(x, y)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+        model.train()
+        warmup = cfg.warmup + (10 if setup["compile"] and not cfg.quick else 0)  # compiling happens here
+        for i in range(warmup):
+            step(*batches[i % len(batches)][:2])
+        sync(device)
+        tokens, t0 = 0, time.perf_counter()
+        for i in range(cfg.steps):
+            x, y, n = batches[i % len(batches)]
+            step(x, y)
+            tokens += n
+        sync(device)
+        dt = time.perf_counter() - t0
+    return tokens / dt, 1000 * dt / cfg.steps, mem.bytes
+
+
+def sample_speed(model, rows, new_tokens, setup, use_cache, repeats):
+    """Sampled tokens per second (<eos> disabled, so every row produces new_tokens); the
+    fastest of `repeats` runs, since one run is short and a shared machine is noisy."""
+    device = setup["device"]
+    start = torch.full((rows, 1), BOS_ID, dtype=torch.long, device=device)
+    g = torch.Generator(device=device).manual_seed(0)
+    best = math.inf
+    with runtime.autocast(device, setup["dtype"]):
+        generate(model, start, 2, eos_id=None, use_cache=use_cache, generator=g)  # warm up
+        for _ in range(repeats):
+            sync(device)
+            t0 = time.perf_counter()
+            out = generate(model, start, new_tokens, eos_id=None, use_cache=use_cache, generator=g)
+            sync(device)
+            best = min(best, time.perf_counter() - t0)
+    return rows * (out.size(1) - 1) / best
+
+
+def mfu(n_params, tokens_per_sec, setup):
+    """Model FLOPs utilisation, or None where the peak is unknown (CPU, fp32, unlisted GPU)."""
+    if setup["device"].type != "cuda" or setup["dtype"] != torch.bfloat16:
+        return None
+    name = torch.cuda.get_device_name(setup["device"])
+    peak = next((p for key, p in PEAK_BF16 if key in name), None)
+    return None if peak is None else 6 * n_params * tokens_per_sec / peak
+
+
+def build(name, vocab_size, block_size, seed, device, **sizes):
+    model_cls, config_cls = MODELS[name]
+    torch.manual_seed(seed)
+    return model_cls(config_cls(vocab_size=vocab_size, block_size=block_size, **sizes)).to(device)
+
+
+def gpt2_throughput(sizes, vocab_size, block_size, batch_size, cfg, setup):
+    model = GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, dropout=0.0, **sizes)).to(setup["device"])
+    batches = stream_batches(4, batch_size, block_size, vocab_size, cfg.seed)
+    tok_s, ms, mem = train_speed(model, batches, cfg, setup)
+    return {"params": sum(p.numel() for p in model.parameters()), "tokens_per_sec": tok_s, "ms_per_iter": ms,
+            "peak_bytes": mem, "mfu": mfu(sum(p.numel() for p in model.parameters()), tok_s, setup)}
+
+
+# ---------------------------------------------------------------------------- BLEU
+
+def bleu_speed(cfg):
+    from experiments.bench_bleu import NS, nltk_scores, timed
+    from experiments.metrics import BleuReference
+
+    data_dir = Path(cfg.data_dir or os.environ.get("TEXTDUEL_DATA_DIR") or REPO.parent / "shared" / "data")
+    coco = (data_dir / "image_coco.txt", data_dir / "image_coco_test.txt")
+    if not cfg.quick and all(p.is_file() for p in coco):
+        hyps = [line.split() for line in coco[0].read_text(encoding="utf-8").splitlines()][:2000]
+        refs = [line.split() for line in coco[1].read_text(encoding="utf-8").splitlines()]
+        source, n_nltk = f"COCO ({data_dir})", 10
+    else:
+        rng = random.Random(cfg.seed)
+        words = [f"w{i}" for i in range(300)]
+        sentence = lambda: [rng.choice(words) for _ in range(rng.randint(6, 14))]  # noqa: E731
+        n_refs, n_hyps = (200, 20) if cfg.quick else (5000, 1000)
+        refs, hyps = [sentence() for _ in range(n_refs)], [sentence() for _ in range(n_hyps)]
+        source, n_nltk = "synthetic sentences (no COCO in the data directory)", 3 if cfg.quick else 10
+    table, t_build = timed(BleuReference, refs, max(NS))
+    _, t_score = timed(table.corpus_scores, hyps, NS)
+    subset = hyps[:n_nltk]
+    theirs, t_nltk = timed(lambda: [nltk_scores(refs, h) for h in subset])
+    ours = [table.sentence_scores(h, NS) for h in subset]
+    diff = max(abs(a[n] - b[n]) for a, b in zip(ours, theirs) for n in NS)
+    t_nltk_all = t_nltk * len(hyps) / len(subset)
+    return {"source": source, "refs": len(refs), "hyps": len(hyps), "n_nltk": len(subset), "build_s": t_build,
+            "score_s": t_score, "nltk_s_measured": t_nltk, "nltk_s_extrapolated": t_nltk_all,
+            "speedup": t_nltk_all / (t_build + t_score), "max_abs_diff": diff}
+
+
+# ---------------------------------------------------------------------------- report
+
+def human(x):
+    if x is None:
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.2f}{unit}"
+    return f"{x:.0f}"
+
+
+def mib(b):
+    return "-" if b is None else f"{b / 2**20:.1f} MiB"
+
+
+def resolve_setup(cfg) -> tuple[dict, list[str]]:
+    """The settings actually used, and notes on requests that this device cannot honour."""
+    device = runtime.resolve_device(cfg.device)
+    notes = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dtype = runtime.resolve_dtype(cfg.dtype, device)
+    notes += [str(w.message) for w in caught]
+    cuda = device.type == "cuda"
+    compile_ = cuda if cfg.compile is None else cfg.compile
+    if compile_ and not cuda:
+        notes.append(f"compile=true ignored on {device.type}: torch.compile is used on CUDA only; running eager")
+        compile_ = False
+    fused = cuda if cfg.fused is None else cfg.fused
+    if fused and not cuda:
+        notes.append(f"fused=true ignored on {device.type}: the fused AdamW kernel is used on CUDA only")
+        fused = False
+    return {"device": device, "dtype": dtype, "compile": compile_, "fused": fused}, notes
+
+
+def main(argv=None):
+    gc.freeze()  # everything alive now is never garbage: keeps each gc.collect() in PeakMemory fast
+    try:
+        return run(argv)
+    finally:
+        gc.unfreeze()
+
+
+def run(argv):
+    config_path, pairs = cfglib.split_cli(sys.argv[1:] if argv is None else argv)
+    cfg = cfglib.resolve({"bench": BenchConfig()}, cfglib.load_file(config_path) if config_path else {}, pairs)["bench"]
+    if cfg.quick:
+        cfg = cfglib.resolve({"bench": cfg}, {}, [("steps", "3"), ("warmup", "1"), ("sample_batch", "4")])["bench"]
+    setup, notes = resolve_setup(cfg)
+    device = setup["device"]
+    torch.manual_seed(cfg.seed)
+    results = {"setup": {k: str(v) for k, v in setup.items()}, "notes": notes, "models": {}}
+    dname = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    print(f"TextDuel benchmark | torch {torch.__version__} | device {device} ({dname}), {torch.get_num_threads()} "
+          f"threads | dtype {str(setup['dtype']).replace('torch.', '')} | compile {'on' if setup['compile'] else 'off'}"
+          f" | fused AdamW {'on' if setup['fused'] else 'off'}{' | quick' if cfg.quick else ''}")
+    for note in notes:
+        print(f"note: {note}")
+
+    # ---- every registered model, default sizes, names-like data
+    print(f"\nmodels at their default sizes on names-like data (vocab {cfg.vocab_size}, block {cfg.block_size}, "
+          f"batch {cfg.batch_size}); {cfg.steps} timed steps each; sampling {cfg.sample_batch} rows x "
+          f"{cfg.block_size - 1} tokens")
+    cuda = device.type == "cuda"
+    head = (f"{'model':<14}{'params':>9}{'train tok/s':>13}{'ms/iter':>9}{'sample tok/s':>14}{'no cache':>10}"
+            f"{'peak mem':>12}" + (f"{'MFU':>8}" if cuda else ""))
+    print(head)
+    batches = names_like_batches(4, cfg.batch_size, cfg.block_size, cfg.vocab_size, cfg.seed)
+    # one untimed run first, so that one-off costs (thread pools, allocator arenas, kernel
+    # selection) are not charged to whichever model happens to come first
+    train_speed(build("bigram-neural", cfg.vocab_size, cfg.block_size, cfg.seed, device), batches, cfg, setup)
+    for name in cfg.model_names():
+        model = build(name, cfg.vocab_size, cfg.block_size, cfg.seed, device)
+        closed_form = bool(getattr(model, "closed_form", False))  # its counts are buffers, not parameters
+        n_params = sum(t.numel() for t in (model.buffers() if closed_form else model.parameters()))
+        tok_s, ms, mem = train_speed(model, batches, cfg, setup)
+        rows, new = cfg.sample_batch, cfg.block_size - 1
+        reps = 1 if cfg.quick else 5
+        cached = sample_speed(model, rows, new, setup, True, reps) if hasattr(model, "init_cache") else None
+        plain = sample_speed(model, rows, new, setup, False, reps)
+        r = {"params": n_params, "train_tokens_per_sec": tok_s, "ms_per_iter": ms, "sample_tokens_per_sec_cache": cached,
+             "sample_tokens_per_sec_no_cache": plain, "peak_bytes": mem, "mfu": mfu(n_params, tok_s, setup),
+             "closed_form": closed_form}
+        results["models"][name] = r
+        label = name + (" (fit)" if closed_form else "")
+        util = "-" if r["mfu"] is None else f"{100 * r['mfu']:.2f}%"
+        print(f"{label:<14}{n_params:>9,}{human(tok_s):>13}{ms:>9.2f}{human(cached):>14}{human(plain):>10}"
+              f"{mib(mem):>12}" + (f"{util:>8}" if cuda else ""))
+        del model
+
+    # ---- GPT-2 at nanoGPT's CPU config
+    nano = dict(n_layer=4, n_head=4, n_embd=128)
+    r = gpt2_throughput(nano, 65, 64, 12, cfg, setup)
+    results["nanogpt_cpu"] = r
+    print(f"\nGPT-2 at nanoGPT's CPU config (4 layers, 4 heads, 128 wide, block 64, batch 12, vocab 65, "
+          f"{r['params'] / 1e6:.2f}M params): {r['ms_per_iter']:.1f} ms/iter, {human(r['tokens_per_sec'])} tokens/s, "
+          f"peak mem {mib(r['peak_bytes'])}" + (f", MFU {100 * r['mfu']:.2f}%" if r["mfu"] is not None else ""))
+
+    # ---- CUDA: what bf16 autocast, torch.compile and fused AdamW each buy
+    if cuda and cfg.effects:
+        print("\nGPT-2 at nanoGPT's shakespeare-char GPU config (6 layers, 6 heads, 384 wide, block 256, batch 64):")
+        print(f"{'variant':<26}{'ms/iter':>9}{'tok/s':>10}{'MFU':>8}{'peak mem':>12}")
+        big = dict(n_layer=6, n_head=6, n_embd=384)
+        bf16 = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        variants = [("all on", bf16, True, True), ("bf16 autocast off", torch.float32, True, True),
+                    ("torch.compile off", bf16, False, True), ("fused AdamW off", bf16, True, False),
+                    ("all off", torch.float32, False, False)]
+        if cfg.quick:
+            variants = [v for v in variants if not v[2]]  # no compile in a smoke test
+        results["cuda_effects"] = {}
+        for label, dt, comp, fus in variants:
+            s = {"device": device, "dtype": dt, "compile": comp, "fused": fus}
+            if comp:
+                torch._dynamo.reset()  # compile each variant afresh
+            r = gpt2_throughput(big, 65, 256, 64, cfg, s)
+            results["cuda_effects"][label] = r
+            m = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+            print(f"{label:<26}{r['ms_per_iter']:>9.1f}{human(r['tokens_per_sec']):>10}{m:>8}{mib(r['peak_bytes']):>12}")
+
+    # ---- BLEU against nltk
+    if cfg.bleu:
+        b = bleu_speed(cfg)
+        results["bleu"] = b
+        print(f"\nBLEU-2..5 of {b['hyps']} hypotheses against {b['refs']} references, {b['source']}:")
+        print(f"  experiments.metrics: {b['build_s'] + b['score_s']:.2f} s ({b['build_s']:.2f} s reference table, "
+              f"{b['score_s']:.2f} s scoring), {b['hyps'] / b['score_s']:,.0f} hyps/s")
+        print(f"  nltk sentence_bleu:  {b['nltk_s_measured']:.2f} s for {b['n_nltk']} hyps, "
+              f"{b['nltk_s_extrapolated']:.1f} s extrapolated; speedup {b['speedup']:,.0f}x, "
+              f"max |ours - nltk| {b['max_abs_diff']:.1e}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

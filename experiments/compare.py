@@ -1,0 +1,386 @@
+"""Train several generators on one dataset with one budget, score them alike, write it up.
+
+    python -m experiments.compare --config experiments/configs/compare/numbers.toml
+    python -m experiments.compare --dataset numbers --models gpt2,lstm --max_steps 500 --experiment quick
+
+For every entry of `models`, in order: train it (or, with --reuse true, load the finished
+run already in runs/<experiment>/<entry>), draw `num_samples` samples at `temperature`
+from a fixed seed, and score them with the same metrics: NLL-test (per token, padding
+excluded, and the padding-included text-GAN figure), BLEU-2..5 against the test split,
+Self-BLEU-2..5, distinct-n, lengths, LM and reverse LM scores, NLL-oracle on `oracle`,
+precision / novelty / recall on `numbers`. Then sweep temperature (and, for families with
+a latent, the truncation psi). The same number of real training sentences, drawn with the
+same seed, is scored the same way: the "real data" row every generator is read against.
+
+Outputs
+    runs/<experiment>/<entry>/    one TensorBoard run per model: the trainer's curves
+                                  (train/loss, val/nll, eval/*), then final/* metrics,
+                                  samples and the sweep as text
+    runs/<experiment>/real-data/  the reference row
+    runs/<experiment>/            the hparams experiment summary: TensorBoard's HPARAMS view
+                                  lists every run's final/* metrics side by side
+    research/<experiment>/        report.md, results.json and the PNG figures (report.py)
+
+Settings: CompareConfig below and the scorer LM's ScorerConfig ([scorer]), resolved as
+defaults <- --config FILE <- --key=value. Per-entry trainer settings come from the
+file's [models.<entry>] tables (and --models.<entry>.<key>=value); the key `family`
+picks the family (default: the entry's name if it is a family, else "lm"), every other
+key is passed to the family's trainer as --key=value, after the shared settings.
+
+Families (FAMILIES, name -> object). To plug a new generator in, add an object with
+    sweeps_psi: bool                       whether psi (latent truncation) is a sweep axis
+    train(argv: list[str]) -> Path         train one model from --key=value settings; the
+                                           run directory (out_dir/run_name) it wrote
+    is_trained(run_dir: Path) -> bool      a finished run is there (for --reuse)
+    load(run_dir, corpus, device) -> sampler
+and a sampler with
+    info: dict                             at least params, steps, train_seconds
+    sample(n, temperature=1.0, psi=1.0, seed=0) -> list[str]   n texts, reproducible from seed
+    nll(split, temperature=1.0, psi=1.0) -> dict  {"nll": per token, padding excluded,
+                                           "nll_with_pad": the text-GAN figure}; a latent
+                                           model returns evaluate.latent_nll's estimate
+Every trainer receives these shared settings (the budget is shared): dataset split
+data_dir out_dir run_name seed max_steps max_minutes eval_interval eval_samples device
+progress. It logs its curves to out_dir/run_name with the eval/ tags of
+experiments/periodic.py and writes metrics.json there.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+from baselines import MODELS
+from baselines.sampling import generate
+from datasets import BOS_ID, LMData, build_tokenizer, load_corpus
+from experiments import config as cfglib
+from experiments import runtime
+from experiments import train_lm
+from experiments.evaluate import lm_nll
+from experiments.lm_score import LMScorer, ScorerConfig, lm_score, reverse_lm_score
+from experiments.logger import RunLogger
+from experiments.periodic import SampleEvaluator, SampleTokenizer
+from experiments.report import write_report
+from experiments.sample import load_model
+from experiments.sample_gan import GANFamily
+
+
+@dataclass
+class CompareConfig:
+    experiment: str = ""           # runs/<experiment>/ and research/<experiment>/; default compare-<dataset>
+    dataset: str = "numbers"       # a name in datasets.CORPORA (sequence corpora) or a path
+    split: str = ""                # a corpus's split variant (names: makemore | dedup)
+    data_dir: str = ""             # where real corpora are found (else $TEXTDUEL_DATA_DIR, cache, download)
+    models: str = "bigram,mlp,lstm,gpt2"  # comma-separated: [models.<entry>] tables, FAMILIES or MODELS names
+    out_dir: str = "runs"          # TensorBoard runs go to out_dir/<experiment>/<entry>
+    report_dir: str = "research"   # the report goes to report_dir/<experiment>/
+    max_steps: int = 1500          # shared budget: optimizer steps per model ...
+    max_minutes: float = 0.0       # ... and wall-clock minutes per model (0 = none); whichever comes first
+    eval_interval: int = 250       # steps between the trainers' validation passes and periodic metrics
+    eval_samples: int = 200        # samples scored at each evaluation during training (eval/ tags)
+    seed: int = 1337               # training seed, the same for every model
+    device: str = "auto"
+    reuse: bool = False            # load finished runs instead of retraining; otherwise an entry's old run is replaced
+    num_samples: int = 1000        # samples per model (and real sentences) scored at the end
+    sample_seed: int = 0           # the seed of every model's samples and of the real-data draw
+    temperature: float = 1.0       # sampling temperature of the results table
+    temperatures: str = "0.5,0.7,1.0,1.3,1.6"  # the temperature sweep (comma-separated)
+    psis: str = "0.5,0.7,0.9"      # the truncation sweep, for families with a latent (at `temperature`)
+    lm_score: bool = True          # LM score: samples under a GPT-2 trained on the real training split
+    reverse_lm_score: bool = True  # reverse LM score: a GPT-2 trained on the samples, scored on real test
+    n_show: int = 10               # samples per model shown in the report
+    progress: bool = False         # the trainers' progress bars
+
+    def __post_init__(self):
+        for name in ("max_steps", "eval_interval", "num_samples"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"CompareConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.num_samples < 2 or self.temperature <= 0 or self.max_minutes < 0:
+            raise ValueError("need num_samples >= 2, temperature > 0 and max_minutes >= 0")
+        floats(self.temperatures, "temperatures")
+        floats(self.psis, "psis")
+        if not [m for m in self.models.split(",") if m.strip()]:
+            raise ValueError("models must name at least one entry")
+
+
+def floats(text: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if any(v <= 0 for v in values):
+        raise ValueError(f"{what} must be positive, got {text!r}")
+    return values
+
+
+# ---------------------------------------------------------------------------------------
+# the "lm" family: every model of baselines.MODELS, trained by experiments.train_lm
+
+
+class LMSampler:
+    """A trained language model (best-on-validation checkpoint) behind the sampler protocol."""
+
+    def __init__(self, model, tokenizer, data: LMData, device, info: dict):
+        self.model, self.tokenizer, self.data, self.device, self.info = model, tokenizer, data, device, info
+
+    def sample(self, n: int, temperature: float = 1.0, psi: float = 1.0, seed: int = 0,
+               batch_size: int = 500) -> list[str]:
+        if psi != 1.0:
+            raise ValueError("a language model has no latent to truncate (psi must be 1)")
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        texts = []
+        for start in range(0, n, batch_size):  # one generator across batches: reproducible for any n
+            idx = torch.full((min(batch_size, n - start), 1), BOS_ID, dtype=torch.long, device=self.device)
+            out = generate(self.model, idx, self.data.block_size, temperature=temperature, generator=g)
+            texts += [self.tokenizer.decode(row[1:].tolist()) for row in out]
+        return texts
+
+    def nll(self, split: str, temperature: float = 1.0, psi: float = 1.0) -> dict:
+        if psi != 1.0:
+            raise ValueError("a language model has no latent to truncate (psi must be 1)")
+        return lm_nll(self.model, self.data.eval_batches(split, 256), self.device, temperature=temperature,
+                      pad_len=self.data.block_size)
+
+
+class LMFamily:
+    """Every baselines.MODELS entry, trained by experiments.train_lm (settings: its TrainConfig and model config)."""
+
+    sweeps_psi = False
+
+    def train(self, argv: list[str]) -> Path:
+        cfg, _ = train_lm.parse_args(argv)
+        train_lm.main(argv)
+        return Path(cfg.out_dir) / cfg.run_name
+
+    def is_trained(self, run_dir: Path) -> bool:
+        return (run_dir / "metrics.json").is_file() and (run_dir / "best.pt").is_file()
+
+    def load(self, run_dir: Path, corpus, device) -> LMSampler:
+        model, tokenizer = load_model(run_dir / "best.pt", device)
+        if tokenizer.itos != build_tokenizer(corpus).itos:
+            raise ValueError(f"{run_dir} was trained on another vocabulary than {corpus.name}'s; retrain it")
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        info = {k: metrics.get(k) for k in ("params", "steps", "train_seconds")}
+        return LMSampler(model, tokenizer, LMData(corpus, tokenizer, block_size=model.block_size), device, info)
+
+
+FAMILIES = {
+    "lm": LMFamily(),
+    "gan": GANFamily(),  # experiments/sample_gan.py: train_gan's EMA generator, swept over psi too
+}
+
+
+# ---------------------------------------------------------------------------------------
+# configuration
+
+
+def parse_args(argv) -> tuple[CompareConfig, ScorerConfig, list[tuple[str, str, dict]], dict]:
+    """-> (compare config, scorer config, [(entry, family, trainer settings)], published rows)."""
+    config_path, pairs = cfglib.split_cli(argv)
+    file_values = dict(cfglib.load_file(config_path)) if config_path else {}
+    tables = file_values.pop("models") if isinstance(file_values.get("models"), dict) else {}
+    published = file_values.pop("published", {})
+    per_entry = {name: dict(settings) for name, settings in tables.items()}
+    rest = []
+    for key, value in pairs:  # --models.<entry>.<key>=value goes to that entry's trainer
+        if key.startswith("models.") and key.count(".") >= 2:
+            _, entry, k = key.split(".", 2)
+            match = [e for e in per_entry if e.replace("-", "_") == entry]
+            per_entry.setdefault(match[0] if match else entry, {})[k] = value
+        else:
+            rest.append((key, value))
+    sections = cfglib.resolve({"compare": CompareConfig(), "scorer": ScorerConfig()}, file_values, rest)
+    cfg = sections["compare"]
+    entries = []
+    for name in [m.strip() for m in cfg.models.split(",") if m.strip()]:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):  # it names a directory that a re-run replaces
+            raise cfglib.ConfigError(f"entry name {name!r}: use letters, digits, '_', '-' and '.' only")
+        settings = dict(per_entry.get(name, {}))
+        family = settings.pop("family", name if name in FAMILIES else "lm")
+        if family not in FAMILIES:
+            raise cfglib.ConfigError(f"entry {name!r}: unknown family {family!r}; choose one of {sorted(FAMILIES)}")
+        if family == "lm":
+            settings.setdefault("model", name)
+            if settings["model"] not in MODELS:
+                raise cfglib.ConfigError(f"entry {name!r} is not a model: give [models.{name}] model = one of "
+                                         f"{sorted(MODELS)}, or family = one of {sorted(FAMILIES)}")
+        entries.append((name, family, settings))
+    if len({e[0] for e in entries}) != len(entries):
+        raise cfglib.ConfigError(f"models lists an entry twice: {cfg.models!r}")
+    return cfg, sections["scorer"], entries, published
+
+
+def trainer_argv(cfg: CompareConfig, runs_dir: Path, name: str, settings: dict) -> list[str]:
+    """The shared settings, then the entry's own (later settings win)."""
+    def fmt(v):
+        return str(v).lower() if isinstance(v, bool) else str(v)
+    shared = dict(dataset=cfg.dataset, split=cfg.split, data_dir=cfg.data_dir, out_dir=runs_dir, run_name=name,
+                  seed=cfg.seed, max_steps=cfg.max_steps, max_minutes=cfg.max_minutes,
+                  eval_interval=cfg.eval_interval, eval_samples=cfg.eval_samples, device=cfg.device,
+                  progress=cfg.progress)
+    return [f"--{k}={fmt(v)}" for k, v in {**shared, **settings}.items()]
+
+
+# ---------------------------------------------------------------------------------------
+# scoring and logging
+
+
+class CompareLogger(RunLogger):
+    """RunLogger writing to its own events file (suffix .compare) inside a trainer's run
+    directory, so a re-run replaces what the comparison wrote and leaves the curves alone."""
+
+    SUFFIX = ".compare"
+
+    def __init__(self, run_dir):
+        self.run_dir = Path(run_dir)
+        for old in self.run_dir.glob(f"events.out.tfevents.*{self.SUFFIX}"):
+            old.unlink()
+        self.writer = SummaryWriter(str(self.run_dir), filename_suffix=self.SUFFIX)
+
+
+def score(samples, evaluator, cfg, scorer, scorer_cfg, corpus, tokenizer, device) -> dict:
+    m = evaluator.score(samples)
+    if scorer is not None:
+        m["lm_score"] = lm_score(samples, scorer)
+    if cfg.reverse_lm_score:
+        m["reverse_lm_score"] = reverse_lm_score(samples, corpus, tokenizer, scorer_cfg, device)
+    return m
+
+
+def sweep(sampler, family, cfg, evaluator, samples_at_t) -> list[dict]:
+    """Quality-diversity points: every temperature (psi = 1), and every psi at `temperature`."""
+    grid = [(t, 1.0) for t in floats(cfg.temperatures, "temperatures")]
+    if family.sweeps_psi:
+        grid += [(cfg.temperature, p) for p in floats(cfg.psis, "psis") if p != 1.0]
+    points = []
+    for t, psi in grid:
+        s = samples_at_t if (t, psi) == (cfg.temperature, 1.0) else sampler.sample(
+            cfg.num_samples, temperature=t, psi=psi, seed=cfg.sample_seed)
+        point = {"temperature": t, "psi": psi, **evaluator.score(s)}
+        point["nll_test"] = sampler.nll("test", temperature=t, psi=psi)["nll"]  # NLL of the scaled model
+        points.append(point)
+    return points
+
+
+def sweep_text(points: list[dict]) -> str:
+    keys = [k for k in ("bleu5", "self_bleu5", "nll_test", "nll_oracle", "precision", "recall") if k in points[0]]
+    lines = ["| T | psi | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
+    lines += [f"| {p['temperature']:g} | {p['psi']:g} | " + " | ".join(f"{p[k]:.4f}" for k in keys) + " |"
+              for p in points]
+    return "\n".join(lines)
+
+
+def log_row(run_dir: Path, row: dict, hparams: dict | None) -> None:
+    """final/* scalars, samples and the sweep into the run; hparams only where the trainer wrote none."""
+    log = CompareLogger(run_dir)
+    step = row["steps"] or 0
+    finals = {f"final/{k}": v for k, v in row["metrics"].items() if isinstance(v, (int, float)) and v is not None}
+    if hparams is not None:
+        log.hparams(hparams, finals, step)
+    else:
+        log.scalars(finals, step)
+    log.samples("samples/compare", row["samples"][:50], step)
+    if row.get("sweep"):
+        log.writer.add_text("sweep", sweep_text(row["sweep"]), step)
+    log.close()
+
+
+def write_experiment_summary(runs_dir: Path, metric_names: list[str]) -> None:
+    """The hparams experiment at the experiment root: its metric columns are the final/*
+    metrics, so TensorBoard's HPARAMS view shows every run's final metrics side by side
+    (without it, the first run's own hparams summary would decide the columns)."""
+    for old in runs_dir.glob("events.out.tfevents.*"):
+        if old.is_file():
+            old.unlink()
+    writer = SummaryWriter(str(runs_dir))
+    hp = {"run_name": "", "model": "", "family": "", "preset": "", "max_steps": 0, "max_minutes": 0.0,
+          "batch_size": 0, "lr": 0.0}
+    experiment, _, _ = hparams_summary(hp, {f"final/{m}": 0.0 for m in metric_names})
+    writer.file_writer.add_summary(experiment)
+    writer.close()
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    cfg, scorer_cfg, entries, published = parse_args(argv)
+    t0 = time.time()
+    device = runtime.resolve_device(cfg.device)
+    experiment = cfg.experiment or f"compare-{Path(cfg.dataset).stem}"
+    runs_dir, report_dir = Path(cfg.out_dir) / experiment, Path(cfg.report_dir) / experiment
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    corpus = load_corpus(cfg.dataset, data_dir=cfg.data_dir or None, split=cfg.split or None)
+    # the training split's vocabulary, the same for every model; "<unk>" in a sample read back as one token
+    tokenizer = SampleTokenizer(build_tokenizer(corpus))
+    evaluator = SampleEvaluator(corpus, tokenizer)  # reference tables built once
+    scorer = None
+    if cfg.lm_score:
+        print(f"training the LM-score GPT-2 on {corpus.name}'s training split ({scorer_cfg.steps} steps)")
+        scorer = LMScorer(corpus, tokenizer, scorer_cfg, device)
+
+    rows, reused = [], []
+    # the reference row: real training sentences, as many as samples, scored the same way
+    real = random.Random(cfg.sample_seed).sample(corpus.train, min(cfg.num_samples, len(corpus.train)))
+    print(f"scoring {len(real)} real training sentences")
+    rows.append({"label": "real data", "family": "data", "kind": "real", "run_dir": str(runs_dir / "real-data"),
+                 "params": None, "steps": None, "train_seconds": None, "samples": real,
+                 "metrics": score(real, evaluator, cfg, scorer, scorer_cfg, corpus, tokenizer, device), "sweep": []})
+    shutil.rmtree(runs_dir / "real-data", ignore_errors=True)
+    log_row(runs_dir / "real-data", rows[0], {"run_name": "real-data", "model": "real data", "family": "data"})
+
+    for name, family_name, settings in entries:
+        family = FAMILIES[family_name]
+        run_dir = runs_dir / name
+        if cfg.reuse and family.is_trained(run_dir):
+            print(f"[{name}] reusing the finished run in {run_dir}")
+            reused.append(name)
+        else:
+            if run_dir.exists():  # a fresh run: never append new curves to an old run's events
+                print(f"[{name}] replacing the earlier run in {run_dir}")
+                shutil.rmtree(run_dir)
+            print(f"[{name}] training ({family_name} family)")
+            run_dir = family.train(trainer_argv(cfg, runs_dir, name, settings))
+        sampler = family.load(run_dir, corpus, device)
+        samples = sampler.sample(cfg.num_samples, temperature=cfg.temperature, seed=cfg.sample_seed)
+        test, val = sampler.nll("test"), sampler.nll("val")
+        metrics = {"nll_test": test["nll"], "nll_test_with_pad": test.get("nll_with_pad"), "nll_val": val["nll"],
+                   **score(samples, evaluator, cfg, scorer, scorer_cfg, corpus, tokenizer, device)}
+        row = {"label": name, "family": family_name, "kind": "model", "run_dir": str(run_dir), **sampler.info,
+               "samples": samples, "metrics": metrics, "sweep": sweep(sampler, family, cfg, evaluator, samples)}
+        log_row(run_dir, row, None)
+        rows.append(row)
+        print(f"[{name}] nll_test {metrics['nll_test']:.4f}  bleu2..5 "
+              + " ".join(f"{metrics[f'bleu{n}']:.3f}" for n in (2, 3, 4, 5))
+              + "  self_bleu5 " + f"{metrics['self_bleu5']:.3f}")
+
+    for label, values in published.items():  # published figures, shown beside ours in the report
+        rows.append({"label": label, "family": "published", "kind": "published", "run_dir": None, "params": None,
+                     "steps": None, "train_seconds": None, "samples": [], "metrics": dict(values), "sweep": []})
+    metric_names = sorted({k for r in rows if r["kind"] != "published" for k, v in r["metrics"].items()
+                           if isinstance(v, (int, float))})
+    write_experiment_summary(runs_dir, metric_names)
+    results = {"experiment": experiment, "dataset": corpus.name, "command": "python -m experiments.compare " +
+               " ".join(argv), "config": asdict(cfg), "scorer": asdict(scorer_cfg), "runs_dir": str(runs_dir),
+               "device": str(device), "threads": torch.get_num_threads(), "wall_seconds": time.time() - t0,
+               "reused": reused, "rows": rows}
+    report = write_report(results, report_dir, tokenize=tokenizer.split, test_texts=corpus.test)
+    print(f"report: {report}")
+    print(f"TensorBoard runs: {runs_dir}  (tensorboard --logdir {runs_dir})")
+    print(f"wall time {results['wall_seconds']:.0f}s")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""Figures and tables of GAN runs (experiments/train_gan.py), from their recorded data.
+
+    python -m experiments.gan_report --runs runs/gan/numbers-gan,runs/gan/numbers-gan-adv-only \\
+        --tags eval/precision,eval/unique_share,val/nll --name numbers --out_dir research/gan
+
+For every run: the curves of `tags` against step, read back from the run's TensorBoard
+events (EventAccumulator, never text logs), with the end of MLE pretraining marked; and a
+table of the run's metrics.json, the EMA generator at the end beside the same generator
+after MLE pretraining only (`pretrained/*`, the best-on-validation generator the
+adversarial phase started from), at the same sampling settings. Writes <name>.png and
+<name>.md (the table) into out_dir.
+
+With `--temperatures 0.8,0.9,1.0`, both generators of every run are also sampled at each
+temperature (num_samples samples per seed of `seeds`, scored by experiments/periodic.py) and drawn
+as quality-diversity curves into <name>_temperature.png (table in <name>.md): does the
+adversarial phase do more than a lower temperature would do to the MLE generator
+(Caccia et al. 2020, "Language GANs Falling Short")?
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from matplotlib.figure import Figure
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from datasets.tokenizers import BOS_ID
+from experiments import config as cfglib
+
+# (key in metrics.json without the ema/ or pretrained/ prefix, header, format)
+COLUMNS = [("test_nll", "NLL-test", "{:.3f}"), ("val_nll", "NLL-val", "{:.3f}"), ("nll_oracle", "NLL-oracle", "{:.3f}"),
+           ("bleu2", "BLEU-2", "{:.3f}"), ("bleu5", "BLEU-5", "{:.3f}"), ("self_bleu2", "Self-BLEU-2", "{:.3f}"),
+           ("self_bleu5", "Self-BLEU-5", "{:.3f}"), ("unique_share", "unique", "{:.3f}"),
+           ("precision", "precision", "{:.3f}"), ("distinct_valid", "distinct valid", "{:d}"),
+           ("novelty", "novelty", "{:.3f}"), ("recall", "recall", "{:.4f}"), ("length_mean", "length", "{:.2f}")]
+
+
+@dataclass
+class ReportConfig:
+    runs: str = ""                 # comma-separated run directories written by train_gan
+    tags: str = "val/nll,eval/unique_share"  # comma-separated TensorBoard scalar tags to plot
+    name: str = "gan"              # file stem of the figure and the table
+    out_dir: str = "research/gan"
+    temperatures: str = ""         # comma-separated temperatures of the sweep of both generators; "" = none
+    num_samples: int = 1000        # samples per sweep point and seed
+    seeds: str = "0"               # comma-separated sampling seeds of the sweep; the points are their means
+    reuse_sweep: bool = False      # redraw the sweep's figure and table from out_dir/<name>_sweep.json
+    data_dir: str = ""             # where real corpora are found (else $TEXTDUEL_DATA_DIR)
+
+
+def read_scalars(run_dir: Path, tags: list[str]) -> dict[str, tuple[list[int], list[float]]]:
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    have = set(acc.Tags()["scalars"])
+    return {t: ([e.step for e in acc.Scalars(t)], [e.value for e in acc.Scalars(t)]) for t in tags if t in have}
+
+
+def table(runs: list[Path]) -> str:
+    rows = []
+    for run_dir in runs:
+        m = json.loads((run_dir / "metrics.json").read_text())
+        for which, label in (("pretrained", "after MLE pretraining"), ("ema", "after adversarial training (EMA)")):
+            if f"{which}/test_nll" in m:
+                rows.append((f"{run_dir.name}: {label}", m, which))
+    keys = [c for c in COLUMNS if any(f"{w}/{c[0]}" in m for _, m, w in rows)]
+    lines = ["| generator | " + " | ".join(h for _, h, _ in keys) + " |", "|---|" + "---:|" * len(keys)]
+    for label, m, which in rows:
+        cells = []
+        for k, _, fmt in keys:
+            v = m.get(f"{which}/{k}")
+            cells.append("" if v is None else fmt.format(int(v) if fmt == "{:d}" else v))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    settings = {r.name: json.loads((r / "metrics.json").read_text()) for r in runs}
+    lines.append("")
+    lines += [f"- `{name}`: {m['pretrain_steps']} pretraining + {m['adv_steps']} adversarial steps in "
+              f"{m['train_seconds']:.0f} s; samples at temperature {m['temperature']:g}, psi {m['psi']:g}"
+              for name, m in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: list[Path], tags: list[str], title: str, path: Path) -> None:
+    fig = Figure(figsize=(4.6 * len(tags), 3.8))
+    for j, tag in enumerate(tags):
+        ax = fig.add_subplot(1, len(tags), j + 1)
+        for i, run_dir in enumerate(runs):
+            color = f"C{i}"
+            curves = read_scalars(run_dir, [tag])
+            if tag in curves:
+                ax.plot(*curves[tag], marker=".", color=color, label=run_dir.name)
+            m = json.loads((run_dir / "metrics.json").read_text())
+            if m["pretrain_steps"] and m["adv_steps"]:  # where the adversarial phase starts
+                ax.axvline(m["pretrain_steps"], color=color, ls=":", alpha=0.6)
+        ax.set_xlabel("step (dotted: end of MLE pretraining)")
+        ax.set_title(tag, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def temperature_sweep(runs: list[Path], temperatures: list[float], n: int, data_dir: str, seeds=(0,)) -> dict:
+    """{run name: {"pretrained" | "ema": [{temperature, metric: mean over seeds, metric_seeds: [...]}, ...]}}."""
+    import torch
+
+    from datasets import build_tokenizer, load_corpus
+    from experiments.periodic import SampleEvaluator
+    from experiments.sample_gan import GANSampler
+
+    out = {}
+    for run_dir in runs:
+        c = json.loads((run_dir / "config.json").read_text())["train"]
+        corpus = load_corpus(c["dataset"], data_dir=data_dir or c["data_dir"] or None, split=c["split"] or None,
+                             level=c["level"], mode=c["mode"])
+        evaluator = SampleEvaluator(corpus, build_tokenizer(corpus))
+        out[run_dir.name] = {}
+        for which, ckpt in (("pretrained", "pretrained.pt"), ("ema", "last.pt")):
+            sampler = GANSampler(run_dir / ckpt, corpus, torch.device("cpu"))
+            points = []
+            for t in temperatures:
+                per_seed = [evaluator.score(sampler.sample(n, temperature=t, seed=seed)) for seed in seeds]
+                point = {"temperature": t}
+                for k in per_seed[0]:
+                    point[k] = sum(m[k] for m in per_seed) / len(per_seed)
+                    point[f"{k}_seeds"] = [m[k] for m in per_seed]
+                # NLL-test of the temperature-scaled generator (coverage), once: it has no sampling noise
+                point["nll_test"] = sampler.nll("test", temperature=t)["nll"]
+                point["nll_test_seeds"] = [point["nll_test"]]
+                points.append(point)
+            out[run_dir.name][which] = points
+    return out
+
+
+def _mean_sd(p, k):
+    vals = p[f"{k}_seeds"]
+    if len(vals) < 2:
+        return f"{p[k]:.4f}"
+    sd = (sum((v - p[k]) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
+    return f"{p[k]:.4f} ± {sd:.4f}"
+
+
+# (quality, diversity or coverage) axes of the sweep figure, where the corpus has them
+SWEEP_PANELS = [("bleu5", "self_bleu5", "BLEU-5 (quality →)", "Self-BLEU-5 (← diversity)"),
+                ("nll_oracle", "nll_test", "NLL-oracle (← quality)", "NLL-test (← coverage)"),
+                ("precision", "recall", "precision (quality →)", "recall (coverage →)")]
+
+
+def plot_sweep(sweep: dict, title: str, path: Path) -> str:
+    """Quality against diversity, one curve per generator (as in Caccia et al. 2020); returns the table."""
+    first = next(iter(next(iter(sweep.values())).values()))[0]
+    panels = [p for p in SWEEP_PANELS if p[0] in first and p[1] in first]
+    keys = [k for k in ("bleu5", "self_bleu5", "nll_oracle", "precision", "recall", "nll_test") if k in first]
+    fig = Figure(figsize=(5.0 * len(panels), 4.2))
+    for j, (yk, xk, yl, xl) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), j + 1)
+        for i, (run, gens) in enumerate(sweep.items()):
+            for which, style in (("pretrained", "--o"), ("ema", "-s")):
+                pts = gens[which]
+                ax.plot([p[xk] for p in pts], [p[yk] for p in pts], style, color=f"C{i}",
+                        label=f"{run}: {'MLE only' if which == 'pretrained' else 'GAN (EMA)'}")
+                for p in pts:
+                    ax.annotate(f"T={p['temperature']:g}", (p[xk], p[yk]), fontsize=6, alpha=0.7,
+                                xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    lines = ["| run | generator | T | " + " | ".join(keys) + " | unique |", "|---|---|---:|" + "---:|" * (len(keys) + 1)]
+    for run, gens in sweep.items():
+        for which, pts in gens.items():
+            lines += [f"| {run} | {which} | {p['temperature']:g} | " + " | ".join(_mean_sd(p, k) for k in keys)
+                      + f" | {p['unique_share']:.3f} |" for p in pts]
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return "\n".join(lines) + "\n"
+
+
+def latent_usage(run_dir: Path, which: str, n: int = 256) -> float:
+    """How much the first token depends on z: mean over z of KL(p(x_1 | z) || E_z p(x_1 | z)),
+    in nats, with the step noise fixed (0 for a generator that ignores z, up to ln V)."""
+    import torch
+
+    from experiments.sample_gan import load_generator
+    gen, _, _ = load_generator(run_dir / ("pretrained.pt" if which == "pretrained" else "last.pt"),
+                               torch.device("cpu"), which="ema")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        idx = torch.full((n, 1), BOS_ID)
+        noise = gen.make_noise(1, 1, generator=g).expand(n, 1, -1)
+        z = torch.randn(n, gen.config.mapping.z_dim, generator=g)
+        logp = gen(idx, z=z, noise=noise)[0][:, 0].float().log_softmax(-1)  # (n, V)
+        log_mean = torch.logsumexp(logp, dim=0, keepdim=True) - math.log(n)  # log E_z p(x_1 | z)
+        return (logp.exp() * (logp - log_mean)).sum(-1).mean().item()
+
+
+def main(argv=None):
+    config_path, pairs = cfglib.split_cli(sys.argv[1:] if argv is None else argv)
+    cfg = cfglib.resolve({"report": ReportConfig()}, cfglib.load_file(config_path) if config_path else {},
+                         pairs)["report"]
+    runs = [Path(r.strip()) for r in cfg.runs.split(",") if r.strip()]
+    if not runs:
+        raise cfglib.ConfigError("give at least one run directory: --runs runs/gan/<run>[,...]")
+    tags = [t.strip() for t in cfg.tags.split(",") if t.strip()]
+    out = Path(cfg.out_dir)
+    plot(runs, tags, cfg.name, out / f"{cfg.name}.png")
+    text = table(runs)
+    text += ("\nUse of the latent, mean KL(p(x_1 | z) || E_z p(x_1 | z)) in nats over 256 z (0 = z is ignored): "
+             + "; ".join(f"{r.name} {w} {latent_usage(r, w):.1e}" for r in runs for w in ("pretrained", "ema")
+                         if (r / ("pretrained.pt" if w == "pretrained" else "last.pt")).is_file()) + "\n")
+    if cfg.temperatures.strip():
+        temperatures = [float(t) for t in cfg.temperatures.split(",") if t.strip()]
+        seeds = [int(x) for x in cfg.seeds.split(",") if x.strip()]
+        cached = out / f"{cfg.name}_sweep.json"
+        if cfg.reuse_sweep and cached.is_file():
+            sweep = json.loads(cached.read_text())
+        else:
+            sweep = temperature_sweep(runs, temperatures, cfg.num_samples, cfg.data_dir, seeds)
+        text += (f"\nTemperature sweep of both generators ({cfg.num_samples} samples per point and seed; mean "
+                 f"± standard deviation over seeds {', '.join(map(str, seeds))}):\n\n")
+        text += plot_sweep(sweep, f"{cfg.name}: MLE-only vs adversarially trained generator",
+                           out / f"{cfg.name}_temperature.png")
+        (out / f"{cfg.name}_sweep.json").write_text(json.dumps(sweep, indent=2))
+    (out / f"{cfg.name}.md").write_text(text)
+    print(text)
+    print(f"wrote {out / (cfg.name + '.png')} and {out / (cfg.name + '.md')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""LM score and reverse LM score: sample quality and coverage judged by trained LMs.
+
+- LM score (de Masson d'Autume et al. 2019, "Training Language GANs from Scratch"
+  (ScratchGAN); Caccia et al. 2020, "Language GANs Falling Short"): the mean NLL per
+  token of the samples under a language model trained on the real training data. Low
+  means the samples look like the data. It is blind to diversity: a generator that
+  repeats one typical sentence scores very well.
+- Reverse LM score (same papers): train a language model on the samples, then take its
+  NLL per token on the real test data. Low means the samples cover the data; a
+  generator that drops modes leaves the reverse LM unable to explain part of the test
+  set, and poor samples teach it the wrong language. Read the two together.
+
+Both language models here are small GPT-2s (baselines/gpt2.py) trained in-process for a
+fixed budget (`ScorerConfig`) with the trainer's own parts: LMData batches, AdamW with
+weight decay on 2-D weights, warmup and cosine decay, gradient clipping, lm_nll. The
+checkpoint kept is the one with the lowest NLL on the real VALIDATION split, never the
+test split. The vocabulary is the real training split's (the tokenizer every model of a
+comparison shares), so the scores are per token of the same tokenization for every model;
+figures are comparable within one comparison (same data, budget and sample count), not
+across papers, whose scorer LMs are far larger.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+
+from baselines.gpt2 import GPT, GPTConfig
+from datasets.batching import LMData, SequenceSplit
+from datasets.corpora import Corpus
+from datasets.tokenizers import Tokenizer
+from experiments import runtime
+from experiments.evaluate import lm_nll
+
+
+@dataclass
+class ScorerConfig:
+    n_layer: int = 2              # the scorer GPT-2's blocks
+    n_head: int = 4
+    n_embd: int = 64
+    dropout: float = 0.1          # the reverse LM sees only a few thousand samples: regularise
+    steps: int = 500              # fixed optimizer-step budget for each scorer LM
+    batch_size: int = 64
+    lr: float = 2e-3
+    min_lr: float = 2e-4
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    val_interval: int = 100       # steps between validation passes (real val) for checkpoint selection
+    train_seed: int = 0           # init, dropout and batch order
+
+    def __post_init__(self):
+        for name in ("n_layer", "n_head", "n_embd", "steps", "batch_size", "val_interval"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ScorerConfig.{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"need 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
+
+
+def needed_block_size(tokenizer: Tokenizer, *text_lists) -> int:
+    """Context a GPT-2 needs to score every text given: longest + 1 (<bos> or <eos>)."""
+    return max(len(tokenizer.encode(t)) for texts in text_lists for t in texts) + 1
+
+
+def fit_gpt2(train_texts, val_texts, tokenizer: Tokenizer, block_size: int, cfg: ScorerConfig,
+             device) -> GPT:
+    """A small GPT-2 trained on train_texts for cfg.steps; the best state on val_texts is returned."""
+    if len(train_texts) == 0 or len(val_texts) == 0:
+        raise ValueError("fit_gpt2 needs training and validation texts")
+    corpus = Corpus("scorer", tokenizer.level, "sequence", list(train_texts), list(val_texts), list(val_texts))
+    data = LMData(corpus, tokenizer, block_size=block_size)
+    g_state = torch.random.get_rng_state()
+    torch.manual_seed(cfg.train_seed)  # model init and dropout; restored below so callers' RNG is untouched
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=block_size, n_layer=cfg.n_layer,
+                          n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)).to(device)
+    optimizer = runtime.make_optimizer(model, cfg.lr, cfg.weight_decay, (0.9, 0.99), device)
+    best_val, best_state = math.inf, None
+    for step in range(cfg.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = runtime.lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.steps)
+        x, y = data.train_batch(step, cfg.batch_size, cfg.train_seed)
+        _, loss = model(x.to(device), y.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if (step + 1) % cfg.val_interval == 0 or step + 1 == cfg.steps:
+            val = lm_nll(model, data.eval_batches("val", 256), device)["nll"]
+            if val < best_val:
+                best_val, best_state = val, copy.deepcopy(model.state_dict())
+    torch.random.set_rng_state(g_state)
+    model.load_state_dict(best_state)
+    return model.eval()
+
+
+def texts_nll(model, tokenizer: Tokenizer, texts, device, batch_size: int = 256) -> dict:
+    """lm_nll of a list of texts (one sequence each, padding excluded) under model."""
+    need = needed_block_size(tokenizer, texts)
+    if need > model.block_size:
+        raise ValueError(f"a text needs block_size {need}, the scorer has {model.block_size}")
+    split = SequenceSplit(list(texts), tokenizer, model.block_size)
+    batches = (split.rows(list(range(i, min(i + batch_size, len(split))))) for i in range(0, len(split), batch_size))
+    return lm_nll(model, batches, device)
+
+
+class LMScorer:
+    """A GPT-2 trained once on the real training split (selected on val); scores sample sets.
+
+    Its context is one token longer than the data needs, so that a sample that ran to a
+    generator's full length without an <eos> still fits.
+    """
+
+    def __init__(self, corpus: Corpus, tokenizer: Tokenizer, cfg: ScorerConfig, device):
+        self.tokenizer, self.device = tokenizer, device
+        block = needed_block_size(tokenizer, corpus.train, corpus.val, corpus.test) + 1
+        self.model = fit_gpt2(corpus.train, corpus.val, tokenizer, block, cfg, device)
+
+    def __call__(self, samples) -> float:
+        return lm_score(samples, self)
+
+
+def lm_score(samples, scorer: LMScorer) -> float:
+    """Mean NLL per token (nats, <eos> included) of samples under the real-data LM."""
+    return texts_nll(scorer.model, scorer.tokenizer, samples, scorer.device)["nll"]
+
+
+def reverse_lm_score(samples, corpus: Corpus, tokenizer: Tokenizer, cfg: ScorerConfig, device) -> float:
+    """NLL per token on the real test split of a GPT-2 trained on the samples (selected on real val)."""
+    block = needed_block_size(tokenizer, samples, corpus.val, corpus.test)
+    model = fit_gpt2(samples, corpus.val, tokenizer, block, cfg, device)
+    return texts_nll(model, tokenizer, corpus.test, device)["nll"]

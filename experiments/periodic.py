@@ -1,0 +1,119 @@
+"""The same sample metrics for every model family, during training and after it.
+
+`SampleEvaluator(corpus, tokenizer)` is built once per run: it tokenizes the test split
+and prepares the BLEU reference table (max n-gram counts and lengths) once. Each call
+scores a list of sample strings and, given a RunLogger, logs them under the tags below,
+which every trainer (train_lm.py, the GAN trainer) and experiments/compare.py share, so
+the curves of an MLE model and a GAN overlay on one TensorBoard chart:
+
+    eval/bleu2 .. eval/bleu5            BLEU-n against the test split (text-GAN protocol)
+    eval/self_bleu2 .. eval/self_bleu5  each sample against the other samples, recomputed per call
+    eval/distinct1, eval/distinct2      unique n-grams / n-grams over all samples
+    eval/unique_share                   distinct samples / samples
+    eval/length_mean                    mean sample length in tokens
+    eval/length_tv                      total-variation distance of sample lengths from test lengths
+    eval/nll_oracle, eval/oracle_invalid  `oracle` only: NLL under the oracle, share not scorable
+    eval/precision, eval/novelty, eval/recall  `numbers` only (and eval/distinct_valid)
+
+NLL on validation (`val/nll`) is logged by the trainers themselves.
+
+Tokens are `tokenizer.split(text)` for samples and references alike: the same
+tokenization on both sides (lowercased words and punctuation for COCO, characters for
+names), with one exception (`SampleTokenizer`): the literal "<unk>" that decode() writes
+for an unknown symbol is read back as ONE token, <unk>, where the plain split would cut
+it into "<", "unk", ">" (or five characters). It never matches a reference. On `oracle`,
+a sample whose tokens are not all integers in [0, 5000) (an <unk>, an empty sample)
+cannot be scored by the oracle: it is left out of eval/nll_oracle and counted in
+eval/oracle_invalid (see metrics.oracle_nll).
+"""
+
+from __future__ import annotations
+
+from datasets import oracle as oracle_mod
+from datasets.corpora import Corpus
+from datasets.tokenizers import UNK, UNK_ID, Tokenizer
+from experiments.metrics import (
+    DEFAULT_NS,
+    BleuReference,
+    distinct_n,
+    length_stats,
+    length_tv_distance,
+    numbers_metrics,
+    oracle_nll,
+    self_bleu,
+)
+
+
+class SampleTokenizer:
+    """A tokenizer's split and encode for generated text: the literal "<unk>" is one token.
+
+    decode() keeps an unknown symbol visible as "<unk>"; splitting the decoded text again
+    with the word or character rules would cut it into pieces that are not <unk>. Every
+    other symbol is split exactly as tokenizer.split does.
+    """
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.base = tokenizer
+        self.level, self.lowercase = tokenizer.level, tokenizer.lowercase
+        self.itos, self.stoi = tokenizer.itos, tokenizer.stoi
+
+    @property
+    def vocab_size(self) -> int:
+        return self.base.vocab_size
+
+    def split(self, text: str) -> list[str]:
+        out = []
+        for i, part in enumerate(text.split(UNK)):
+            if i:
+                out.append(UNK)
+            out.extend(self.base.split(part))
+        return out
+
+    def encode(self, text: str) -> list[int]:
+        return [self.stoi.get(s, UNK_ID) for s in self.split(text)]
+
+
+class SampleEvaluator:
+    """Scores sample strings against a corpus; reference tables built once, in __init__."""
+
+    def __init__(self, corpus: Corpus, tokenizer: Tokenizer, ns=DEFAULT_NS, references: str = "test"):
+        if corpus.mode != "sequence":
+            raise ValueError(f"{corpus.name} is a stream corpus: sample metrics need one example per line "
+                             "(sequence mode)")
+        self.tokenizer = tokenizer if isinstance(tokenizer, SampleTokenizer) else SampleTokenizer(tokenizer)
+        tokenizer = self.tokenizer
+        self.ns = tuple(ns)
+        self.reference_tokens = [tokenizer.split(t) for t in getattr(corpus, references)]
+        self.bleu_reference = BleuReference(self.reference_tokens, max_n=max(self.ns))
+        self.oracle = corpus.extras.get("oracle")
+        self.parse = corpus.extras.get("parse")
+        if self.parse is not None:
+            self.train_set, self.test_set = set(corpus.train), set(corpus.test)
+
+    def __call__(self, samples: list[str], step: int | None = None, logger=None) -> dict:
+        """Metrics of samples as {name: value}; logged as eval/<name> at step when a logger is given."""
+        metrics = self.score(samples)
+        if logger is not None:
+            logger.scalars(metrics, step, prefix="eval/")
+        return metrics
+
+    def score(self, samples: list[str]) -> dict:
+        if len(samples) < 2:
+            raise ValueError(f"need at least 2 samples (self-BLEU compares them), got {len(samples)}")
+        toks = [self.tokenizer.split(s) for s in samples]
+        out = {f"bleu{n}": v for n, v in self.bleu_reference.corpus_scores(toks, self.ns).items()}
+        out.update({f"self_bleu{n}": v for n, v in self_bleu(toks, self.ns).items()})
+        out["distinct1"] = distinct_n(toks, 1)
+        out["distinct2"] = distinct_n(toks, 2)
+        out["unique_share"] = len(set(samples)) / len(samples)
+        out["length_mean"] = length_stats(toks)["mean"]
+        out["length_tv"] = length_tv_distance(toks, self.reference_tokens)
+        if self.oracle is not None:
+            o = oracle_nll(toks, self.oracle, seq_len=oracle_mod.SEQ_LEN, vocab_size=oracle_mod.VOCAB)
+            out["nll_oracle"], out["oracle_invalid"] = o["nll"], o["invalid"]
+        if self.parse is not None:
+            # the splits hold canonical names (single spaces); samples are compared in that form
+            m = numbers_metrics([" ".join(t) for t in toks], self.train_set, self.test_set, self.parse)
+            out.update(precision=m["precision"], novelty=m["novelty"], recall=m["recall"],
+                       distinct_valid=m["distinct_valid"])
+        return out

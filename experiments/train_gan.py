@@ -1,0 +1,508 @@
+"""Train the text GAN: a style-based transformer generator against a transformer discriminator.
+
+    python -m experiments.train_gan --config experiments/configs/gan/numbers.toml
+    python -m experiments.train_gan --dataset numbers --pretrain_steps 0 --adv_steps 3000
+    python -m experiments.train_gan --dataset coco --loss rsgan --beta_max 1000 --generator.n_embd 128
+    python -m experiments.train_gan --config experiments/configs/gan/coco.toml --pretrain_steps 0 \
+        --init_from runs/gan/coco-gan/pretrained.pt --run_name coco-gan-b   # another adversarial phase
+
+Two phases, one run directory:
+1. MLE pretraining (optional, `pretrain_steps > 0`). The generator is a latent-variable
+   language model p(x_t | x_<t, z), so it is trained like the LMs of train_lm by teacher
+   forcing, with a fresh z and fresh noise for every sentence. AdamW, warmup and cosine
+   decay; validation NLL every eval_interval steps; the best-on-validation generator is
+   kept (`pretrained.pt`) and is where the adversarial phase starts. `init_from` starts
+   instead from another run's pretrained generator.
+2. Adversarial training (RelGAN, Nie et al. 2019, "RelGAN: Relational Generative
+   Adversarial Networks for Text Generation", with the generator of gan/generator.py).
+   Per generator step, n_critic discriminator steps; separate Adam optimisers and
+   learning rates. The discriminator reads real sentences as one-hot rows and fakes as
+   relaxed samples (gan/relax.py: Gumbel-softmax with inverse temperature beta annealed
+   from 1 to beta_max, plain softmax, or straight-through), so its gradient reaches every
+   step of the generator. Losses from gan/losses.py (standard, rsgan, wgan-gp with its
+   gradient penalty, hinge), optionally with R1 on the reals. One relaxed sample per
+   iteration serves both players: the discriminator's (last) step reads it detached, then
+   the generator's step differentiates through it into the updated discriminator. After
+   each generator step the mapping network's running w_avg and an EMA copy of the
+   generator are updated; the EMA generator is what gets sampled and evaluated (as in
+   StyleGAN).
+
+Conventions are train_lm's: settings resolve once (dataclass defaults <- --config TOML
+with [train], [generator], [mapping], [discriminator] tables <- --key=value, a key shared
+by two sections written as --generator.n_embd); vocabulary and sentence length come from
+the data; checkpoints are written atomically and loaded with weights_only=True, and hold
+everything a resume needs (G, D, EMA, w_avg, all optimisers, phase and step, the beta
+schedule's position, the RNG, the tokenizer and the configs), so a resumed run continues
+exactly as the uninterrupted one would. The run directory (out_dir/run_name) receives
+TensorBoard events, config.json, pretrained.pt, last.pt, samples.txt and metrics.json.
+
+TensorBoard: train/loss, lr, grad_norm during pretraining; gan/d_loss, gan/g_loss,
+gan/d_real and gan/d_fake (mean raw scores), gan/grad_norm_d, gan/grad_norm_g, gan/beta
+during adversarial training; at every evaluation val/nll (per token, padding excluded, of
+the EMA generator: evaluate.latent_nll over nll_samples draws of z and noise from a fixed
+seed, an upper bound on the latent NLL), and the sample metrics of experiments/periodic.py under the
+LMs' tags (eval/bleu*, eval/self_bleu*, eval/nll_oracle, eval/precision, eval/novelty,
+eval/unique_share); text samples; hparams at the end.
+
+Divergence guard: a non-finite loss, or non-finite weights about to be saved, stops the
+run with FloatingPointError naming the last good checkpoint, which is left intact.
+Collapse indicator: the share of distinct samples among eval_samples (and Self-BLEU) is
+logged at every evaluation and a warning is printed when it falls under collapse_warn.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import json
+import math
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+from tqdm import tqdm
+
+from datasets import LMData, build_tokenizer, load_corpus
+from datasets.tokenizers import IGNORE_INDEX
+from experiments import config as cfglib
+from experiments import runtime
+from experiments.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
+from experiments.evaluate import latent_nll
+from experiments.logger import RunLogger
+from experiments.periodic import SampleEvaluator
+from gan import (LOSSES, RELAXATIONS, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig,
+                 MappingConfig, beta_schedule, gradient_penalty, r1_penalty, real_inputs)
+
+
+@dataclass
+class GANTrainConfig:
+    dataset: str = "numbers"       # a name in datasets.CORPORA, or a path to a UTF-8 text file
+    split: str = ""                # a corpus's split variant (names: makemore | dedup)
+    level: str = "word"            # text files only: char | word
+    mode: str = "sequence"         # text files only; the GAN writes sentences, so sequence only
+    data_dir: str = ""             # where real corpora are found (else $TEXTDUEL_DATA_DIR, the cache, download)
+    out_dir: str = "runs"          # parent of run directories (git-ignored)
+    run_name: str = ""             # default: <dataset>-gan
+    seed: int = 1337               # init, z, noise, Gumbel noise and batch order
+    device: str = "auto"           # auto (cuda > mps > cpu) | cpu | cuda | cuda:1 | mps
+    dtype: str = "auto"            # auto (bf16 autocast on CUDA, fp32 elsewhere) | float32 | bfloat16
+    batch_size: int = 64           # sentences per step, real and fake (global: summed over ranks)
+    max_steps: int = 0             # cap on pretraining + adversarial steps (a shared budget); 0 = their sum
+    max_minutes: float = 0.0       # wall-clock budget of the whole run (both phases); 0 = none
+    # --- phase 1: MLE pretraining of the generator
+    pretrain_steps: int = 1000     # teacher-forcing steps; 0 = purely adversarial (or start from init_from)
+    init_from: str = ""            # a train_gan checkpoint (another run's pretrained.pt) whose generator replaces
+                                   # pretraining: the adversarial phase starts from it (needs pretrain_steps = 0)
+    pretrain_minutes: float = 0.0  # wall-clock budget of pretraining alone; 0 = none
+    pretrain_lr: float = 1e-3      # peak learning rate (AdamW, warmup, cosine decay)
+    pretrain_min_lr: float = 1e-4
+    warmup_steps: int = 50
+    weight_decay: float = 0.1      # AdamW, 2-D weights only (pretraining)
+    # --- phase 2: adversarial training
+    adv_steps: int = 2000          # generator steps
+    n_critic: int = 1              # discriminator steps per generator step
+    g_lr: float = 1e-4             # generator (and mapping) learning rate, Adam
+    d_lr: float = 1e-4             # discriminator learning rate, Adam
+    beta1: float = 0.9             # Adam betas, both optimisers and pretraining
+    beta2: float = 0.999
+    loss: str = "rsgan"            # a name in gan.LOSSES: standard | rsgan | wgan-gp | hinge
+    gp_weight: float = 10.0        # wgan-gp: gradient penalty weight (ignored by the other losses)
+    r1_gamma: float = 0.0          # R1 penalty on the reals (Mescheder et al. 2018); 0 = off
+    relax: str = "gumbel"          # a name in gan.RELAXATIONS: gumbel | straight_through | softmax
+    beta_max: float = 100.0        # inverse temperature at the end of the schedule (RelGAN: 100 to 1000)
+    beta_schedule: str = "exp"     # constant | linear | exp (RelGAN's names)
+    beta_steps: int = 0            # generator steps to reach beta_max; 0 = adv_steps
+    ema_decay: float = 0.995       # EMA of the generator's weights, per generator step
+    grad_clip: float = 5.0         # max gradient norm of every update (G, D and pretraining); 0 = off
+    # --- evaluation and sampling
+    eval_interval: int = 250       # steps (of either phase) between evaluations and checkpoints
+    log_interval: int = 10         # steps between scalars
+    eval_batch_size: int = 256     # validation NLL batches
+    nll_samples: int = 1           # K, latents per sentence of the NLL estimate (log-mean-exp; 1 = E_z[-log p(x|z)])
+    eval_samples: int = 1000       # samples scored by the periodic evaluator (BLEU, Self-BLEU, ...)
+    final_samples: int = 1000      # samples scored at the end, for the EMA and the pretrained generator
+    num_samples: int = 20          # samples printed and logged as text
+    temperature: float = 1.0       # sampling temperature of the evaluations
+    psi: float = 1.0               # truncation psi of the evaluations (1 = none)
+    w_avg_samples: int = 4096      # z drawn to estimate w_avg before sampling with psi != 1
+    collapse_warn: float = 0.5     # warn when the share of distinct samples falls below this
+    resume: bool = False           # continue from run_dir/last.pt
+    progress: bool = True          # tqdm progress bar
+
+    def __post_init__(self):
+        positive = ("batch_size", "n_critic", "eval_interval", "log_interval", "eval_batch_size",
+                    "nll_samples", "eval_samples", "final_samples", "num_samples", "w_avg_samples")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"GANTrainConfig.{name} must be positive, got {getattr(self, name)}")
+        for name in ("pretrain_steps", "adv_steps", "beta_steps", "max_steps", "max_minutes", "pretrain_minutes",
+                     "gp_weight", "r1_gamma", "grad_clip", "weight_decay", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"GANTrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.pretrain_steps == 0 and self.adv_steps == 0:
+            raise ValueError("nothing to train: pretrain_steps and adv_steps are both 0")
+        if self.pretrain_lr <= 0 or not 0 <= self.pretrain_min_lr <= self.pretrain_lr:
+            raise ValueError(f"need 0 <= pretrain_min_lr <= pretrain_lr and pretrain_lr > 0, "
+                             f"got {self.pretrain_lr}, {self.pretrain_min_lr}")
+        if self.g_lr <= 0 or self.d_lr <= 0:
+            raise ValueError(f"g_lr and d_lr must be > 0, got {self.g_lr}, {self.d_lr}")
+        for name, table in (("loss", LOSSES), ("relax", RELAXATIONS)):
+            if getattr(self, name) not in table:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {sorted(table)}")
+        if self.beta_schedule not in ("constant", "linear", "exp"):
+            raise ValueError(f"beta_schedule must be constant, linear or exp, got {self.beta_schedule!r}")
+        if self.beta_max < 1.0:
+            raise ValueError(f"beta_max must be >= 1, got {self.beta_max}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.init_from and self.pretrain_steps:
+            raise ValueError("init_from replaces MLE pretraining: set pretrain_steps = 0")
+        if self.mode != "sequence":
+            raise ValueError("the GAN generates whole sentences: mode must be 'sequence'")
+
+
+def parse_args(argv):
+    """defaults <- config file <- command line, for the four sections."""
+    config_path, pairs = cfglib.split_cli(argv)
+    file_values = cfglib.load_file(config_path) if config_path else {}
+    sections = cfglib.resolve({"train": GANTrainConfig(), "generator": GeneratorConfig(), "mapping": MappingConfig(),
+                               "discriminator": DiscriminatorConfig()}, file_values, pairs)
+    gen_cfg = dataclasses.replace(sections["generator"], mapping=sections["mapping"])
+    return sections["train"], gen_cfg, sections["discriminator"]
+
+
+def pad_to(y, T):
+    """Target rows (B, t) -> (B, T), IGNORE_INDEX after the end (the real batch at the fakes' length)."""
+    return torch.nn.functional.pad(y, (0, T - y.size(1)), value=IGNORE_INDEX)
+
+
+@torch.no_grad()
+def ema_update(ema, model, decay):
+    """ema <- decay * ema + (1 - decay) * model; buffers (the mapping's w_avg) copied."""
+    for pe, p in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(p.detach(), 1.0 - decay)
+    for be, b in zip(ema.buffers(), model.buffers()):
+        be.copy_(b)
+
+
+@torch.no_grad()
+def sample_texts(gen, tokenizer, n, max_len, temperature=1.0, psi=1.0, seed=0, batch_size=500):
+    """n decoded sentences from a generator, reproducible from seed (z, noise and tokens
+    all come from one torch.Generator). psi != 1 truncates towards the mapping's w_avg,
+    which the caller must have estimated."""
+    device = gen.lm_head.weight.device
+    g = torch.Generator(device=device).manual_seed(seed)
+    texts = []
+    for start in range(0, n, batch_size):
+        out = gen.sample(min(batch_size, n - start), max_len, psi=psi, temperature=temperature, generator=g)
+        texts += [tokenizer.decode(row.tolist()) for row in out["ids"]]
+    return texts
+
+
+def check_finite(name, value, step, last_path):
+    """The divergence guard: stop at once, leaving the last good checkpoint as it is."""
+    if not math.isfinite(value):
+        saved = (f"The last good checkpoint, {last_path}, is intact" if Path(last_path).is_file()
+                 else "No checkpoint had been written yet")
+        raise FloatingPointError(f"non-finite {name} ({value}) at step {step}; the run diverged and stops here. "
+                                 f"{saved}. Lower the learning rates, set grad_clip, or use another loss")
+
+
+def main(argv=None):
+    cfg, gen_cfg, disc_cfg = parse_args(sys.argv[1:] if argv is None else argv)
+    dist = runtime.Distributed(cfg.device)  # single process unless launched by torchrun
+    device = dist.device
+    if cfg.batch_size % dist.world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the world size {dist.world}")
+    dtype = runtime.resolve_dtype(cfg.dtype, device)
+    amp = lambda: runtime.autocast(device, dtype)  # noqa: E731
+    runtime.seed_everything(cfg.seed)  # the same initial weights on every rank
+    run_dir = Path(cfg.out_dir) / (cfg.run_name or f"{Path(cfg.dataset).stem}-gan")
+    last_path, pre_path = run_dir / "last.pt", run_dir / "pretrained.pt"
+
+    # ---- data: vocabulary from the training split (or from the checkpoint we resume)
+    corpus = load_corpus(cfg.dataset, data_dir=cfg.data_dir or None, split=cfg.split or None,
+                         level=cfg.level, mode=cfg.mode)
+    if corpus.mode != "sequence":
+        raise ValueError(f"{corpus.name} is a stream corpus; the GAN needs one sentence per example")
+    if cfg.resume and not last_path.is_file():
+        raise CheckpointError(f"resume=true but there is no {last_path} to continue from; check --out_dir and "
+                              "--run_name, or start the run without --resume")
+    ckpt = load_checkpoint(last_path) if cfg.resume else None
+    tokenizer = build_tokenizer(corpus)  # deterministic; on resume it must equal the checkpoint's (checked below)
+    data = LMData(corpus, tokenizer, block_size=gen_cfg.block_size)
+    T = data.block_size  # every sentence, real or fake, is read at this length (<eos> included)
+
+    # ---- models: sizes the data decides are filled in here, once
+    gen_cfg = dataclasses.replace(gen_cfg, vocab_size=tokenizer.vocab_size, block_size=T)
+    disc_cfg = dataclasses.replace(disc_cfg, vocab_size=tokenizer.vocab_size, block_size=T)
+    G = Generator(gen_cfg).to(device)
+    D = Discriminator(disc_cfg).to(device)
+    ema = copy.deepcopy(G).eval().requires_grad_(False)
+    opt_mle = runtime.make_optimizer(G, cfg.pretrain_lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, cfg.beta2))
+    if dist.rank:  # from here on each rank draws its own z, noise and Gumbel noise
+        torch.manual_seed(cfg.seed + 7919 * dist.rank)
+    d_loss_fn, g_loss_fn = LOSSES[cfg.loss]
+    relax_fn = RELAXATIONS[cfg.relax]
+    # the step budget: pretraining first, the adversarial phase gets what max_steps leaves
+    pre_total = min(cfg.pretrain_steps, cfg.max_steps) if cfg.max_steps else cfg.pretrain_steps
+    adv_total = min(cfg.adv_steps, cfg.max_steps - pre_total) if cfg.max_steps else cfg.adv_steps
+    beta_total = cfg.beta_steps or max(adv_total, 1)
+    phase = "pretrain" if pre_total > 0 else "adversarial"
+    pre_step, adv_step, best_val, best_state = 0, 0, math.inf, None
+    if ckpt:
+        check_compatible(ckpt, "gan", asdict(gen_cfg), tokenizer.itos,
+                         data={k: getattr(cfg, k) for k in ("dataset", "split", "level", "mode")})
+        if ckpt["discriminator_config"] != asdict(disc_cfg):
+            raise CheckpointError(f"checkpoint discriminator config {ckpt['discriminator_config']} differs from "
+                                  f"this run's {asdict(disc_cfg)}")
+        G.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        D.load_state_dict(ckpt["discriminator"])
+        for opt, key in ((opt_mle, "optimizer_mle"), (opt_g, "optimizer_g"), (opt_d, "optimizer_d")):
+            if ckpt[key]:
+                opt.load_state_dict(ckpt[key])
+        phase, pre_step, adv_step, best_val = ckpt["phase"], ckpt["pretrain_step"], ckpt["adv_step"], ckpt["best_val"]
+        runtime.set_rng_state(ckpt["rng"])
+        if dist.rank:  # the checkpoint holds rank 0's stream; keep the others apart
+            torch.manual_seed(cfg.seed + 7919 * dist.rank + 104729 * (pre_step + adv_step))
+        if dist.is_main:
+            print(f"resumed {last_path} in the {phase} phase at step {pre_step + adv_step}")
+    elif cfg.init_from:  # another run's pretrained generator stands in for phase 1
+        init = load_checkpoint(cfg.init_from)
+        check_compatible(init, "gan", asdict(gen_cfg), tokenizer.itos,
+                         data={k: getattr(cfg, k) for k in ("dataset", "split", "level", "mode")})
+        G.load_state_dict(init["model"])
+        best_state, best_val, phase = copy.deepcopy(G.state_dict()), init["best_val"], "pretrain"
+    say = tqdm.write if dist.is_main else (lambda *a, **k: None)
+    say(f"generator: {sum(p.numel() for p in G.parameters()):,} parameters, discriminator: "
+        f"{sum(p.numel() for p in D.parameters()):,} | {corpus.name}: vocab {tokenizer.vocab_size}, "
+        f"{T} tokens per sentence, {len(data.splits['train'].x):,} train sentences | device {device} "
+        f"{str(dtype).replace('torch.', '')}")
+    log = RunLogger(run_dir, enabled=dist.is_main)
+    if ckpt and log.writer:
+        # hide what a killed process logged after its last checkpoint (at step, whose evaluation
+        # stays): TensorBoard drops earlier events at steps >= step + 1 on a SessionLog.START
+        # (what SummaryWriter's purge_step writes)
+        log.writer.file_writer.add_event(Event(step=pre_step + adv_step + 1,
+                                               session_log=SessionLog(status=SessionLog.START)))
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(
+            {"train": asdict(cfg), "generator": asdict(gen_cfg), "discriminator": asdict(disc_cfg)}, indent=2))
+    evaluator = SampleEvaluator(corpus, tokenizer)  # reference tables built once
+
+    def checkpoint(path):
+        if not dist.is_main:
+            return
+        for name, module in (("generator", G), ("EMA generator", ema), ("discriminator", D)):
+            bad = [n for n, p in module.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+            if bad:  # the guard's second half: never overwrite a good checkpoint with a diverged model
+                kept = f"The last good checkpoint, {path}, is intact" if path.is_file() else "Nothing was saved"
+                raise FloatingPointError(f"non-finite weights in the {name} ({bad[0]}, ...) at step "
+                                         f"{pre_step + adv_step}; not saving. {kept}")
+        save_checkpoint(path, {
+            "model_name": "gan", "model_config": asdict(gen_cfg),
+            "model": G.state_dict(),
+            "ema": ema.state_dict(), "w_avg": G.mapping.w_avg.clone(),
+            "discriminator_config": asdict(disc_cfg), "discriminator": D.state_dict(),
+            "optimizer_mle": opt_mle.state_dict(), "optimizer_g": opt_g.state_dict(), "optimizer_d": opt_d.state_dict(),
+            "tokenizer": tokenizer.state_dict(), "train_config": asdict(cfg),
+            "phase": phase, "step": pre_step + adv_step, "pretrain_step": pre_step, "adv_step": adv_step,
+            "beta": beta_at(adv_step), "beta_steps": beta_total, "best_val": best_val, "rng": runtime.rng_state(),
+        })
+
+    def beta_at(s):
+        return beta_schedule(s, beta_total, cfg.beta_max, cfg.beta_schedule)
+
+    def draw(gen, n, seed, psi=cfg.psi, temperature=cfg.temperature):
+        if psi != 1.0:  # truncation needs the average style of this generator's mapping
+            gen.mapping.estimate_w_avg(cfg.w_avg_samples, generator=torch.Generator(device=device).manual_seed(seed))
+        return sample_texts(gen, tokenizer, n, T, temperature, psi, seed)
+
+    def evaluate(gen, step):
+        """val/nll, the periodic sample metrics and the collapse indicator; returns val/nll."""
+        val = latent_nll(gen, data.eval_batches("val", cfg.eval_batch_size), cfg.nll_samples, device, seed=cfg.seed)
+        log.scalar("val/nll", val["nll"], step)
+        log.scalar("val/bits", val["bits"], step)
+        texts = draw(copy.deepcopy(gen) if cfg.psi != 1.0 else gen, cfg.eval_samples, seed=cfg.seed + step)
+        scores = evaluator(texts, step, log)
+        unique = len(set(texts)) / len(texts)
+        if unique < cfg.collapse_warn:
+            warnings.warn(f"step {step}: only {unique:.0%} of {len(texts)} samples are distinct (Self-BLEU-4 "
+                          f"{scores.get('self_bleu4', float('nan')):.3f}): the generator may be collapsing")
+        log.samples("samples", texts[:cfg.num_samples], step)
+        log.flush()
+        return val["nll"], scores
+
+    # ---- phase 1: MLE pretraining, teacher forcing with random z
+    t_start = time.time()
+    out_of_time = lambda minutes, since: minutes > 0 and dist.any((time.time() - since) / 60 >= minutes)  # noqa: E731
+    bar = tqdm(total=pre_total + adv_total, initial=pre_step + adv_step,
+               disable=not (cfg.progress and dist.is_main), dynamic_ncols=True, desc="gan")
+    t_phase = time.time()
+    while phase == "pretrain" and pre_step < pre_total:
+        lr = runtime.lr_at(pre_step, cfg.pretrain_lr, cfg.pretrain_min_lr, cfg.warmup_steps, pre_total)
+        for group in opt_mle.param_groups:
+            group["lr"] = lr
+        x, y = data.train_batch(pre_step, cfg.batch_size, cfg.seed)
+        x, y = x[dist.rank::dist.world].to(device), y[dist.rank::dist.world].to(device)
+        with amp():
+            _, loss = G(x, y)  # a fresh z and fresh noise per sentence
+        check_finite("pretraining loss", loss.item(), pre_step, last_path)
+        opt_mle.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = step_update(G, opt_mle, cfg.grad_clip, dist)
+        pre_step += 1
+        bar.update(1)
+        if pre_step % cfg.log_interval == 0:
+            log.scalars({"train/loss": loss.item(), "lr": lr, "grad_norm": grad_norm}, pre_step)
+            bar.set_postfix(loss=f"{loss.item():.4f}", best_val=f"{best_val:.4f}")
+        stop = out_of_time(cfg.pretrain_minutes, t_phase) or out_of_time(cfg.max_minutes, t_start)
+        if pre_step % cfg.eval_interval == 0 or pre_step == pre_total or stop:
+            ema.load_state_dict(G.state_dict())  # no averaging while pretraining: the EMA is a copy of G
+            val, scores = evaluate(G, pre_step)
+            say(f"pretrain step {pre_step}: train loss {loss.item():.4f}, val nll {val:.4f} | {brief(scores)}")
+            if val < best_val:  # every rank computes the same val (same weights, same z)
+                best_val, best_state = val, copy.deepcopy(G.state_dict())
+                checkpoint(pre_path)
+            checkpoint(last_path)
+        if stop:
+            say(f"pretraining stopped by its wall-clock budget at step {pre_step}")
+            break
+    if phase == "pretrain":  # done: the adversarial phase starts from the best-on-validation generator
+        # in memory on every rank; from pretrained.pt only when this process resumed past the best
+        G.load_state_dict(best_state if best_state is not None else load_checkpoint(pre_path)["model"])
+        G.mapping.estimate_w_avg(cfg.w_avg_samples, generator=torch.Generator(device=device).manual_seed(cfg.seed))
+        ema.load_state_dict(G.state_dict())
+        if cfg.init_from:  # this run's own record of where its adversarial phase started
+            checkpoint(pre_path)
+        phase = "adversarial"
+        checkpoint(last_path)
+
+    # ---- phase 2: adversarial training
+    while phase == "adversarial" and adv_step < adv_total and not out_of_time(cfg.max_minutes, t_start):
+        step = pre_step + adv_step
+        beta = beta_at(adv_step)
+        relax = functools.partial(relax_fn, beta=beta)
+        B = cfg.batch_size // dist.world
+        # the generator step's relaxed sample, drawn first with its graph: its detached copy is
+        # also the fake of the last discriminator step (one sampling pass saved per iteration;
+        # sampling, a sequential loop over T steps, is most of the cost on a CPU)
+        with amp():
+            fake_g = G.sample(B, T, relax=relax)
+        # discriminator: n_critic steps on fresh real batches and detached fakes
+        D.requires_grad_(True)
+        for k in range(cfg.n_critic):
+            _, y = data.train_batch(adv_step * cfg.n_critic + k, cfg.batch_size, cfg.seed + 1)
+            real, real_mask = real_inputs(pad_to(y[dist.rank::dist.world], T).to(device), tokenizer.vocab_size)
+            if k == cfg.n_critic - 1:
+                fake = {"soft": fake_g["soft"].detach(), "mask": fake_g["mask"]}
+            else:
+                with torch.no_grad(), amp():
+                    fake = G.sample(B, T, relax=relax)
+            with amp():
+                d_real, d_fake = D(real, real_mask), D(fake["soft"], fake["mask"])
+                loss_d = d_loss_fn(d_real, d_fake)
+                if cfg.loss == "wgan-gp":
+                    loss_d = loss_d + gradient_penalty(D, real, fake["soft"], real_mask | fake["mask"], cfg.gp_weight)
+                if cfg.r1_gamma > 0:
+                    loss_d = loss_d + r1_penalty(D, real, real_mask, cfg.r1_gamma)
+            check_finite("discriminator loss", loss_d.item(), step, last_path)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            grad_norm_d = step_update(D, opt_d, cfg.grad_clip, dist)
+        # generator: one step through the relaxed sample into the updated D, D frozen (the last
+        # real batch for rsgan's pairs)
+        D.requires_grad_(False)
+        fake = fake_g
+        with amp():
+            loss_g = g_loss_fn(D(real, real_mask), D(fake["soft"], fake["mask"]))
+        check_finite("generator loss", loss_g.item(), step, last_path)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        grad_norm_g = step_update(G, opt_g, cfg.grad_clip, dist)
+        G.mapping.update_w_avg(fake["w"])
+        ema_update(ema, G, cfg.ema_decay)
+        adv_step += 1
+        step += 1
+        bar.update(1)
+        if adv_step % cfg.log_interval == 0:
+            log.scalars({"gan/d_loss": loss_d.item(), "gan/g_loss": loss_g.item(), "gan/d_real": d_real.mean().item(),
+                         "gan/d_fake": d_fake.mean().item(), "gan/grad_norm_d": grad_norm_d,
+                         "gan/grad_norm_g": grad_norm_g, "gan/beta": beta}, step)
+            bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}", beta=f"{beta:.1f}")
+        stop = out_of_time(cfg.max_minutes, t_start)
+        if adv_step % cfg.eval_interval == 0 or adv_step == adv_total or stop:
+            val, scores = evaluate(ema, step)
+            say(f"adversarial step {adv_step}: d_loss {loss_d.item():.4f}, g_loss {loss_g.item():.4f}, "
+                f"beta {beta:.1f}, EMA val nll {val:.4f} | {brief(scores)}")
+            checkpoint(last_path)
+        if stop:
+            say(f"wall-clock budget of {cfg.max_minutes} min reached at adversarial step {adv_step}")
+    bar.close()
+    train_seconds = time.time() - t_start
+    dist.close()
+    if not dist.is_main:  # the final scoring reads rank 0's files and writes the run's results
+        return {}
+
+    # ---- final: the EMA generator (and the pretrained one, for reference), on test and in samples
+    results = {"steps": pre_step + adv_step, "pretrain_steps": pre_step, "adv_steps": adv_step,
+               "train_seconds": train_seconds, "temperature": cfg.temperature, "psi": cfg.psi}
+    finals = {"ema": ema}
+    if pre_path.exists():
+        pretrained = copy.deepcopy(G)
+        pretrained.load_state_dict(load_checkpoint(pre_path)["model"])
+        finals["pretrained"] = pretrained.eval()
+    texts = {}
+    for name, gen in finals.items():
+        for split in ("val", "test"):
+            nll = latent_nll(gen, data.eval_batches(split, cfg.eval_batch_size), cfg.nll_samples, device, seed=cfg.seed)
+            results[f"{name}/{split}_nll"] = nll["nll"]
+        texts[name] = draw(copy.deepcopy(gen), cfg.final_samples, seed=cfg.seed)
+        for k, v in evaluator.score(texts[name]).items():
+            results[f"{name}/{k}"] = v
+    log.samples("samples/final", texts["ema"][:cfg.num_samples], pre_step + adv_step)
+    log.hparams({**asdict(cfg), **{f"generator.{k}": v for k, v in asdict(gen_cfg).items() if k != "mapping"},
+                 **{f"mapping.{k}": v for k, v in asdict(gen_cfg.mapping).items()},
+                 **{f"discriminator.{k}": v for k, v in asdict(disc_cfg).items()}},
+                {"hparam/test_nll": results["ema/test_nll"], "hparam/unique_share": results["ema/unique_share"]},
+                pre_step + adv_step)
+    log.close()
+    (run_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+    (run_dir / "samples.txt").write_text("\n".join(texts["ema"]) + "\n")
+    say("\n".join(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}" for k, v in results.items()))
+    say("samples (EMA generator):\n" + "\n".join("  " + t for t in texts["ema"][:cfg.num_samples]))
+    say(f"run directory: {run_dir}  (tensorboard --logdir {cfg.out_dir})")
+    return results
+
+
+def brief(scores):
+    return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
+
+
+def step_update(model, optimizer, grad_clip, dist):
+    """Average gradients over ranks (the sampler's many small forwards rule out DDP's hooks),
+    clip, step; returns the gradient norm before clipping."""
+    if dist.enabled:
+        import torch.distributed as tdist
+        for p in model.parameters():
+            if p.grad is not None:
+                tdist.all_reduce(p.grad)
+                p.grad /= dist.world
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
+    optimizer.step()
+    return norm.item()
+
+
+if __name__ == "__main__":
+    main()

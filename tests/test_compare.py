@@ -1,0 +1,166 @@
+"""The comparison command end to end on a tiny setting: report, figures, TensorBoard runs."""
+
+import json
+from pathlib import Path
+
+import pytest
+from matplotlib.image import imread
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import metadata as hparams_metadata
+
+from experiments import compare, report, train_lm
+from experiments.config import ConfigError
+from experiments.logger import RunLogger
+
+REPO = Path(__file__).resolve().parent.parent
+NS = (2, 3, 4, 5)
+TINY = ["--experiment", "tiny", "--models", "bigram,gpt2", "--max_steps", "20", "--eval_interval", "10",
+        "--eval_samples", "12", "--num_samples", "24", "--temperatures", "0.8,1.0", "--n_show", "3",
+        "--scorer.steps", "10", "--scorer.val_interval", "5", "--scorer.n_layer", "1", "--scorer.n_embd", "16",
+        "--models.gpt2.n_layer", "1", "--models.gpt2.n_embd", "16", "--models.gpt2.n_head", "2",
+        "--models.gpt2.batch_size", "16", "--models.gpt2.warmup_steps", "5", "--models.gpt2.num_samples", "2"]
+
+
+def run(root: Path, *extra):
+    return compare.main(TINY + ["--out_dir", str(root / "runs"), "--report_dir", str(root / "research"), *extra])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    return root, run(root)
+
+
+def scalars(run_dir):
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    return acc
+
+
+def test_report_and_figures(tiny):
+    root, results = tiny
+    report_dir = root / "research" / "tiny"
+    text = (report_dir / "report.md").read_text()
+    for needle in ("| *real data* |", "| bigram |", "| gpt2 |", "BLEU-5", "Self-BLEU-5", "NLL-test",
+                   "precision", "## Temperature sweep", "## Samples", "python -m experiments.compare"):
+        assert needle in text
+    pngs = ["learning_curves.png", "bleu.png", "quality_diversity.png", "lengths.png"]
+    for name in pngs:
+        assert f"]({name})" in text
+        image = imread(report_dir / name)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    saved = json.loads((report_dir / "results.json").read_text())
+    assert [r["label"] for r in saved["rows"]] == ["real data", "bigram", "gpt2"]
+    gpt2 = saved["rows"][2]
+    assert gpt2["steps"] == 20 and len(gpt2["samples"]) == 24
+    assert [p["temperature"] for p in gpt2["sweep"]] == [0.8, 1.0]
+    assert gpt2["metrics"]["nll_test_with_pad"] < gpt2["metrics"]["nll_test"]
+    assert results["rows"][0]["metrics"]["precision"] == 1.0  # real number names are all valid
+
+
+def test_report_re_renders_from_results_json(tiny, capsys):
+    root, _ = tiny
+    report_dir = root / "research" / "tiny"
+    before = (report_dir / "report.md").read_text()
+    (report_dir / "lengths.png").unlink()
+    report.main([str(report_dir / "results.json")])
+    assert (report_dir / "report.md").read_text() == before
+    assert imread(report_dir / "lengths.png").ndim == 3
+
+
+def test_tensorboard_runs_read_back(tiny):
+    root, _ = tiny
+    runs = root / "runs" / "tiny"
+    acc = scalars(runs / "gpt2")
+    tags = set(acc.Tags()["scalars"])
+    periodic = {f"eval/bleu{n}" for n in NS} | {f"eval/self_bleu{n}" for n in NS}
+    periodic |= {"eval/distinct1", "eval/distinct2", "eval/unique_share", "eval/length_mean",
+                 "eval/precision", "eval/novelty", "eval/recall"}
+    assert {"train/loss", "val/nll"} | periodic <= tags
+    assert [e.step for e in acc.Scalars("eval/bleu2")] == [10, 20]
+    finals = {f"final/bleu{n}" for n in NS} | {f"final/self_bleu{n}" for n in NS}
+    assert finals | {"final/nll_test", "final/lm_score", "final/reverse_lm_score"} <= tags
+    assert "samples/compare/text_summary" in acc.Tags()["tensors"]
+    assert finals <= set(scalars(runs / "real-data").Tags()["scalars"])
+    # the experiment summary at the root sets the HPARAMS columns to the final metrics
+    content = scalars(runs).PluginTagToContent("hparams")["_hparams_/experiment"]
+    experiment = hparams_metadata.parse_experiment_plugin_data(content)
+    assert {"final/bleu5", "final/self_bleu5", "final/nll_test"} <= {m.name.tag for m in experiment.metric_infos}
+
+
+def test_reuse_loads_checkpoints_and_reproduces_the_scores(tiny):
+    root, first = tiny
+    ckpt = root / "runs" / "tiny" / "gpt2" / "best.pt"
+    mtime = ckpt.stat().st_mtime_ns
+    again = run(root, "--reuse", "true")
+    assert ckpt.stat().st_mtime_ns == mtime  # loaded, not retrained
+    for a, b in zip(first["rows"], again["rows"]):
+        assert a["samples"] == b["samples"]  # seeded sampling
+        for k in ("bleu5", "self_bleu5", "lm_score", "reverse_lm_score", "precision"):
+            assert a["metrics"][k] == b["metrics"][k]
+    # one file of comparison events per run: a re-run replaces it
+    assert len(list((root / "runs" / "tiny" / "gpt2").glob("events.out.tfevents.*.compare"))) == 1
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments" / "configs" / "compare").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_shipped_compare_configs_resolve(path):
+    cfg, _, entries, _ = compare.parse_args(["--config", str(path)])
+    assert entries
+    for name, family, settings in entries:
+        assert family in compare.FAMILIES
+        if family == "lm":  # every per-model setting is one the trainer knows
+            train_lm.parse_args(compare.trainer_argv(cfg, Path("runs/x"), name, settings))
+
+
+def test_unknown_entries_fail_loudly():
+    with pytest.raises(ConfigError, match="not a model"):
+        compare.parse_args(["--models", "gpt3"])
+    with pytest.raises(ConfigError, match="unknown family"):
+        compare.parse_args(["--models", "x", "--models.x.family", "vae"])
+
+
+class FakeSampler:
+    info = {"params": 1, "steps": 2, "train_seconds": 0.0}
+
+    def sample(self, n, temperature=1.0, psi=1.0, seed=0):
+        base = ["one", "two", "three hundred", "four thousand five"]
+        return [base[(i + int(10 * psi)) % len(base)] for i in range(n)]
+
+    def nll(self, split, temperature=1.0, psi=1.0):
+        return {"nll": 1.0 / psi, "nll_with_pad": 0.5 / psi}
+
+
+class FakeFamily:
+    """What the GAN family plugs in: train(argv) -> run_dir, is_trained, load -> sampler."""
+
+    sweeps_psi = True
+
+    def train(self, argv):
+        settings = dict(a[2:].split("=", 1) for a in argv)
+        run_dir = Path(settings["out_dir"]) / settings["run_name"]
+        log = RunLogger(run_dir)
+        for step in (1, 2):
+            log.scalars({"val/nll": 2.0 / step, "eval/bleu5": 0.1 * step}, step)
+        log.close()
+        (run_dir / "metrics.json").write_text("{}")
+        return run_dir
+
+    def is_trained(self, run_dir):
+        return (run_dir / "metrics.json").is_file()
+
+    def load(self, run_dir, corpus, device):
+        return FakeSampler()
+
+
+def test_a_new_family_plugs_in_with_its_psi_sweep(tmp_path, monkeypatch):
+    monkeypatch.setitem(compare.FAMILIES, "fake", FakeFamily())
+    results = compare.main(["--experiment", "f", "--models", "fake", "--num_samples", "8", "--lm_score", "false",
+                            "--reverse_lm_score", "false", "--temperatures", "1.0", "--psis", "0.5,1.0",
+                            "--out_dir", str(tmp_path / "runs"), "--report_dir", str(tmp_path / "research")])
+    row = results["rows"][1]
+    assert row["family"] == "fake" and row["steps"] == 2
+    assert [(p["temperature"], p["psi"]) for p in row["sweep"]] == [(1.0, 1.0), (1.0, 0.5)]
+    assert row["sweep"][1]["nll_test"] == 2.0
+    assert imread(tmp_path / "research" / "f" / "quality_diversity.png").ndim == 3
+    assert "final/bleu5" in scalars(tmp_path / "runs" / "f" / "fake").Tags()["scalars"]

@@ -1,0 +1,137 @@
+"""The periodic sample evaluator: values on hand cases, dataset-specific metrics, tags."""
+
+import math
+
+import pytest
+import torch
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from datasets import Corpus, WordTokenizer, build_tokenizer, load_corpus
+from datasets import oracle as oracle_mod
+from experiments.logger import RunLogger
+from experiments.metrics import oracle_nll
+from experiments.periodic import SampleEvaluator, SampleTokenizer
+
+A, B = "a b c d e f", "f e d c b a"
+
+
+def toy(test=(A, B)):
+    train = [A, B, "a a b b"]
+    corpus = Corpus("toy", "word", "sequence", train, [A], list(test))
+    return corpus, WordTokenizer.fit(train)
+
+
+def nltk_bleu(refs, hyp, n):
+    return sentence_bleu(refs, hyp, (1 / n,) * n, smoothing_function=SmoothingFunction().method1)
+
+
+def test_samples_equal_to_the_references():
+    corpus, tok = toy()
+    m = SampleEvaluator(corpus, tok)([A, B])
+    for n in (2, 3, 4, 5):
+        assert m[f"bleu{n}"] == pytest.approx(1.0)
+        # each sample against the other one only (never itself)
+        assert m[f"self_bleu{n}"] == pytest.approx(nltk_bleu([B.split()], A.split(), n))
+    assert m["self_bleu2"] < 0.5  # the reversed sentence shares no bigram
+    assert m["distinct1"] == pytest.approx(6 / 12) and m["distinct2"] == pytest.approx(10 / 10)
+    assert m["unique_share"] == 1.0 and m["length_mean"] == 6.0 and m["length_tv"] == 0.0
+    assert not {"nll_oracle", "precision"} & set(m)  # toy corpus: neither oracle nor parser
+
+
+def test_duplicates_raise_self_bleu_and_lower_unique_share():
+    corpus, tok = toy()
+    m = SampleEvaluator(corpus, tok)([A, A, A, "a b"])
+    assert m["unique_share"] == 0.5
+    assert m["self_bleu5"] > 0.7  # three of four samples have an exact copy among the others
+    assert m["length_mean"] == pytest.approx((6 * 3 + 2) / 4)
+    refs = [A.split(), B.split()]
+    want = sum(nltk_bleu(refs, s.split(), 3) for s in [A, A, A, "a b"]) / 4
+    assert m["bleu3"] == pytest.approx(want, abs=1e-12)
+
+
+def test_self_bleu_is_recomputed_at_every_call():
+    corpus, tok = toy()
+    ev = SampleEvaluator(corpus, tok)
+    assert ev([A, A])["self_bleu4"] == pytest.approx(1.0)
+    assert ev([A, B])["self_bleu4"] < 0.2  # no stale reference set from the previous call
+
+
+def test_unk_is_one_token_on_both_sides():
+    _, tok = toy()
+    st = SampleTokenizer(tok)
+    assert st.split("a <unk> b") == ["a", "<unk>", "b"]
+    assert st.encode("a <unk> zzz") == [tok.stoi["a"], 3, 3]
+    assert tok.split("a <unk> b") != st.split("a <unk> b")  # what the wrapper is for
+
+
+def test_numbers_precision_novelty_recall():
+    corpus = load_corpus("numbers")
+    ev = SampleEvaluator(corpus, build_tokenizer(corpus))
+    train, test = corpus.train[0], corpus.test[0]
+    m = ev([train, test, test, "one hundred and five", "nine nine"])
+    assert m["precision"] == pytest.approx(3 / 5)
+    assert m["novelty"] == pytest.approx(1 / 2)  # distinct valid: {train, test}; test is novel
+    assert m["recall"] == pytest.approx(1 / len(corpus.test))
+    assert m["distinct_valid"] == 2
+
+
+class RecordingOracle:
+    """Stands in for datasets.oracle.Oracle: records what it is asked to score."""
+
+    def __init__(self):
+        self.calls = []
+
+    def nll(self, ids, lengths):
+        self.calls.append((ids.tolist(), lengths.tolist()))
+        return float(lengths.sum())  # any value; the test checks the token-weighted pooling
+
+
+def test_oracle_nll_maps_tokens_to_ids_and_skips_what_it_cannot_score():
+    oracle = RecordingOracle()
+    samples = [["7", "4999"], ["5000"], ["<unk>", "3"], [], ["07"], [str(i) for i in range(25)]]
+    out = oracle_nll(samples, oracle, seq_len=20, vocab_size=5000, batch_size=10)
+    assert out["scored"] == 2 and out["invalid"] == pytest.approx(4 / 6)
+    (ids, lengths), = oracle.calls
+    assert lengths == [2, 20]  # the long sample truncated to the oracle's horizon
+    assert ids[0][:2] == [7, 4999] and ids[1] == list(range(20))
+    assert math.isnan(oracle_nll([["x"], ["y"]], oracle, 20, 5000)["nll"])
+
+
+def test_oracle_evaluator_scores_with_the_oracle():
+    # a small corpus around the real oracle (loading the full `oracle` corpus samples 14,000 sequences)
+    o = oracle_mod.Oracle()
+    lines = [" ".join(map(str, row)) for row in o.sample(300, seed=5).tolist()]
+    corpus = Corpus("oracle-small", "word", "sequence", lines[:100], lines[100:150], lines[150:],
+                    fixed_vocab=[str(i) for i in range(oracle_mod.VOCAB)], extras={"oracle": o})
+    ev = SampleEvaluator(corpus, build_tokenizer(corpus))
+    real = lines[150:]
+    m = ev(real + ["<unk> 3", ""])
+    assert m["oracle_invalid"] == pytest.approx(2 / 152)
+    ids = torch.tensor([[int(t) for t in s.split()] for s in real])
+    assert m["nll_oracle"] == pytest.approx(o.nll(ids), rel=1e-5)
+    assert m["length_mean"] == pytest.approx((150 * oracle_mod.SEQ_LEN + 2) / 152)
+    assert m["bleu2"] >= 150 / 152 - 1e-12  # 150 samples are references (BLEU 1), two are not
+
+
+def test_logged_under_the_shared_tags(tmp_path):
+    corpus, tok = toy()
+    log = RunLogger(tmp_path)
+    SampleEvaluator(corpus, tok)([A, B, "a b c"], step=7, logger=log)
+    log.close()
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    want = {f"eval/bleu{n}" for n in (2, 3, 4, 5)} | {f"eval/self_bleu{n}" for n in (2, 3, 4, 5)}
+    want |= {"eval/distinct1", "eval/distinct2", "eval/unique_share", "eval/length_mean"}
+    assert want <= tags
+    assert [e.step for e in acc.Scalars("eval/bleu2")] == [7]
+
+
+def test_stream_corpora_and_single_samples_are_refused():
+    stream = Corpus("s", "char", "stream", "abcdefgh" * 20, "abcdefgh" * 5, "abcdefgh" * 5)
+    with pytest.raises(ValueError, match="stream"):
+        SampleEvaluator(stream, WordTokenizer.fit(["a"]))
+    corpus, tok = toy()
+    with pytest.raises(ValueError, match="at least 2"):
+        SampleEvaluator(corpus, tok)([A])
