@@ -241,3 +241,17 @@ def test_init_from_another_runs_pretrained_generator(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a if not k.endswith("w_avg"))
     with pytest.raises(ValueError, match="init_from replaces"):
         train_gan.parse_args(["--init_from", "x.pt"])
+
+
+def test_gan_report_reads_the_recorded_run(tmp_path):
+    from experiments import gan_report
+    run(tmp_path, "--pretrain_steps", "4", "--adv_steps", "4")
+    out = tmp_path / "report"
+    gan_report.main(["--runs", str(tmp_path / "r"), "--tags", "val/nll,gan/d_loss,eval/precision", "--name", "x",
+                     "--out_dir", str(out), "--temperatures", "0.9,1.0", "--num_samples", "8", "--seeds", "0,1"])
+    text = (out / "x.md").read_text()
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert f"{metrics['ema/test_nll']:.3f}" in text and "after MLE pretraining" in text
+    assert (out / "x.png").stat().st_size > 0 and (out / "x_temperature.png").stat().st_size > 0
+    sweep = json.loads((out / "x_sweep.json").read_text())["r"]
+    assert [p["temperature"] for p in sweep["ema"]] == [0.9, 1.0] and len(sweep["ema"][0]["precision_seeds"]) == 2
