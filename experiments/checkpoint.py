@@ -92,6 +92,14 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return ckpt
 
 
+def load_resume_checkpoint(last_path: str | Path) -> dict:
+    """The checkpoint a `--resume true` run continues from, with a clear error when there is none."""
+    if not Path(last_path).is_file():
+        raise CheckpointError(f"resume=true but there is no {last_path} to continue from; check --out_dir and "
+                              "--run_name, or start the run without --resume")
+    return load_checkpoint(last_path)
+
+
 def check_compatible(ckpt: dict, model_name: str, model_config: dict, vocab: list[str] | None = None,
                      data: dict | None = None) -> None:
     """Refuse to resume into a different model, config, vocabulary or dataset, naming what differs.

@@ -71,7 +71,8 @@ from datasets import LMData, build_tokenizer, load_corpus
 from datasets.tokenizers import IGNORE_INDEX
 from experiments import config as cfglib
 from experiments import runtime
-from experiments.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
+from experiments.checkpoint import (CheckpointError, check_compatible, load_checkpoint, load_resume_checkpoint,
+                                    save_checkpoint)
 from experiments.evaluate import latent_nll
 from experiments.logger import RunLogger
 from experiments.periodic import SampleEvaluator
@@ -232,10 +233,7 @@ def main(argv=None):
                          level=cfg.level, mode=cfg.mode)
     if corpus.mode != "sequence":
         raise ValueError(f"{corpus.name} is a stream corpus; the GAN needs one sentence per example")
-    if cfg.resume and not last_path.is_file():
-        raise CheckpointError(f"resume=true but there is no {last_path} to continue from; check --out_dir and "
-                              "--run_name, or start the run without --resume")
-    ckpt = load_checkpoint(last_path) if cfg.resume else None
+    ckpt = load_resume_checkpoint(last_path) if cfg.resume else None
     tokenizer = build_tokenizer(corpus)  # deterministic; on resume it must equal the checkpoint's (checked below)
     data = LMData(corpus, tokenizer, block_size=gen_cfg.block_size)
     T = data.block_size  # every sentence, real or fake, is read at this length (<eos> included)

@@ -40,7 +40,7 @@ from baselines.sampling import generate
 from datasets import BOS_ID, LMData, build_tokenizer, load_corpus
 from experiments import config as cfglib
 from experiments import runtime
-from experiments.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint, unwrap
+from experiments.checkpoint import check_compatible, load_checkpoint, load_resume_checkpoint, save_checkpoint, unwrap
 from experiments.diagnostics import Diagnostics, log_stats
 from experiments.evaluate import lm_nll
 from experiments.logger import RunLogger
@@ -145,10 +145,7 @@ def main(argv=None):
     # ---- data: the vocabulary comes from the training split (or from the checkpoint we resume)
     corpus = load_corpus(cfg.dataset, data_dir=cfg.data_dir or None, split=cfg.split or None,
                          level=cfg.level, mode=cfg.mode)
-    if cfg.resume and not last_path.is_file():
-        raise CheckpointError(f"resume=true but there is no {last_path} to continue from; check --out_dir and "
-                              "--run_name, or start the run without --resume")
-    ckpt = load_checkpoint(last_path) if cfg.resume else None
+    ckpt = load_resume_checkpoint(last_path) if cfg.resume else None
     tokenizer = build_tokenizer(corpus)  # deterministic; on resume it must equal the checkpoint's (checked below)
     data = LMData(corpus, tokenizer, block_size=model_cfg.block_size)
 
