@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import json
+import re
+import sys
 import tomllib
 import types
 import typing
@@ -24,6 +27,41 @@ from pathlib import Path
 
 class ConfigError(ValueError):
     """A config key or value that cannot be used; the message names the fix."""
+
+
+HELP = "__help__"  # the pair split_cli records for -h / --help
+
+
+def _comments(cls) -> dict[str, str]:
+    """Field name -> its trailing source comment (the documentation of every setting)."""
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    out = {}
+    for line in lines:
+        m = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def usage(sections: dict) -> str:
+    """Every setting of every section with its default and comment (what --help prints)."""
+    main = sys.modules.get("__main__")
+    doc = (getattr(main, "__doc__", None) or "").strip()
+    lines = [doc, ""] if doc else []
+    lines.append("Settings (--key=value or --section.key=value; --config FILE.toml sets them from a file):")
+    for sec, obj in sections.items():
+        lines.append(f"\n[{sec}]")
+        notes = _comments(type(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                continue  # a nested section (e.g. generator.mapping), listed as its own table
+            note = f"  # {notes[f.name]}" if f.name in notes else ""
+            lines.append(f"  {f.name} = {value!r}{note}")
+    return "\n".join(lines)
 
 
 def load_file(path: str | Path) -> dict:
@@ -46,6 +84,10 @@ def split_cli(argv: list[str]) -> tuple[str | None, list[tuple[str, str]]]:
     config_path, pairs, i = None, [], 0
     while i < len(argv):
         arg = argv[i]
+        if arg in ("-h", "--help"):  # resolve() prints the settings and exits
+            pairs.append((HELP, "true"))
+            i += 1
+            continue
         if not arg.startswith("--"):
             raise ConfigError(f"unexpected argument {arg!r}; settings are given as --key=value or --key value")
         key, eq, value = arg[2:].partition("=")
@@ -122,7 +164,11 @@ def _set(sections, key, raw, updates):
 
 def resolve(sections: dict, file_values: dict | None = None, cli_pairs=()) -> dict:
     """New section objects: defaults <- file values <- command-line pairs. Validation
-    runs in each dataclass's __post_init__ (dataclasses.replace calls it)."""
+    runs in each dataclass's __post_init__ (dataclasses.replace calls it). With -h / --help
+    on the command line it prints every setting (usage) and exits."""
+    if any(k == HELP for k, _ in cli_pairs):
+        print(usage(sections))
+        raise SystemExit(0)
     updates: dict[str, dict] = {}
     for key, value in (file_values or {}).items():
         if isinstance(value, dict) and key in sections:  # a TOML table / JSON object for a section

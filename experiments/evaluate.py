@@ -21,6 +21,8 @@ Two other figures, each clearly named:
   log E[p(x | u)] = log p(x), so the estimate is an UPPER bound on the NLL in
   expectation, which tightens as K grows (the importance-weighted bound of Burda et al.
   2016, "Importance Weighted Autoencoders", with the prior as proposal).
+- `latent_usage`: how much such a generator's predictions depend on its latent z, the
+  mutual information between z and the next token given a real prefix (nats per token).
 """
 
 from __future__ import annotations
@@ -130,3 +132,32 @@ def latent_nll(model, batches, K: int, device, draw_latent=gan_latent, seed: int
     out = _summary(total, count, rows, pad_len)
     out["K"] = K
     return out
+
+
+@torch.no_grad()
+def latent_usage(model, x, y, n_z: int = 16, seed: int = 0) -> float:
+    """How much a latent-variable generator's next-token distributions depend on z, in nats
+    per token: mean over the real prefixes (x, y) (B, T) of
+        E_z KL( p(. | x_<t, z, n) || E_z' p(. | x_<t, z', n) ),
+    with n_z draws of z and one fixed draw n of the step noise per sentence. This is the
+    mutual information I(z; x_t | x_<t) between z and the next token given a real prefix
+    (under the empirical distribution of the n_z draws). 0 for a generator that ignores z
+    (p(x | z) = p(x), where MLE pretraining with random z leads), at most ln V.
+    Deterministic given seed."""
+    if n_z < 2:
+        raise ValueError(f"n_z must be >= 2, got {n_z}")
+    was_training = model.training
+    model.eval()
+    dev = model.lm_head.weight.device
+    g = torch.Generator(device=dev).manual_seed(seed)
+    x, y = x.to(dev), y.to(dev)
+    B, T = x.shape
+    z = torch.randn(n_z, model.config.mapping.z_dim, generator=g, device=dev)  # the same n_z latents for every x
+    noise = model.make_noise(B, T, generator=g)  # (B, T, N), fixed across z
+    logp = torch.stack([model(x, z=z[k].expand(B, -1), noise=noise)[0].float().log_softmax(-1)
+                        for k in range(n_z)])  # (n_z, B, T, V)
+    log_mean = torch.logsumexp(logp, dim=0) - math.log(n_z)  # (B, T, V) log E_z p(. | x_<t, z)
+    kl = (logp.exp() * (logp - log_mean)).sum(-1).mean(0)  # (B, T)
+    valid = y != IGNORE_INDEX
+    model.train(was_training)
+    return (kl * valid).sum().item() / max(int(valid.sum()), 1)

@@ -11,8 +11,9 @@ adversarial phase started from), at the same sampling settings. Writes <name>.pn
 <name>.md (the table) into out_dir.
 
 With `--temperatures 0.8,0.9,1.0`, both generators of every run are also sampled at each
-temperature (num_samples samples per seed of `seeds`, scored by experiments/periodic.py) and drawn
-as quality-diversity curves into <name>_temperature.png (table in <name>.md): does the
+temperature, and with `--psis 0.5,0.7,0.9` the EMA generator at each truncation psi
+(num_samples samples per seed of `seeds`, scored by experiments/periodic.py), drawn as
+quality-diversity curves into <name>_temperature.png (table in <name>.md): does the
 adversarial phase do more than a lower temperature would do to the MLE generator
 (Caccia et al. 2020, "Language GANs Falling Short")?
 """
@@ -46,6 +47,7 @@ class ReportConfig:
     name: str = "gan"              # file stem of the figure and the table
     out_dir: str = "research/gan"
     temperatures: str = ""         # comma-separated temperatures of the sweep of both generators; "" = none
+    psis: str = ""                 # comma-separated truncation psi of a sweep of the EMA generator at T = 1; "" = none
     num_samples: int = 1000        # samples per sweep point and seed
     seeds: str = "0"               # comma-separated sampling seeds of the sweep; the points are their means
     reuse_sweep: bool = False      # redraw the sweep's figure and table from out_dir/<name>_sweep.json
@@ -104,8 +106,10 @@ def plot(runs: list[Path], tags: list[str], title: str, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def temperature_sweep(runs: list[Path], temperatures: list[float], n: int, data_dir: str, seeds=(0,)) -> dict:
-    """{run name: {"pretrained" | "ema": [{temperature, metric: mean over seeds, metric_seeds: [...]}, ...]}}."""
+def temperature_sweep(runs: list[Path], temperatures: list[float], n: int, data_dir: str, seeds=(0,),
+                      psis=()) -> dict:
+    """{run name: {"pretrained" | "ema": [{temperature, psi, metric: mean over seeds, metric_seeds: [...]}, ...]}},
+    and "ema_psi": the EMA generator at temperature 1 and each truncation psi (when psis are given)."""
     import torch
 
     from datasets import build_tokenizer, load_corpus
@@ -119,17 +123,21 @@ def temperature_sweep(runs: list[Path], temperatures: list[float], n: int, data_
                              level=c["level"], mode=c["mode"])
         evaluator = SampleEvaluator(corpus, build_tokenizer(corpus))
         out[run_dir.name] = {}
-        for which, ckpt in (("pretrained", "pretrained.pt"), ("ema", "last.pt")):
+        for which, ckpt, settings in (("pretrained", "pretrained.pt", [(t, 1.0) for t in temperatures]),
+                                      ("ema", "last.pt", [(t, 1.0) for t in temperatures]),
+                                      ("ema_psi", "last.pt", [(1.0, p) for p in psis])):
+            if not settings:
+                continue
             sampler = GANSampler(run_dir / ckpt, corpus, torch.device("cpu"))
             points = []
-            for t in temperatures:
-                per_seed = [evaluator.score(sampler.sample(n, temperature=t, seed=seed)) for seed in seeds]
-                point = {"temperature": t}
+            for t, psi in settings:
+                per_seed = [evaluator.score(sampler.sample(n, temperature=t, psi=psi, seed=seed)) for seed in seeds]
+                point = {"temperature": t, "psi": psi}
                 for k in per_seed[0]:
                     point[k] = sum(m[k] for m in per_seed) / len(per_seed)
                     point[f"{k}_seeds"] = [m[k] for m in per_seed]
-                # NLL-test of the temperature-scaled generator (coverage), once: it has no sampling noise
-                point["nll_test"] = sampler.nll("test", temperature=t)["nll"]
+                # NLL-test of the temperature-scaled (truncated) generator, once: it has no sampling noise
+                point["nll_test"] = sampler.nll("test", temperature=t, psi=psi)["nll"]
                 point["nll_test_seeds"] = [point["nll_test"]]
                 points.append(point)
             out[run_dir.name][which] = points
@@ -159,44 +167,48 @@ def plot_sweep(sweep: dict, title: str, path: Path) -> str:
     for j, (yk, xk, yl, xl) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), j + 1)
         for i, (run, gens) in enumerate(sweep.items()):
-            for which, style in (("pretrained", "--o"), ("ema", "-s")):
-                pts = gens[which]
-                ax.plot([p[xk] for p in pts], [p[yk] for p in pts], style, color=f"C{i}",
-                        label=f"{run}: {'MLE only' if which == 'pretrained' else 'GAN (EMA)'}")
+            for which, style, label in (("pretrained", "--o", "MLE only, T sweep"), ("ema", "-s", "GAN (EMA), T sweep"),
+                                        ("ema_psi", ":^", "GAN (EMA), psi sweep")):
+                pts = gens.get(which, [])
+                if not pts:
+                    continue
+                ax.plot([p[xk] for p in pts], [p[yk] for p in pts], style, color=f"C{i}", label=f"{run}: {label}")
                 for p in pts:
-                    ax.annotate(f"T={p['temperature']:g}", (p[xk], p[yk]), fontsize=6, alpha=0.7,
-                                xytext=(3, 3), textcoords="offset points")
+                    tag = f"ψ={p.get('psi', 1.0):g}" if which == "ema_psi" else f"T={p['temperature']:g}"
+                    ax.annotate(tag, (p[xk], p[yk]), fontsize=6, alpha=0.7, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    lines = ["| run | generator | T | " + " | ".join(keys) + " | unique |", "|---|---|---:|" + "---:|" * (len(keys) + 1)]
+    lines = ["| run | generator | T | psi | " + " | ".join(keys) + " | unique |",
+             "|---|---|---:|---:|" + "---:|" * (len(keys) + 1)]
     for run, gens in sweep.items():
         for which, pts in gens.items():
-            lines += [f"| {run} | {which} | {p['temperature']:g} | " + " | ".join(_mean_sd(p, k) for k in keys)
-                      + f" | {p['unique_share']:.3f} |" for p in pts]
+            lines += [f"| {run} | {which} | {p['temperature']:g} | {p.get('psi', 1.0):g} | "
+                      + " | ".join(_mean_sd(p, k) for k in keys) + f" | {p['unique_share']:.3f} |" for p in pts]
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return "\n".join(lines) + "\n"
 
 
-def latent_usage(run_dir: Path, which: str, n: int = 256) -> float:
-    """How much the first token depends on z: mean over z of KL(p(x_1 | z) || E_z p(x_1 | z)),
-    in nats, with the step noise fixed (0 for a generator that ignores z, up to ln V)."""
+def latent_usage(run_dir: Path, which: str, data_dir: str = "") -> float:
+    """evaluate.latent_usage of a run's generator ("pretrained" or "ema"): the mutual information
+    between z and the next token given a real prefix, nats per token, on the first 64 val
+    sentences with 16 draws of z (0 = z is ignored and truncation can do nothing)."""
     import torch
 
+    from datasets import LMData, build_tokenizer, load_corpus
+    from experiments.evaluate import latent_usage as usage
     from experiments.sample_gan import load_generator
+    c = json.loads((run_dir / "config.json").read_text())["train"]
+    corpus = load_corpus(c["dataset"], data_dir=data_dir or c["data_dir"] or None, split=c["split"] or None,
+                         level=c["level"], mode=c["mode"])
     gen, _, _ = load_generator(run_dir / ("pretrained.pt" if which == "pretrained" else "last.pt"),
                                torch.device("cpu"), which="ema")
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        idx = torch.full((n, 1), BOS_ID)
-        noise = gen.make_noise(1, 1, generator=g).expand(n, 1, -1)
-        z = torch.randn(n, gen.config.mapping.z_dim, generator=g)
-        logp = gen(idx, z=z, noise=noise)[0][:, 0].float().log_softmax(-1)  # (n, V)
-        log_mean = torch.logsumexp(logp, dim=0, keepdim=True) - math.log(n)  # log E_z p(x_1 | z)
-        return (logp.exp() * (logp - log_mean)).sum(-1).mean().item()
+    data = LMData(corpus, build_tokenizer(corpus), block_size=gen.block_size)
+    x, y = next(iter(data.eval_batches("val", 64)))
+    return usage(gen, x, y, n_z=16, seed=0)
 
 
 def main(argv=None):
@@ -210,18 +222,20 @@ def main(argv=None):
     out = Path(cfg.out_dir)
     plot(runs, tags, cfg.name, out / f"{cfg.name}.png")
     text = table(runs)
-    text += ("\nUse of the latent, mean KL(p(x_1 | z) || E_z p(x_1 | z)) in nats over 256 z (0 = z is ignored): "
-             + "; ".join(f"{r.name} {w} {latent_usage(r, w):.1e}" for r in runs for w in ("pretrained", "ema")
+    text += ("\nUse of the latent, I(z; x_t | x_<t) on real val prefixes in nats per token (evaluate.latent_usage; "
+             "0 = z is ignored): "
+             + "; ".join(f"{r.name} {w} {latent_usage(r, w, cfg.data_dir):.2e}" for r in runs for w in ("pretrained", "ema")
                          if (r / ("pretrained.pt" if w == "pretrained" else "last.pt")).is_file()) + "\n")
-    if cfg.temperatures.strip():
+    if cfg.temperatures.strip() or cfg.psis.strip():
         temperatures = [float(t) for t in cfg.temperatures.split(",") if t.strip()]
+        psis = [float(p) for p in cfg.psis.split(",") if p.strip()]
         seeds = [int(x) for x in cfg.seeds.split(",") if x.strip()]
         cached = out / f"{cfg.name}_sweep.json"
         if cfg.reuse_sweep and cached.is_file():
             sweep = json.loads(cached.read_text())
         else:
-            sweep = temperature_sweep(runs, temperatures, cfg.num_samples, cfg.data_dir, seeds)
-        text += (f"\nTemperature sweep of both generators ({cfg.num_samples} samples per point and seed; mean "
+            sweep = temperature_sweep(runs, temperatures, cfg.num_samples, cfg.data_dir, seeds, psis)
+        text += (f"\nTemperature sweep of both generators, truncation sweep of the EMA generator ({cfg.num_samples} samples per point and seed; mean "
                  f"± standard deviation over seeds {', '.join(map(str, seeds))}):\n\n")
         text += plot_sweep(sweep, f"{cfg.name}: MLE-only vs adversarially trained generator",
                            out / f"{cfg.name}_temperature.png")

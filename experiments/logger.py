@@ -15,9 +15,12 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 
 class RunLogger:
-    def __init__(self, run_dir: str | Path, enabled: bool = True):
+    def __init__(self, run_dir: str | Path, enabled: bool = True, purge_step: int | None = None):
+        """purge_step: on resume, the first step not covered by the checkpoint (its step + 1).
+        TensorBoard then drops what a killed process logged at steps >= purge_step after
+        its last checkpoint, so the resumed curves do not show those points twice."""
         self.run_dir = Path(run_dir)
-        self.writer = SummaryWriter(str(self.run_dir)) if enabled else None
+        self.writer = SummaryWriter(str(self.run_dir), purge_step=purge_step) if enabled else None
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         if self.writer:

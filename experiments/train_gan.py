@@ -42,7 +42,16 @@ during adversarial training; at every evaluation val/nll (per token, padding exc
 the EMA generator: evaluate.latent_nll over nll_samples draws of z and noise from a fixed
 seed, an upper bound on the latent NLL), and the sample metrics of experiments/periodic.py under the
 LMs' tags (eval/bleu*, eval/self_bleu*, eval/nll_oracle, eval/precision, eval/novelty,
-eval/unique_share); text samples; hparams at the end.
+eval/unique_share), and eval/latent_mi (evaluate.latent_usage: how much the predictions
+depend on z, in nats per token; ~0 means the truncation trick can do nothing); text
+samples; hparams at the end.
+
+InfoGAN term (info_weight > 0; Chen et al. 2016): MLE pretraining with z independent of
+the data leaves a generator that ignores z, and in the adversarial phase the per-step
+Gumbel noise already supplies all the randomness it needs, so nothing else makes it
+route variation through z. With info_weight, D gets a second head Q that predicts z
+from a fake, both players minimise info_weight * gan.losses.info_loss(Q(fake), z), and
+the generator learns to write z into its sentences (gan/info_d, gan/info_g).
 
 Divergence guard: a non-finite loss, or non-finite weights about to be saved, stops the
 run with FloatingPointError naming the last good checkpoint, which is left intact.
@@ -64,7 +73,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tqdm import tqdm
 
 from datasets import LMData, build_tokenizer, load_corpus
@@ -73,11 +81,11 @@ from experiments import config as cfglib
 from experiments import runtime
 from experiments.checkpoint import (CheckpointError, check_compatible, load_checkpoint, load_resume_checkpoint,
                                     save_checkpoint)
-from experiments.evaluate import latent_nll
+from experiments.evaluate import latent_nll, latent_usage
 from experiments.logger import RunLogger
 from experiments.periodic import SampleEvaluator
 from gan import (LOSSES, RELAXATIONS, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig,
-                 MappingConfig, beta_schedule, gradient_penalty, r1_penalty, real_inputs)
+                 MappingConfig, beta_schedule, gradient_penalty, info_loss, r1_penalty, real_inputs)
 
 
 @dataclass
@@ -114,6 +122,8 @@ class GANTrainConfig:
     loss: str = "rsgan"            # a name in gan.LOSSES: standard | rsgan | wgan-gp | hinge
     gp_weight: float = 10.0        # wgan-gp: gradient penalty weight (ignored by the other losses)
     r1_gamma: float = 0.0          # R1 penalty on the reals (Mescheder et al. 2018); 0 = off
+    info_weight: float = 0.0       # InfoGAN latent recovery (gan.losses.info_loss) in both losses, so that G
+                                   # uses z and truncation has an effect; 0 = off (D then has no latent head)
     relax: str = "gumbel"          # a name in gan.RELAXATIONS: gumbel | straight_through | softmax
     beta_max: float = 100.0        # inverse temperature at the end of the schedule (RelGAN: 100 to 1000)
     beta_schedule: str = "exp"     # constant | linear | exp (RelGAN's names)
@@ -142,7 +152,7 @@ class GANTrainConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"GANTrainConfig.{name} must be positive, got {getattr(self, name)}")
         for name in ("pretrain_steps", "adv_steps", "beta_steps", "max_steps", "max_minutes", "pretrain_minutes",
-                     "gp_weight", "r1_gamma", "grad_clip", "weight_decay", "warmup_steps"):
+                     "gp_weight", "r1_gamma", "info_weight", "grad_clip", "weight_decay", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GANTrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.pretrain_steps == 0 and self.adv_steps == 0:
@@ -240,7 +250,14 @@ def main(argv=None):
 
     # ---- models: sizes the data decides are filled in here, once
     gen_cfg = dataclasses.replace(gen_cfg, vocab_size=tokenizer.vocab_size, block_size=T)
-    disc_cfg = dataclasses.replace(disc_cfg, vocab_size=tokenizer.vocab_size, block_size=T)
+    z_dim = gen_cfg.mapping.z_dim
+    if cfg.info_weight > 0 and disc_cfg.latent_dim not in (0, z_dim):
+        raise ValueError(f"discriminator.latent_dim ({disc_cfg.latent_dim}) must equal mapping.z_dim ({z_dim}) "
+                         "for info_weight > 0; leave it 0 and it is set here")
+    if cfg.info_weight == 0 and disc_cfg.latent_dim:
+        raise ValueError("discriminator.latent_dim > 0 only serves info_weight > 0; set both or neither")
+    disc_cfg = dataclasses.replace(disc_cfg, vocab_size=tokenizer.vocab_size, block_size=T,
+                                   latent_dim=z_dim if cfg.info_weight > 0 else 0)
     G = Generator(gen_cfg).to(device)
     D = Discriminator(disc_cfg).to(device)
     ema = copy.deepcopy(G).eval().requires_grad_(False)
@@ -286,18 +303,14 @@ def main(argv=None):
         f"{sum(p.numel() for p in D.parameters()):,} | {corpus.name}: vocab {tokenizer.vocab_size}, "
         f"{T} tokens per sentence, {len(data.splits['train'].x):,} train sentences | device {device} "
         f"{str(dtype).replace('torch.', '')}")
-    log = RunLogger(run_dir, enabled=dist.is_main)
-    if ckpt and log.writer:
-        # hide what a killed process logged after its last checkpoint (at step, whose evaluation
-        # stays): TensorBoard drops earlier events at steps >= step + 1 on a SessionLog.START
-        # (what SummaryWriter's purge_step writes)
-        log.writer.file_writer.add_event(Event(step=pre_step + adv_step + 1,
-                                               session_log=SessionLog(status=SessionLog.START)))
+    # on resume, hide what a killed process logged after its last checkpoint (whose evaluation stays)
+    log = RunLogger(run_dir, enabled=dist.is_main, purge_step=pre_step + adv_step + 1 if ckpt else None)
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(
             {"train": asdict(cfg), "generator": asdict(gen_cfg), "discriminator": asdict(disc_cfg)}, indent=2))
     evaluator = SampleEvaluator(corpus, tokenizer)  # reference tables built once
+    usage_batch = next(iter(data.eval_batches("val", 64)))  # fixed real prefixes for eval/latent_mi
 
     def checkpoint(path):
         if not dist.is_main:
@@ -332,6 +345,7 @@ def main(argv=None):
         val = latent_nll(gen, data.eval_batches("val", cfg.eval_batch_size), cfg.nll_samples, device, seed=cfg.seed)
         log.scalar("val/nll", val["nll"], step)
         log.scalar("val/bits", val["bits"], step)
+        log.scalar("eval/latent_mi", latent_usage(gen, *usage_batch, seed=cfg.seed), step)
         texts = draw(copy.deepcopy(gen) if cfg.psi != 1.0 else gen, cfg.eval_samples, seed=cfg.seed + step)
         scores = evaluator(texts, step, log)
         unique = len(set(texts)) / len(texts)
@@ -393,24 +407,33 @@ def main(argv=None):
         beta = beta_at(adv_step)
         relax = functools.partial(relax_fn, beta=beta)
         B = cfg.batch_size // dist.world
+        info = cfg.info_weight > 0
+        new_z = lambda: torch.randn(B, z_dim, device=device, dtype=G.lm_head.weight.dtype)  # noqa: E731
         # the generator step's relaxed sample, drawn first with its graph: its detached copy is
         # also the fake of the last discriminator step (one sampling pass saved per iteration;
         # sampling, a sequential loop over T steps, is most of the cost on a CPU)
+        z_g = new_z()
         with amp():
-            fake_g = G.sample(B, T, relax=relax)
+            fake_g = G.sample(B, T, z=z_g, relax=relax)
         # discriminator: n_critic steps on fresh real batches and detached fakes
         D.requires_grad_(True)
         for k in range(cfg.n_critic):
             _, y = data.train_batch(adv_step * cfg.n_critic + k, cfg.batch_size, cfg.seed + 1)
             real, real_mask = real_inputs(pad_to(y[dist.rank::dist.world], T).to(device), tokenizer.vocab_size)
             if k == cfg.n_critic - 1:
-                fake = {"soft": fake_g["soft"].detach(), "mask": fake_g["mask"]}
+                z, fake = z_g, {"soft": fake_g["soft"].detach(), "mask": fake_g["mask"]}
             else:
+                z = new_z()
                 with torch.no_grad(), amp():
-                    fake = G.sample(B, T, relax=relax)
+                    fake = G.sample(B, T, z=z, relax=relax)
             with amp():
-                d_real, d_fake = D(real, real_mask), D(fake["soft"], fake["mask"])
+                d_real, d_fake = D(real, real_mask), D(fake["soft"], fake["mask"], return_latent=info)
+                if info:  # Q (D's latent head) learns to read z back from the fake
+                    d_fake, z_pred = d_fake
+                    info_d = info_loss(z_pred, z)
                 loss_d = d_loss_fn(d_real, d_fake)
+                if info:
+                    loss_d = loss_d + cfg.info_weight * info_d
                 if cfg.loss == "wgan-gp":
                     loss_d = loss_d + gradient_penalty(D, real, fake["soft"], real_mask | fake["mask"], cfg.gp_weight)
                 if cfg.r1_gamma > 0:
@@ -424,7 +447,13 @@ def main(argv=None):
         D.requires_grad_(False)
         fake = fake_g
         with amp():
-            loss_g = g_loss_fn(D(real, real_mask), D(fake["soft"], fake["mask"]))
+            d_fake_g = D(fake["soft"], fake["mask"], return_latent=info)
+            if info:  # ... and G to write z into the sentence so that Q can
+                d_fake_g, z_pred = d_fake_g
+                info_g = info_loss(z_pred, z_g)
+            loss_g = g_loss_fn(D(real, real_mask), d_fake_g)
+            if info:
+                loss_g = loss_g + cfg.info_weight * info_g
         check_finite("generator loss", loss_g.item(), step, last_path)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -438,6 +467,8 @@ def main(argv=None):
             log.scalars({"gan/d_loss": loss_d.item(), "gan/g_loss": loss_g.item(), "gan/d_real": d_real.mean().item(),
                          "gan/d_fake": d_fake.mean().item(), "gan/grad_norm_d": grad_norm_d,
                          "gan/grad_norm_g": grad_norm_g, "gan/beta": beta}, step)
+            if info:  # per-dimension NLL of z under Q, without 0.5 log 2 pi (0.5 = Q knows nothing)
+                log.scalars({"gan/info_d": info_d.item(), "gan/info_g": info_g.item()}, step)
             bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}", beta=f"{beta:.1f}")
         stop = out_of_time(cfg.max_minutes, t_start)
         if adv_step % cfg.eval_interval == 0 or adv_step == adv_total or stop:
@@ -466,6 +497,7 @@ def main(argv=None):
         for split in ("val", "test"):
             nll = latent_nll(gen, data.eval_batches(split, cfg.eval_batch_size), cfg.nll_samples, device, seed=cfg.seed)
             results[f"{name}/{split}_nll"] = nll["nll"]
+        results[f"{name}/latent_mi"] = latent_usage(gen, *usage_batch, seed=cfg.seed)
         texts[name] = draw(copy.deepcopy(gen), cfg.final_samples, seed=cfg.seed)
         for k, v in evaluator.score(texts[name]).items():
             results[f"{name}/{k}"] = v

@@ -177,7 +177,7 @@ def main(argv=None):
           f"block_size {data.block_size}, {len(data.splits['train'].x) if data.mode == 'sequence' else len(data.splits['train'].tokens):,} "
           f"train {'sequences' if data.mode == 'sequence' else 'tokens'} | device {device} {str(dtype).replace('torch.', '')}")
     train_model = dist.wrap(runtime.maybe_compile(model, cfg.compile, device))
-    log = RunLogger(run_dir, enabled=dist.is_main)
+    log = RunLogger(run_dir, enabled=dist.is_main, purge_step=step + 1 if ckpt else None)
     diag = Diagnostics(model) if cfg.diagnostics_interval and dist.is_main else None
     # reference tables built once; sequence corpora only (BLEU needs one example per line)
     evaluator = SampleEvaluator(corpus, tokenizer) if cfg.eval_samples and data.mode == "sequence" and dist.is_main else None

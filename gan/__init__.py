@@ -8,14 +8,15 @@ discriminator over vocabulary distributions, relaxations of discrete sampling, a
 - gan/discriminator.py: Discriminator, a bidirectional transformer encoder on (B, T, V)
   distributions or (B, T) ids -> raw scores (B,).
 - gan/relax.py: what D sees of a fake (Gumbel-softmax, straight-through, softmax), beta schedules.
-- gan/losses.py: D and G losses as pure functions (LOSSES registry), gradient penalty, R1.
+- gan/losses.py: D and G losses as pure functions (LOSSES registry), gradient penalty, R1,
+  InfoGAN's latent-recovery term.
 
 MODELS is a literal registry: name -> (model class, config class).
 """
 
 from gan.discriminator import Discriminator, DiscriminatorConfig
 from gan.generator import STYLE_LAYERS, Generator, GeneratorConfig, NoiseInjection
-from gan.losses import LOSSES, gradient_penalty, r1_penalty
+from gan.losses import LOSSES, gradient_penalty, info_loss, r1_penalty
 from gan.mapping import MappingConfig, MappingNetwork, mix_styles
 from gan.relax import RELAXATIONS, beta_schedule, gumbel_softmax, real_inputs, softmax_relax, straight_through
 
@@ -30,6 +31,6 @@ __all__ = [
     "Generator", "GeneratorConfig", "NoiseInjection",
     "Discriminator", "DiscriminatorConfig",
     "MappingNetwork", "MappingConfig", "mix_styles",
-    "gradient_penalty", "r1_penalty",
+    "gradient_penalty", "r1_penalty", "info_loss",
     "beta_schedule", "gumbel_softmax", "softmax_relax", "straight_through", "real_inputs",
 ]

@@ -9,7 +9,8 @@ al. 2017; every position sees every valid position, a key padding mask hides the
 written out so that gradient penalties can differentiate it twice)
 and a GELU MLP, and a score read from a CLS token (as in BERT, Devlin et al. 2019) or from
 the mean over valid positions. The score is a raw logit (B,), for any loss in
-gan/losses.py.
+gan/losses.py. With `latent_dim > 0` a second linear head on the same pooled features
+predicts the z a fake was generated from (InfoGAN's Q, see losses.info_loss).
 
 `spectral_norm=True` wraps every linear map (the input map included) in
 torch.nn.utils.parametrizations.spectral_norm (Miyato et al. 2018). LayerNorm is kept:
@@ -41,6 +42,7 @@ class DiscriminatorConfig:
     bias: bool = True            # biases in Linear and LayerNorm
     pool: str = "cls"            # "cls": score from a CLS token; "mean": mean over valid positions
     spectral_norm: bool = False  # spectral normalisation of every linear map (Miyato et al. 2018)
+    latent_dim: int = 0          # > 0: a second head Q(z | x) that predicts the generator's z (InfoGAN); 0 = none
 
     def __post_init__(self):
         for name in ("n_layer", "n_head", "n_embd"):
@@ -52,6 +54,8 @@ class DiscriminatorConfig:
             raise ValueError(f"DiscriminatorConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.pool not in ("cls", "mean"):
             raise ValueError(f"DiscriminatorConfig.pool must be 'cls' or 'mean', got {self.pool!r}")
+        if self.latent_dim < 0:
+            raise ValueError(f"DiscriminatorConfig.latent_dim must be >= 0, got {self.latent_dim}")
         if self.vocab_size < 0 or self.block_size < 0:
             raise ValueError("DiscriminatorConfig.vocab_size and block_size must be >= 0 (0 = take from the dataset)")
 
@@ -128,6 +132,9 @@ class Discriminator(nn.Module):
         self.h = nn.ModuleList([EncoderBlock(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(C, bias=config.bias)
         self.head = nn.Linear(C, 1)
+        # InfoGAN's Q network shares D's trunk (Chen et al. 2016, sec. 5): a linear head on the
+        # pooled features gives the mean of a unit-variance Gaussian over z
+        self.latent_head = nn.Linear(C, config.latent_dim) if config.latent_dim else None
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):  # GPT-2's scaled residual init
@@ -145,9 +152,10 @@ class Discriminator(nn.Module):
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
 
-    def forward(self, inp, mask=None):
+    def forward(self, inp, mask=None, return_latent: bool = False):
         """inp: token ids (B, T) or distributions (B, T, V); mask (B, T) bool, True at the
-        positions to read (None: all) -> raw scores (B,).
+        positions to read (None: all) -> raw scores (B,); with return_latent, (scores (B,),
+        predicted z (B, latent_dim)) from the same pass (needs latent_dim > 0).
 
         Masked positions do not influence the score at all (keys hidden, excluded from the pool).
         """
@@ -187,4 +195,9 @@ class Discriminator(nn.Module):
             # mean over valid positions; a row with none reads zeros rather than NaN
             m = mask.to(x.dtype)[..., None]  # (B, T, 1)
             pooled = (x * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)  # (B, C)
-        return self.head(pooled).squeeze(-1)  # (B,)
+        scores = self.head(pooled).squeeze(-1)  # (B,)
+        if not return_latent:
+            return scores
+        if self.latent_head is None:
+            raise ValueError("this discriminator has no latent head: set DiscriminatorConfig.latent_dim > 0")
+        return scores, self.latent_head(pooled)  # (B,), (B, latent_dim)

@@ -18,6 +18,15 @@ Regularisers take the discriminator itself, called as `D(inputs, mask) -> (B,)`,
 input distributions (B, T, V):
 - gradient_penalty: weight * (||grad_x D(x)||_2 - 1)^2 at x between real and fake.
 - r1_penalty (Mescheder et al. 2018): gamma / 2 * ||grad_x D(x)||^2 at real x.
+
+And the latent-recovery term of InfoGAN (Chen et al. 2016), on Q's prediction of z:
+- info_loss: 0.5 * mean over batch and dimensions of (z_pred - z)^2, the negative
+  log-likelihood of z under Q(z | x) = N(z_pred, I) per dimension, up to the constant
+  0.5 * log(2 pi). Minimised by D (training Q) and by G, it maximises the variational
+  lower bound H(z) - E[-log Q(z | G(z))] on the mutual information I(z; G(z)): the
+  generator is rewarded for writing sentences from which z can be read back, which is
+  what makes z, and so the truncation trick, matter (MLE pretraining with z independent
+  of the data leaves p(x | z) = p(x)).
 """
 
 from __future__ import annotations
@@ -65,6 +74,14 @@ LOSSES = {
     "wgan-gp": (d_loss_wgan, g_loss_wgan),
     "hinge": (d_loss_hinge, g_loss_hinge),
 }
+
+
+def info_loss(z_pred, z):
+    """InfoGAN's term for a continuous latent with a fixed unit-variance Gaussian Q:
+    0.5 * mean_{b,d} (z_pred - z)^2 (nats per dimension, without the 0.5 log 2 pi constant)."""
+    if z_pred.shape != z.shape:
+        raise ValueError(f"predicted z {tuple(z_pred.shape)} and z {tuple(z.shape)} must have one shape")
+    return 0.5 * (z_pred.float() - z.float()).pow(2).mean()
 
 
 def _input_grad(D, x, mask):

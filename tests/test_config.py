@@ -53,3 +53,15 @@ def test_sections_are_not_mutated():
 def test_every_shipped_config_loads(path):
     cfg, model = parse_args(["--config", str(path)])
     assert cfg.model and dataclasses.is_dataclass(model)
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_every_setting_with_its_comment(flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--lr", "1e-3", flag])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "[train]" in out and "[model]" in out
+    for f in dataclasses.fields(TrainConfig):
+        assert f"  {f.name} = " in out
+    assert "max_steps = 2000  # optimizer steps" in out  # the default and the source comment

@@ -133,6 +133,15 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(killed_and_resumed, tr
     assert ma == mb  # validation and test metrics, exactly
     assert (ref / "samples.txt").read_text() == (run / "samples.txt").read_text()
     assert not list(run.glob(".*.tmp"))
+    # TensorBoard: what the killed process logged after its last checkpoint is purged, so the
+    # resumed run's curves are the uninterrupted run's, each step once
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    curves = []
+    for d in (ref, run):
+        acc = EventAccumulator(str(d), size_guidance={"scalars": 0})
+        acc.Reload()
+        curves.append({tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in ("train/loss", "val/nll")})
+    assert curves[0] == curves[1]
 
 
 # ---------------------------------------------------------------- atomic checkpoint writes

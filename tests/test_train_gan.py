@@ -248,10 +248,13 @@ def test_gan_report_reads_the_recorded_run(tmp_path):
     run(tmp_path, "--pretrain_steps", "4", "--adv_steps", "4")
     out = tmp_path / "report"
     gan_report.main(["--runs", str(tmp_path / "r"), "--tags", "val/nll,gan/d_loss,eval/precision", "--name", "x",
-                     "--out_dir", str(out), "--temperatures", "0.9,1.0", "--num_samples", "8", "--seeds", "0,1"])
+                     "--out_dir", str(out), "--temperatures", "0.9,1.0", "--psis", "0.5", "--num_samples", "8",
+                     "--seeds", "0,1"])
     text = (out / "x.md").read_text()
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert f"{metrics['ema/test_nll']:.3f}" in text and "after MLE pretraining" in text
     assert (out / "x.png").stat().st_size > 0 and (out / "x_temperature.png").stat().st_size > 0
     sweep = json.loads((out / "x_sweep.json").read_text())["r"]
     assert [p["temperature"] for p in sweep["ema"]] == [0.9, 1.0] and len(sweep["ema"][0]["precision_seeds"]) == 2
+    assert [(p["temperature"], p["psi"]) for p in sweep["ema_psi"]] == [(1.0, 0.5)]
+    assert "| r | ema_psi | 1 | 0.5 |" in text and "I(z; x_t | x_<t)" in text
