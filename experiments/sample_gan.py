@@ -85,7 +85,8 @@ class GANSampler:
 
     def nll(self, split: str = "test", temperature: float = 1.0, psi: float = 1.0) -> dict:
         """Per-token NLL on a split (padding excluded; nll_with_pad the text-GAN figure),
-        log-mean-exp over nll_samples latents (evaluate.latent_nll)."""
+        log-mean-exp over nll_samples latents from the prior (evaluate.latent_nll), at every
+        temperature and psi alike."""
         return latent_nll(self.generator, self.data.eval_batches(split, 256), self.nll_samples, self.device,
                           seed=0, temperature=temperature, psi=psi, pad_len=self.data.block_size)
 

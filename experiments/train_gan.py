@@ -12,7 +12,11 @@ Two phases, one run directory:
    forcing, with a fresh z and fresh noise for every sentence. AdamW, warmup and cosine
    decay; validation NLL every eval_interval steps; the best-on-validation generator is
    kept (`pretrained.pt`) and is where the adversarial phase starts. `init_from` starts
-   instead from another run's pretrained generator.
+   instead from another run's pretrained generator. With `pretrain_latent = "posterior"`
+   it is pretrained instead as the decoder of a VAE: z ~ q(z | x) from gan/encoder.py,
+   loss (token NLL + KL with `free_bits`) per token, optional `word_dropout` on the
+   decoder's inputs, selection on the validation value of that objective; this is what
+   makes the generator use z (with random z it learns to ignore it).
 2. Adversarial training (RelGAN, Nie et al. 2019, "RelGAN: Relational Generative
    Adversarial Networks for Text Generation", with the generator of gan/generator.py).
    Per generator step, n_critic discriminator steps; separate Adam optimisers and
@@ -76,16 +80,17 @@ import torch
 from tqdm import tqdm
 
 from datasets import LMData, build_tokenizer, load_corpus
-from datasets.tokenizers import IGNORE_INDEX
+from datasets.tokenizers import IGNORE_INDEX, PAD_ID, UNK_ID
 from experiments import config as cfglib
 from experiments import runtime
 from experiments.checkpoint import (CheckpointError, check_compatible, load_checkpoint, load_resume_checkpoint,
                                     save_checkpoint)
-from experiments.evaluate import latent_nll, latent_usage
+from experiments.evaluate import latent_nll, latent_usage, posterior_nll
 from experiments.logger import RunLogger
 from experiments.periodic import SampleEvaluator
 from gan import (LOSSES, RELAXATIONS, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig,
-                 MappingConfig, beta_schedule, gradient_penalty, info_loss, r1_penalty, real_inputs)
+                 MappingConfig, PosteriorEncoder, beta_schedule, free_bits_kl, gaussian_kl, gradient_penalty,
+                 info_loss, r1_penalty, real_inputs)
 
 
 @dataclass
@@ -112,6 +117,12 @@ class GANTrainConfig:
     pretrain_min_lr: float = 1e-4
     warmup_steps: int = 50
     weight_decay: float = 0.1      # AdamW, 2-D weights only (pretraining)
+    pretrain_latent: str = "prior" # where pretraining's z comes from: prior (z ~ N(0, I), independent of the
+                                   # sentence: G learns to ignore z) | posterior (z ~ q(z | x) of gan/encoder.py,
+                                   # a VAE: G learns to use z, and truncation gets something to truncate)
+    free_bits: float = 0.0         # posterior: KL free of cost up to this many nats per sentence (gan.losses.free_bits_kl)
+    word_dropout: float = 0.0      # posterior: share of the decoder's input tokens replaced by <unk> (Bowman et al.
+                                   # 2016), so that it must read z to reconstruct; <bos> is kept
     # --- phase 2: adversarial training
     adv_steps: int = 2000          # generator steps
     n_critic: int = 1              # discriminator steps per generator step
@@ -177,6 +188,13 @@ class GANTrainConfig:
             raise ValueError("init_from replaces MLE pretraining: set pretrain_steps = 0")
         if self.mode != "sequence":
             raise ValueError("the GAN generates whole sentences: mode must be 'sequence'")
+        if self.pretrain_latent not in ("prior", "posterior"):
+            raise ValueError(f"pretrain_latent must be 'prior' or 'posterior', got {self.pretrain_latent!r}")
+        for name in ("free_bits", "word_dropout"):
+            if getattr(self, name) < 0 or (getattr(self, name) and self.pretrain_latent != "posterior"):
+                raise ValueError(f"{name} ({getattr(self, name)}) must be >= 0 and needs pretrain_latent = 'posterior'")
+        if self.word_dropout >= 1:
+            raise ValueError(f"word_dropout must be < 1, got {self.word_dropout}")
 
 
 def parse_args(argv):
@@ -260,8 +278,12 @@ def main(argv=None):
                                    latent_dim=z_dim if cfg.info_weight > 0 else 0)
     G = Generator(gen_cfg).to(device)
     D = Discriminator(disc_cfg).to(device)
+    # VAE pretraining: q(z | x) with the discriminator's sizes; trained with G, then kept as the
+    # proposal of the NLL estimate (nll_fn)
+    E = PosteriorEncoder(disc_cfg, z_dim).to(device) if cfg.pretrain_latent == "posterior" else None
     ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_mle = runtime.make_optimizer(G, cfg.pretrain_lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), device)
+    opt_mle = runtime.make_optimizer(G if E is None else torch.nn.ModuleList([G, E]), cfg.pretrain_lr,
+                                     cfg.weight_decay, (cfg.beta1, cfg.beta2), device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, cfg.beta2))
     if dist.rank:  # from here on each rank draws its own z, noise and Gumbel noise
@@ -273,7 +295,7 @@ def main(argv=None):
     adv_total = min(cfg.adv_steps, cfg.max_steps - pre_total) if cfg.max_steps else cfg.adv_steps
     beta_total = cfg.beta_steps or max(adv_total, 1)
     phase = "pretrain" if pre_total > 0 else "adversarial"
-    pre_step, adv_step, best_val, best_state = 0, 0, math.inf, None
+    pre_step, adv_step, best_val, best_state, best_encoder = 0, 0, math.inf, None, None
     if ckpt:
         check_compatible(ckpt, "gan", asdict(gen_cfg), tokenizer.itos,
                          data={k: getattr(cfg, k) for k in ("dataset", "split", "level", "mode")})
@@ -283,6 +305,7 @@ def main(argv=None):
         G.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         D.load_state_dict(ckpt["discriminator"])
+        load_encoder(E, ckpt, last_path)
         for opt, key in ((opt_mle, "optimizer_mle"), (opt_g, "optimizer_g"), (opt_d, "optimizer_d")):
             if ckpt[key]:
                 opt.load_state_dict(ckpt[key])
@@ -297,6 +320,7 @@ def main(argv=None):
         check_compatible(init, "gan", asdict(gen_cfg), tokenizer.itos,
                          data={k: getattr(cfg, k) for k in ("dataset", "split", "level", "mode")})
         G.load_state_dict(init["model"])
+        load_encoder(E, init, cfg.init_from)
         best_state, best_val, phase = copy.deepcopy(G.state_dict()), init["best_val"], "pretrain"
     say = tqdm.write if dist.is_main else (lambda *a, **k: None)
     say(f"generator: {sum(p.numel() for p in G.parameters()):,} parameters, discriminator: "
@@ -326,6 +350,7 @@ def main(argv=None):
             "model": G.state_dict(),
             "ema": ema.state_dict(), "w_avg": G.mapping.w_avg.clone(),
             "discriminator_config": asdict(disc_cfg), "discriminator": D.state_dict(),
+            "encoder": E.state_dict() if E is not None else None,
             "optimizer_mle": opt_mle.state_dict(), "optimizer_g": opt_g.state_dict(), "optimizer_d": opt_d.state_dict(),
             "tokenizer": tokenizer.state_dict(), "train_config": asdict(cfg),
             "phase": phase, "step": pre_step + adv_step, "pretrain_step": pre_step, "adv_step": adv_step,
@@ -340,11 +365,24 @@ def main(argv=None):
             gen.mapping.estimate_w_avg(cfg.w_avg_samples, generator=torch.Generator(device=device).manual_seed(seed))
         return sample_texts(gen, tokenizer, n, T, temperature, psi, seed)
 
+    def nll_fn(gen, split):
+        """NLL per token on a split, latents from the prior (K = nll_samples): the estimator of
+        every GAN run and every point of a psi sweep. With an encoder also the importance-
+        sampled bound with q(z | x) as proposal (K = nll_samples): another upper bound, which
+        with the free bits' KL may be the looser of the two (research/gan)."""
+        out = latent_nll(gen, data.eval_batches(split, cfg.eval_batch_size), cfg.nll_samples, device, seed=cfg.seed)
+        if E is not None:
+            out["nll_posterior"] = posterior_nll(gen, E, data.eval_batches(split, cfg.eval_batch_size),
+                                                 cfg.nll_samples, device, seed=cfg.seed)["nll"]
+        return out
+
     def evaluate(gen, step):
         """val/nll, the periodic sample metrics and the collapse indicator; returns val/nll."""
-        val = latent_nll(gen, data.eval_batches("val", cfg.eval_batch_size), cfg.nll_samples, device, seed=cfg.seed)
+        val = nll_fn(gen, "val")
         log.scalar("val/nll", val["nll"], step)
         log.scalar("val/bits", val["bits"], step)
+        if "nll_posterior" in val:
+            log.scalar("val/nll_posterior", val["nll_posterior"], step)
         log.scalar("eval/latent_mi", latent_usage(gen, *usage_batch, seed=cfg.seed), step)
         texts = draw(copy.deepcopy(gen) if cfg.psi != 1.0 else gen, cfg.eval_samples, seed=cfg.seed + step)
         scores = evaluator(texts, step, log)
@@ -356,7 +394,29 @@ def main(argv=None):
         log.flush()
         return val["nll"], scores
 
-    # ---- phase 1: MLE pretraining, teacher forcing with random z
+    @torch.no_grad()
+    def vae_val_objective():
+        """Posterior pretraining's own objective on val, (reconstruction NLL + free-bits KL) per
+        token with z ~ q(z | x) from a fixed seed: what best-on-val selects on in that mode. The
+        NLL bound (val/nll) charges the KL under the free bits in full, so it would prefer the
+        early generator that ignores z, the very thing this mode is for undoing."""
+        G.eval(), E.eval()
+        g = torch.Generator(device=device).manual_seed(cfg.seed)
+        rec, tokens, kls = 0.0, 0, []
+        for x, y in data.eval_batches("val", cfg.eval_batch_size):
+            x, y = x.to(device), y.to(device)
+            valid = y != IGNORE_INDEX
+            mean, logvar = E(y.masked_fill(~valid, PAD_ID), valid)
+            logits, _ = G(x, z=E.sample(mean, logvar, generator=g), noise=G.make_noise(*y.shape, generator=g))
+            rec += torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), y, ignore_index=IGNORE_INDEX,
+                                                     reduction="sum").item()
+            tokens += int(valid.sum())
+            kls.append(gaussian_kl(mean, logvar))
+        G.train(), E.train()
+        kl = torch.cat(kls)  # (sentences, z_dim)
+        return (rec + kl.size(0) * free_bits_kl(kl, cfg.free_bits).item()) / tokens
+
+    # ---- phase 1: MLE pretraining, teacher forcing with z from the prior (or the posterior)
     t_start = time.time()
     out_of_time = lambda minutes, since: minutes > 0 and dist.any((time.time() - since) / 60 >= minutes)  # noqa: E731
     bar = tqdm(total=pre_total + adv_total, initial=pre_step + adv_step,
@@ -369,23 +429,42 @@ def main(argv=None):
         x, y = data.train_batch(pre_step, cfg.batch_size, cfg.seed)
         x, y = x[dist.rank::dist.world].to(device), y[dist.rank::dist.world].to(device)
         with amp():
-            _, loss = G(x, y)  # a fresh z and fresh noise per sentence
+            if E is None:
+                _, loss = G(x, y)  # a fresh z from the prior and fresh noise per sentence
+            else:  # VAE: z ~ q(z | x), reconstruct x from it; loss = (token NLL + KL) per token
+                valid = y != IGNORE_INDEX
+                mean, logvar = E(y.masked_fill(~valid, PAD_ID), valid)
+                if cfg.word_dropout > 0:  # the decoder's inputs (not the encoder's) lose tokens to <unk>
+                    drop = torch.rand(x.shape, device=device) < cfg.word_dropout
+                    drop[:, 0] = False  # <bos>
+                    x = x.masked_fill(drop & (x != PAD_ID), UNK_ID)
+                _, rec = G(x, y, z=E.sample(mean, logvar).to(G.lm_head.weight.dtype))
+                kl = gaussian_kl(mean, logvar)  # (B, z_dim)
+                tokens_per_sentence = valid.sum() / valid.size(0)
+                loss = rec + free_bits_kl(kl, cfg.free_bits) / tokens_per_sentence
         check_finite("pretraining loss", loss.item(), pre_step, last_path)
         opt_mle.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = step_update(G, opt_mle, cfg.grad_clip, dist)
+        grad_norm = step_update(G if E is None else torch.nn.ModuleList([G, E]), opt_mle, cfg.grad_clip, dist)
         pre_step += 1
         bar.update(1)
         if pre_step % cfg.log_interval == 0:
             log.scalars({"train/loss": loss.item(), "lr": lr, "grad_norm": grad_norm}, pre_step)
+            if E is not None:  # reconstruction NLL per token, and the KL per sentence without free bits
+                log.scalars({"train/rec": rec.item(), "train/kl": kl.sum(-1).mean().item()}, pre_step)
             bar.set_postfix(loss=f"{loss.item():.4f}", best_val=f"{best_val:.4f}")
         stop = out_of_time(cfg.pretrain_minutes, t_phase) or out_of_time(cfg.max_minutes, t_start)
         if pre_step % cfg.eval_interval == 0 or pre_step == pre_total or stop:
             ema.load_state_dict(G.state_dict())  # no averaging while pretraining: the EMA is a copy of G
             val, scores = evaluate(G, pre_step)
-            say(f"pretrain step {pre_step}: train loss {loss.item():.4f}, val nll {val:.4f} | {brief(scores)}")
+            if E is not None:  # select on the objective being trained (see vae_val_objective)
+                val = vae_val_objective()
+                log.scalar("val/vae_objective", val, pre_step)
+            say(f"pretrain step {pre_step}: train loss {loss.item():.4f}, val {'objective' if E else 'nll'} "
+                f"{val:.4f} | {brief(scores)}")
             if val < best_val:  # every rank computes the same val (same weights, same z)
                 best_val, best_state = val, copy.deepcopy(G.state_dict())
+                best_encoder = copy.deepcopy(E.state_dict()) if E is not None else None
                 checkpoint(pre_path)
             checkpoint(last_path)
         if stop:
@@ -393,7 +472,10 @@ def main(argv=None):
             break
     if phase == "pretrain":  # done: the adversarial phase starts from the best-on-validation generator
         # in memory on every rank; from pretrained.pt only when this process resumed past the best
-        G.load_state_dict(best_state if best_state is not None else load_checkpoint(pre_path)["model"])
+        best = {"model": best_state, "encoder": best_encoder} if best_state is not None else load_checkpoint(pre_path)
+        G.load_state_dict(best["model"])
+        if E is not None and best.get("encoder") is not None:  # the proposal that goes with that generator
+            E.load_state_dict(best["encoder"])
         G.mapping.estimate_w_avg(cfg.w_avg_samples, generator=torch.Generator(device=device).manual_seed(cfg.seed))
         ema.load_state_dict(G.state_dict())
         if cfg.init_from:  # this run's own record of where its adversarial phase started
@@ -495,8 +577,10 @@ def main(argv=None):
     texts = {}
     for name, gen in finals.items():
         for split in ("val", "test"):
-            nll = latent_nll(gen, data.eval_batches(split, cfg.eval_batch_size), cfg.nll_samples, device, seed=cfg.seed)
+            nll = nll_fn(gen, split)
             results[f"{name}/{split}_nll"] = nll["nll"]
+            if "nll_posterior" in nll:
+                results[f"{name}/{split}_nll_posterior"] = nll["nll_posterior"]
         results[f"{name}/latent_mi"] = latent_usage(gen, *usage_batch, seed=cfg.seed)
         texts[name] = draw(copy.deepcopy(gen), cfg.final_samples, seed=cfg.seed)
         for k, v in evaluator.score(texts[name]).items():
@@ -514,6 +598,16 @@ def main(argv=None):
     say("samples (EMA generator):\n" + "\n".join("  " + t for t in texts["ema"][:cfg.num_samples]))
     say(f"run directory: {run_dir}  (tensorboard --logdir {cfg.out_dir})")
     return results
+
+
+def load_encoder(E, ckpt, path):
+    """The posterior encoder's weights from a checkpoint, when this run has one."""
+    if E is None:
+        return
+    if ckpt.get("encoder") is None:
+        raise CheckpointError(f"{path} has no posterior encoder (it was pretrained with pretrain_latent = 'prior'); "
+                              "use the same pretrain_latent as the run that wrote it")
+    E.load_state_dict(ckpt["encoder"])
 
 
 def brief(scores):

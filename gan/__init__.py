@@ -7,16 +7,19 @@ discriminator over vocabulary distributions, relaxations of discrete sampling, a
   baselines/) and free-running `sample` with a KV cache.
 - gan/discriminator.py: Discriminator, a bidirectional transformer encoder on (B, T, V)
   distributions or (B, T) ids -> raw scores (B,).
+- gan/encoder.py: PosteriorEncoder q(z | x), for pretraining the generator as a VAE decoder
+  (so that it uses z) and as the proposal of its NLL estimate.
 - gan/relax.py: what D sees of a fake (Gumbel-softmax, straight-through, softmax), beta schedules.
 - gan/losses.py: D and G losses as pure functions (LOSSES registry), gradient penalty, R1,
-  InfoGAN's latent-recovery term.
+  InfoGAN's latent-recovery term, the VAE's KL with free bits.
 
 MODELS is a literal registry: name -> (model class, config class).
 """
 
 from gan.discriminator import Discriminator, DiscriminatorConfig
 from gan.generator import STYLE_LAYERS, Generator, GeneratorConfig, NoiseInjection
-from gan.losses import LOSSES, gradient_penalty, info_loss, r1_penalty
+from gan.encoder import PosteriorEncoder
+from gan.losses import LOSSES, free_bits_kl, gaussian_kl, gradient_penalty, info_loss, r1_penalty
 from gan.mapping import MappingConfig, MappingNetwork, mix_styles
 from gan.relax import RELAXATIONS, beta_schedule, gumbel_softmax, real_inputs, softmax_relax, straight_through
 
@@ -31,6 +34,6 @@ __all__ = [
     "Generator", "GeneratorConfig", "NoiseInjection",
     "Discriminator", "DiscriminatorConfig",
     "MappingNetwork", "MappingConfig", "mix_styles",
-    "gradient_penalty", "r1_penalty", "info_loss",
+    "gradient_penalty", "r1_penalty", "info_loss", "gaussian_kl", "free_bits_kl", "PosteriorEncoder",
     "beta_schedule", "gumbel_softmax", "softmax_relax", "straight_through", "real_inputs",
 ]

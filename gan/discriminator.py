@@ -159,6 +159,16 @@ class Discriminator(nn.Module):
 
         Masked positions do not influence the score at all (keys hidden, excluded from the pool).
         """
+        pooled = self.features(inp, mask)  # (B, C)
+        scores = self.head(pooled).squeeze(-1)  # (B,)
+        if not return_latent:
+            return scores
+        if self.latent_head is None:
+            raise ValueError("this discriminator has no latent head: set DiscriminatorConfig.latent_dim > 0")
+        return scores, self.latent_head(pooled)  # (B,), (B, latent_dim)
+
+    def features(self, inp, mask=None):
+        """The encoder's pooled representation (B, C) of ids (B, T) or distributions (B, T, V)."""
         if inp.dim() == 2:
             B, T = inp.shape
             x = self.wte(inp)  # (B, T, C) embedding lookup
@@ -195,9 +205,4 @@ class Discriminator(nn.Module):
             # mean over valid positions; a row with none reads zeros rather than NaN
             m = mask.to(x.dtype)[..., None]  # (B, T, 1)
             pooled = (x * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)  # (B, C)
-        scores = self.head(pooled).squeeze(-1)  # (B,)
-        if not return_latent:
-            return scores
-        if self.latent_head is None:
-            raise ValueError("this discriminator has no latent head: set DiscriminatorConfig.latent_dim > 0")
-        return scores, self.latent_head(pooled)  # (B,), (B, latent_dim)
+        return pooled

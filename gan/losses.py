@@ -27,6 +27,13 @@ And the latent-recovery term of InfoGAN (Chen et al. 2016), on Q's prediction of
   generator is rewarded for writing sentences from which z can be read back, which is
   what makes z, and so the truncation trick, matter (MLE pretraining with z independent
   of the data leaves p(x | z) = p(x)).
+
+And the KL term of VAE pretraining (gan/encoder.py):
+- gaussian_kl: KL(N(mean, diag exp(logvar)) || N(0, I)) per sentence and dimension.
+- free_bits_kl: the KL with "free bits" (Kingma et al. 2016): per dimension, the batch
+  mean of the KL, but never less than free_bits / z_dim, summed over dimensions. Below the
+  target the KL costs nothing, so the encoder passes at least about free_bits nats of
+  information about the sentence and the decoder cannot profit from ignoring z.
 """
 
 from __future__ import annotations
@@ -82,6 +89,16 @@ def info_loss(z_pred, z):
     if z_pred.shape != z.shape:
         raise ValueError(f"predicted z {tuple(z_pred.shape)} and z {tuple(z.shape)} must have one shape")
     return 0.5 * (z_pred.float() - z.float()).pow(2).mean()
+
+
+def gaussian_kl(mean, logvar):
+    """KL(N(mean, diag exp(logvar)) || N(0, I)), (B, D): 0.5 * (mean^2 + exp(logvar) - 1 - logvar)."""
+    return 0.5 * (mean.float().pow(2) + logvar.float().exp() - 1.0 - logvar.float())
+
+
+def free_bits_kl(kl, free_bits: float = 0.0):
+    """kl (B, D) -> sum_d max(mean_b kl[b, d], free_bits / D): the free-bits KL term, nats per sentence."""
+    return kl.mean(dim=0).clamp(min=free_bits / kl.size(-1)).sum()
 
 
 def _input_grad(D, x, mask):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from datasets import load_corpus
+from datasets import LMData, load_corpus
 from experiments import compare, sample_gan, train_gan
 from experiments.checkpoint import CheckpointError, load_checkpoint
 from gan import LOSSES, Generator, GeneratorConfig
@@ -79,8 +79,11 @@ def test_resume_is_exact(tmp_path):
             assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs after resume"
 
 
-def test_resume_mid_pretraining_is_exact(tmp_path, monkeypatch):
-    common = ["--pretrain_steps", "8", "--adv_steps", "2"]
+@pytest.mark.parametrize("latent", ["prior", "posterior"])
+def test_resume_mid_pretraining_is_exact(tmp_path, monkeypatch, latent):
+    common = ["--pretrain_steps", "8", "--adv_steps", "2", "--pretrain_latent", latent]
+    if latent == "posterior":  # the encoder, its optimiser state and word dropout's RNG draws must survive too
+        common += ["--free_bits", "1", "--word_dropout", "0.2"]
     run(tmp_path, *common, name="straight")
     lr_at = train_gan.runtime.lr_at
 
@@ -98,7 +101,7 @@ def test_resume_mid_pretraining_is_exact(tmp_path, monkeypatch):
     results = run(tmp_path, *common, "--resume", "true", name="split")
     assert results["pretrain_steps"] == 8 and results["adv_steps"] == 2
     a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(tmp_path / "split" / "last.pt")
-    for key in ("model", "ema", "discriminator"):
+    for key in ("model", "ema", "discriminator") + (("encoder",) if latent == "posterior" else ()):
         assert all(torch.equal(a[key][n], b[key][n]) for n in a[key]), key
     # the killed process had logged step 6 after its last checkpoint: TensorBoard shows the
     # resumed run's curve only, the same as the uninterrupted one
@@ -258,3 +261,35 @@ def test_gan_report_reads_the_recorded_run(tmp_path):
     assert [p["temperature"] for p in sweep["ema"]] == [0.9, 1.0] and len(sweep["ema"][0]["precision_seeds"]) == 2
     assert [(p["temperature"], p["psi"]) for p in sweep["ema_psi"]] == [(1.0, 0.5)]
     assert "| r | ema_psi | 1 | 0.5 |" in text and "I(z; x_t | x_<t)" in text
+
+
+def test_vae_pretraining_trains_the_encoder_and_scores_with_it(tmp_path):
+    """pretrain_latent = posterior: z ~ q(z | x), KL with free bits, word dropout; the encoder
+    travels in the checkpoints, is restored on resume, and is the proposal of every NLL."""
+    from experiments.evaluate import posterior_nll
+    from gan import DiscriminatorConfig, PosteriorEncoder
+    args = ["--pretrain_steps", "8", "--adv_steps", "4", "--pretrain_latent", "posterior", "--free_bits", "2",
+            "--word_dropout", "0.3", "--nll_samples", "2"]
+    results = run(tmp_path, *args)
+    run_dir = tmp_path / "r"
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    assert {"train/kl", "train/rec", "eval/latent_mi", "val/vae_objective"} <= set(acc.Tags()["scalars"])
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    enc = PosteriorEncoder(DiscriminatorConfig(**ckpt["discriminator_config"]), 8)
+    enc.load_state_dict(ckpt["encoder"])
+    assert enc.to_posterior.weight.abs().sum() > 0  # trained away from its zero init
+    # the final NLL is the prior's estimate, as for every GAN; beside it the IWAE bound with that encoder
+    gen, _, _ = sample_gan.load_generator(run_dir / "last.pt", torch.device("cpu"), which="ema")
+    data = LMData(load_corpus("numbers", level="word"), sample_gan.build_tokenizer(load_corpus("numbers", level="word")),
+                  block_size=gen.block_size)
+    direct = posterior_nll(gen, enc, data.eval_batches("test", 1024), 2, torch.device("cpu"), seed=1337)
+    assert direct["nll"] == pytest.approx(results["ema/test_nll_posterior"], rel=1e-6)
+    assert "val/nll_posterior" in acc.Tags()["scalars"] and math.isfinite(results["ema/test_nll"])
+    # a prior-pretrained checkpoint cannot seed a posterior run: the encoder would be missing
+    run(tmp_path, "--pretrain_steps", "4", "--adv_steps", "0", name="prior")
+    with pytest.raises(CheckpointError, match="no posterior encoder"):
+        run(tmp_path, "--pretrain_steps", "0", "--adv_steps", "2", "--pretrain_latent", "posterior",
+            "--init_from", str(tmp_path / "prior" / "pretrained.pt"), name="bad")
+    with pytest.raises(ValueError, match="needs pretrain_latent"):
+        run(tmp_path, "--free_bits", "1", name="bad2")
