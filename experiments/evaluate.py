@@ -23,9 +23,10 @@ Two other figures, each clearly named:
   2016, "Importance Weighted Autoencoders", with the prior as proposal).
 - `posterior_nll`: the same with an encoder q(z | x) as proposal (importance sampling, the
   IWAE bound itself): -log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x), z_k ~ q(z | x).
-  Also an upper bound in expectation for any q, and far tighter than the prior's when
-  the generator uses z (pretrained as a VAE decoder, gan/encoder.py); K = 1 is the
-  negative ELBO.
+  Also an upper bound in expectation for any q; K = 1 is the negative ELBO. Which of the
+  two bounds is tighter depends on q: with the free bits of VAE pretraining
+  (gan/encoder.py) q sits several nats from the prior and this bound was the looser one
+  at K = 1 (research/gan).
 - `latent_usage`: how much such a generator's predictions depend on its latent z, the
   mutual information between z and the next token given a real prefix (nats per token).
 """
@@ -37,7 +38,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from datasets.tokenizers import IGNORE_INDEX, PAD_ID
+from datasets.tokenizers import IGNORE_INDEX
 
 
 def _summary(total: float, count: int, rows: int, pad_len: int | None) -> dict:
@@ -164,8 +165,7 @@ def posterior_nll(model, encoder, batches, K: int, device, seed: int = 0, temper
         _check_pad_len(pad_len, y)
         x, y = x.to(device), y.to(device)
         B, T = y.shape
-        mask = y != IGNORE_INDEX
-        mean, logvar = encoder(y.masked_fill(~mask, PAD_ID), mask)
+        mean, logvar = encoder.posterior(y)
         mean, logvar = mean.float(), logvar.float()
         log_w = []
         for _ in range(K):
@@ -177,7 +177,7 @@ def posterior_nll(model, encoder, batches, K: int, device, seed: int = 0, temper
             log_w.append(-nll.sum(dim=1) + log_prior - _log_normal(z, mean, logvar))  # (B,)
         log_px = torch.logsumexp(torch.stack(log_w), dim=0) - math.log(K)  # (B,)
         total += -log_px.sum().item()
-        count += int(mask.sum())
+        count += int((y != IGNORE_INDEX).sum())
         rows += B
     model.train(was_training[0])
     encoder.train(was_training[1])

@@ -281,9 +281,9 @@ def main(argv=None):
     # VAE pretraining: q(z | x) with the discriminator's sizes; trained with G, then kept as the
     # proposal of the NLL estimate (nll_fn)
     E = PosteriorEncoder(disc_cfg, z_dim).to(device) if cfg.pretrain_latent == "posterior" else None
+    mle_model = G if E is None else torch.nn.ModuleList([G, E])  # what pretraining optimises
     ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_mle = runtime.make_optimizer(G if E is None else torch.nn.ModuleList([G, E]), cfg.pretrain_lr,
-                                     cfg.weight_decay, (cfg.beta1, cfg.beta2), device)
+    opt_mle = runtime.make_optimizer(mle_model, cfg.pretrain_lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, cfg.beta2))
     if dist.rank:  # from here on each rank draws its own z, noise and Gumbel noise
@@ -405,12 +405,11 @@ def main(argv=None):
         rec, tokens, kls = 0.0, 0, []
         for x, y in data.eval_batches("val", cfg.eval_batch_size):
             x, y = x.to(device), y.to(device)
-            valid = y != IGNORE_INDEX
-            mean, logvar = E(y.masked_fill(~valid, PAD_ID), valid)
+            mean, logvar = E.posterior(y)
             logits, _ = G(x, z=E.sample(mean, logvar, generator=g), noise=G.make_noise(*y.shape, generator=g))
             rec += torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), y, ignore_index=IGNORE_INDEX,
                                                      reduction="sum").item()
-            tokens += int(valid.sum())
+            tokens += int((y != IGNORE_INDEX).sum())
             kls.append(gaussian_kl(mean, logvar))
         G.train(), E.train()
         kl = torch.cat(kls)  # (sentences, z_dim)
@@ -433,7 +432,7 @@ def main(argv=None):
                 _, loss = G(x, y)  # a fresh z from the prior and fresh noise per sentence
             else:  # VAE: z ~ q(z | x), reconstruct x from it; loss = (token NLL + KL) per token
                 valid = y != IGNORE_INDEX
-                mean, logvar = E(y.masked_fill(~valid, PAD_ID), valid)
+                mean, logvar = E.posterior(y)
                 if cfg.word_dropout > 0:  # the decoder's inputs (not the encoder's) lose tokens to <unk>
                     drop = torch.rand(x.shape, device=device) < cfg.word_dropout
                     drop[:, 0] = False  # <bos>
@@ -445,7 +444,7 @@ def main(argv=None):
         check_finite("pretraining loss", loss.item(), pre_step, last_path)
         opt_mle.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = step_update(G if E is None else torch.nn.ModuleList([G, E]), opt_mle, cfg.grad_clip, dist)
+        grad_norm = step_update(mle_model, opt_mle, cfg.grad_clip, dist)
         pre_step += 1
         bar.update(1)
         if pre_step % cfg.log_interval == 0:
@@ -484,13 +483,14 @@ def main(argv=None):
         checkpoint(last_path)
 
     # ---- phase 2: adversarial training
+    info = cfg.info_weight > 0  # InfoGAN term: D's latent head reads z back from the fakes
+    new_z = lambda: torch.randn(cfg.batch_size // dist.world, z_dim, device=device,  # noqa: E731
+                                dtype=G.lm_head.weight.dtype)  # drawn here, so both players know the fakes' z
     while phase == "adversarial" and adv_step < adv_total and not out_of_time(cfg.max_minutes, t_start):
         step = pre_step + adv_step
         beta = beta_at(adv_step)
         relax = functools.partial(relax_fn, beta=beta)
         B = cfg.batch_size // dist.world
-        info = cfg.info_weight > 0
-        new_z = lambda: torch.randn(B, z_dim, device=device, dtype=G.lm_head.weight.dtype)  # noqa: E731
         # the generator step's relaxed sample, drawn first with its graph: its detached copy is
         # also the fake of the last discriminator step (one sampling pass saved per iteration;
         # sampling, a sequential loop over T steps, is most of the cost on a CPU)

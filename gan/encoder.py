@@ -29,6 +29,7 @@ import dataclasses
 import torch
 import torch.nn as nn
 
+from datasets.tokenizers import IGNORE_INDEX, PAD_ID
 from gan.discriminator import Discriminator, DiscriminatorConfig
 
 
@@ -52,6 +53,12 @@ class PosteriorEncoder(nn.Module):
         mean, logvar = self.to_posterior(self.body.features(ids, mask)).chunk(2, dim=-1)
         # bounded log-variance: exp() of an unbounded head overflows on a bad step
         return mean, logvar.clamp(-12.0, 6.0)
+
+    def posterior(self, y):
+        """q(z | x) from a batch of targets y (B, T), IGNORE_INDEX after each sentence's <eos>
+        (the LM batches' layout) -> mean, logvar (B, z_dim)."""
+        valid = y != IGNORE_INDEX
+        return self(y.masked_fill(~valid, PAD_ID), valid)
 
     @staticmethod
     def sample(mean, logvar, generator: torch.Generator | None = None):

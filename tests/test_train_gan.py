@@ -8,7 +8,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from datasets import LMData, load_corpus
+from datasets import LMData, build_tokenizer, load_corpus
 from experiments import compare, sample_gan, train_gan
 from experiments.checkpoint import CheckpointError, load_checkpoint
 from gan import LOSSES, Generator, GeneratorConfig
@@ -281,8 +281,8 @@ def test_vae_pretraining_trains_the_encoder_and_scores_with_it(tmp_path):
     assert enc.to_posterior.weight.abs().sum() > 0  # trained away from its zero init
     # the final NLL is the prior's estimate, as for every GAN; beside it the IWAE bound with that encoder
     gen, _, _ = sample_gan.load_generator(run_dir / "last.pt", torch.device("cpu"), which="ema")
-    data = LMData(load_corpus("numbers", level="word"), sample_gan.build_tokenizer(load_corpus("numbers", level="word")),
-                  block_size=gen.block_size)
+    corpus = load_corpus("numbers", level="word")
+    data = LMData(corpus, build_tokenizer(corpus), block_size=gen.block_size)
     direct = posterior_nll(gen, enc, data.eval_batches("test", 1024), 2, torch.device("cpu"), seed=1337)
     assert direct["nll"] == pytest.approx(results["ema/test_nll_posterior"], rel=1e-6)
     assert "val/nll_posterior" in acc.Tags()["scalars"] and math.isfinite(results["ema/test_nll"])
