@@ -6,5 +6,5 @@ Data code never imports models or run configuration.
 """
 
 from datasets.batching import LMData, build_tokenizer
-from datasets.corpora import CORPORA, Corpus, CorpusError, load_corpus
+from datasets.corpora import CORPORA, Corpus, CorpusError, DataConfig, load_corpus
 from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID, UNK_ID, CharTokenizer, Tokenizer, WordTokenizer

@@ -19,30 +19,28 @@ from __future__ import annotations
 import torch
 
 from datasets.corpora import Corpus, CorpusError
-from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID, Tokenizer, TOKENIZERS
+from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID, SPECIALS, TOKENIZERS, UNK_ID, Tokenizer
 
 
 def build_tokenizer(corpus: Corpus) -> Tokenizer:
     """The corpus's tokenizer, its vocabulary from the training split only (or the benchmark's fixed one)."""
     cls = TOKENIZERS[corpus.level]
     if corpus.fixed_vocab is not None:
-        from datasets.tokenizers import SPECIALS
         return cls(list(SPECIALS) + list(corpus.fixed_vocab), lowercase=corpus.lowercase)
     train = corpus.train if corpus.mode == "sequence" else [corpus.train]
-    return cls.fit(train, lowercase=corpus.lowercase)
+    return cls.fit(train, lowercase=corpus.lowercase, min_freq=corpus.min_freq, max_vocab=corpus.max_vocab)
 
 
 class SequenceSplit:
     """Padded (N, L) inputs and targets for one split; L = longest example + 1."""
 
-    def __init__(self, lines: list[str], tokenizer: Tokenizer, width: int):
+    def __init__(self, lines: list[str], tokenizer: Tokenizer, width: int, encoded: list[list[int]] | None = None):
         self.lines = lines
         N = len(lines)
         self.x = torch.full((N, width), PAD_ID, dtype=torch.long)
         self.y = torch.full((N, width), IGNORE_INDEX, dtype=torch.long)
         self.lengths = torch.zeros(N, dtype=torch.long)  # real tokens per example, <eos> included
-        for i, line in enumerate(lines):
-            ids = tokenizer.encode(line)
+        for i, ids in enumerate(encoded if encoded is not None else map(tokenizer.encode, lines)):
             n = len(ids) + 1
             self.x[i, :n] = torch.tensor([BOS_ID] + ids)
             self.y[i, :n] = torch.tensor(ids + [EOS_ID])
@@ -56,6 +54,15 @@ class SequenceSplit:
         idx = torch.as_tensor(idx)
         w = int(self.lengths[idx].max())
         return self.x[idx, :w], self.y[idx, :w]
+
+
+def _unk_share(ids: list[int]) -> float:
+    return sum(1 for i in ids if i == UNK_ID) / max(len(ids), 1)
+
+
+def oov_rate(tokenizer: Tokenizer, texts: list[str] | str) -> float:
+    """Out-of-vocabulary rate: the share of the texts' tokens that encode as <unk>."""
+    return _unk_share([i for t in ([texts] if isinstance(texts, str) else texts) for i in tokenizer.encode(t)])
 
 
 class StreamSplit:
@@ -73,25 +80,81 @@ class StreamSplit:
         return x, y
 
 
+# An automatic block_size is refused above this many tokens, or when the longest example is more
+# than OUTLIER_RATIO times the 99.9th-percentile length (and longer than OUTLIER_FLOOR): one
+# stray overlong line would otherwise set the context, and the cost of every step, for all.
+MAX_AUTO_BLOCK = 2048
+OUTLIER_RATIO, OUTLIER_FLOOR = 4, 64
+
+
+def typical_length(lengths: list[int]) -> int:
+    """The 99.9th-percentile length, leaving out at least the single longest example (for a
+    file of under 1,000 lines the plain percentile would be that longest example itself)."""
+    ordered = sorted(lengths)
+    return ordered[max(0, len(ordered) - 1 - max(1, len(ordered) // 1000))]
+
+
+def check_lengths(corpus: Corpus, lengths: dict[str, list[int]]) -> None:
+    """Refuse an automatic block_size set by an outlier, naming the example and the two fixes."""
+    pooled = [n for s in lengths.values() for n in s]
+    longest = max(pooled)
+    typical = typical_length(pooled)
+    limit = min(MAX_AUTO_BLOCK - 1, max(OUTLIER_RATIO * typical, OUTLIER_FLOOR))
+    if longest <= limit:
+        return
+    split, i = next((s, i) for s, ns in lengths.items() for i, n in enumerate(ns) if n == longest)
+    where = f"{split} example {i + 1}"
+    if split in corpus.sources:
+        f, numbers = corpus.sources[split]
+        where = f"{f}, line {numbers[i]} ({split} split)"
+    too_long = sum(n > limit for n in pooled)
+    raise CorpusError(
+        f"{where} has {longest:,} {corpus.level}-level tokens, while 99.9% of the examples have at most {typical:,}: "
+        f"the automatic block_size would be {longest + 1:,} (refused above {MAX_AUTO_BLOCK:,} tokens or "
+        f"{OUTLIER_RATIO}x the typical length), and every step would pay for it. Drop such examples with "
+        f"--max_len {limit} ({too_long:,} example{'s' if too_long > 1 else ''} longer), or keep them with "
+        f"--block_size {longest + 1}")
+
+
 class LMData:
-    """All three splits of a corpus, tokenized, with deterministic batch schedules."""
+    """All three splits of a corpus, tokenized, with deterministic batch schedules.
+
+    `oov` holds each split's out-of-vocabulary rate: the share of its tokens (<eos> not
+    counted) that encode as <unk> under the training split's vocabulary.
+    """
 
     def __init__(self, corpus: Corpus, tokenizer: Tokenizer, block_size: int = 0):
         self.corpus, self.tokenizer, self.mode = corpus, tokenizer, corpus.mode
         names = ("train", "val", "test")
         if corpus.mode == "sequence":
-            longest = {s: max(len(tokenizer.encode(l)) for l in getattr(corpus, s)) for s in names}
+            encoded = {s: [tokenizer.encode(line) for line in getattr(corpus, s)] for s in names}
+            lengths = {s: [len(ids) for ids in encoded[s]] for s in names}
+            longest = {s: max(lengths[s]) for s in names}
             need = max(longest.values()) + 1  # + <bos> (inputs) or + <eos> (targets)
             if block_size and block_size < need:
                 split = max(longest, key=longest.get)
                 raise CorpusError(f"the longest {split} example of {corpus.name} has {longest[split]} tokens, so it needs "
                                   f"block_size >= {need}, but block_size = {block_size}. Raise block_size (or leave it 0 "
-                                  "to size it from the data); examples are never truncated silently")
+                                  "to size it from the data), or drop longer examples with --max_len; examples are "
+                                  "never truncated silently")
+            if not block_size:
+                check_lengths(corpus, lengths)
             self.block_size = block_size or need
-            self.splits = {s: SequenceSplit(getattr(corpus, s), tokenizer, self.block_size) for s in names}
+            self.splits = {s: SequenceSplit(getattr(corpus, s), tokenizer, self.block_size, encoded[s]) for s in names}
+            self.oov = {s: _unk_share([i for ids in encoded[s] for i in ids]) for s in names}
         else:
             self.block_size = block_size or corpus.default_block_size
             self.splits = {s: StreamSplit(getattr(corpus, s), tokenizer, self.block_size) for s in names}
+            self.oov = {s: _unk_share(self.splits[s].tokens.tolist()) for s in names}
+
+    def n_tokens(self, split: str) -> int:
+        """Target tokens in a split (what an NLL pass over it scores)."""
+        s = self.splits[split]
+        return int(s.lengths.sum()) if self.mode == "sequence" else len(s.tokens) - 1
+
+    def oov_summary(self) -> str:
+        """'out-of-vocabulary val 1.2%, test 1.5%'."""
+        return f"out-of-vocabulary val {self.oov['val']:.1%}, test {self.oov['test']:.1%}"
 
     def train_batch(self, step: int, batch_size: int, seed: int):
         """The global training batch of `step` (pure function of seed and step)."""

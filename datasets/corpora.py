@@ -17,6 +17,12 @@ Splits (fixed, documented, never drawn from an unseeded RNG):
 | shakespeare | characters [0, 85%) | [90%, 100%): nanoGPT's val, unchanged | [85%, 90%), carved from nanoGPT's train |
 | coco | image_coco.txt minus 1,000 captions (seeded, seed 42) | those 1,000 | image_coco_test.txt (10,000), also the BLEU references |
 | a file of yours | 90% | 5% | 5% (seeded shuffle of lines in sequence mode; contiguous in stream mode) |
+| a file with `val_file` / `test_file` | the whole file (less a carved split not given) | val_file, else 5% of the file (seeded) | test_file, else 5% of the file (seeded) |
+
+Text hygiene, for every file read: byte-order marks and control characters other than tab
+and newline are removed (counted on stderr); `max_len` drops longer examples (counted);
+an example far longer than the rest is refused by datasets.batching.LMData, which names
+its file and line.
 
 names.txt holds 2,539 names twice. The makemore split keeps makemore's construction, so
 a duplicated name can sit in both train and test (that is makemore's protocol, and the
@@ -35,14 +41,18 @@ import difflib
 import hashlib
 import os
 import random
+import re
+import sys
 import urllib.request
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
 from datasets import numbers as numbers_mod
 from datasets import oracle as oracle_mod
+from datasets.tokenizers import SPECIALS, TOKENIZERS
 
 
 @dataclass
@@ -57,6 +67,12 @@ class Corpus:
     lowercase: bool = False
     default_block_size: int = 0            # stream mode: the context length when the user sets none
     extras: dict = field(default_factory=dict)  # e.g. the oracle model, the numbers checker
+    min_freq: int = 1                      # vocabulary: training symbols seen fewer times become <unk>
+    max_vocab: int = 0                     # vocabulary: the N most frequent training symbols; 0 = all
+    sources: dict = field(default_factory=dict)  # split -> (file, line number of each example), files only
+
+
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -131,23 +147,65 @@ def resolve_file(remote: RemoteFile, data_dir: str | None = None, download: bool
     raise CorpusError(f"{remote.filename} not found; place it in {where} or in the cache {cache_dir()}")
 
 
-def read_text(path: Path | str) -> str:
-    """Read a UTF-8 text file, refusing missing, empty, binary or undecodable files with a clear reason."""
+# Bytes that are never text: a byte-order mark (U+FEFF, at the start of a file saved by some
+# editors, or in the middle of files concatenated from several) and the C0/C1 control
+# characters (Unicode category Cc) other than tab, newline and carriage return. Left in, each
+# becomes a vocabulary symbol (and \x0b, \x0c, \x1c-\x1e, \x85 would even split lines).
+_NOT_TEXT = re.compile(r"[\ufeff\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def note(message: str) -> None:
+    """What the data layer changed in the user's text or split, said once on stderr."""
+    print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+def clean_text(text: str) -> tuple[str, Counter]:
+    """(text without BOMs and control characters other than tab/newline/CR, what was removed)."""
+    removed = Counter(_NOT_TEXT.findall(text))
+    return (_NOT_TEXT.sub("", text) if removed else text), removed
+
+
+def describe_removed(removed: Counter) -> str:
+    """'a byte-order mark (U+FEFF) and 3 control characters (U+0007 x2, U+0008 x1)'."""
+    boms = removed.get("\ufeff", 0)
+    ctrl = {c: n for c, n in removed.items() if c != "\ufeff"}
+    parts = [f"{boms} byte-order mark{'s' if boms > 1 else ''} (U+FEFF)"] if boms else []
+    if ctrl:
+        listed = ", ".join(f"U+{ord(c):04X} x{n}" for c, n in sorted(ctrl.items(), key=lambda kv: -kv[1])[:8])
+        parts.append(f"{sum(ctrl.values())} control character{'s' if sum(ctrl.values()) > 1 else ''} ({listed})")
+    return " and ".join(parts)
+
+
+def read_text(path: Path | str, what: str = "corpus file") -> str:
+    """Read a UTF-8 text file, refusing missing, empty, binary or undecodable files with a clear
+    reason. Byte-order marks and control characters other than tab and newline are removed, and
+    how many is said on stderr (they are never text, and would become vocabulary symbols)."""
     path = Path(path)
     if not path.exists():
-        raise CorpusError(f"corpus file {path} does not exist")
+        raise CorpusError(f"{what} {path} does not exist")
     if path.is_dir():
-        raise CorpusError(f"corpus path {path} is a directory; give the text file inside it")
+        raise CorpusError(f"{what} {path} is a directory; give the text file inside it")
     data = path.read_bytes()
     if not data.strip():
-        raise CorpusError(f"corpus file {path} is empty; a corpus needs at least a few lines of text")
+        raise CorpusError(f"{what} {path} is empty; a corpus needs at least a few lines of text")
     if b"\x00" in data:
-        raise CorpusError(f"corpus file {path} contains NUL bytes: it looks binary, not text")
+        raise CorpusError(f"{what} {path} contains NUL bytes: it looks binary, not text")
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise CorpusError(f"corpus file {path} is not valid UTF-8 (byte {e.start}: {data[e.start:e.start + 1]!r}); "
+        raise CorpusError(f"{what} {path} is not valid UTF-8 (byte {e.start}: {data[e.start:e.start + 1]!r}); "
                           "convert it, e.g. `iconv -f latin1 -t utf-8`") from None
+    text, removed = clean_text(text)
+    if removed:
+        note(f"{path}: removed {describe_removed(removed)}")
+    return text
+
+
+def read_lines(path: Path | str, keep_empty: bool = False, what: str = "file") -> list[str]:
+    """The lines of a text file (read_text's checks and cleaning), stripped; empty lines are
+    dropped unless keep_empty (a samples file, where an empty line is an empty sample)."""
+    lines = [line.strip() for line in read_text(path, what).splitlines()]
+    return lines if keep_empty else [line for line in lines if line]
 
 
 def _lines(text: str) -> list[str]:
@@ -207,31 +265,97 @@ def load_shakespeare(data_dir=None, split=None):
 def load_coco(data_dir=None, split=None):
     train_all = _lines(read_text(resolve_file(FILES["coco_train"], data_dir)))
     test = _lines(read_text(resolve_file(FILES["coco_test"], data_dir)))
-    order = list(range(len(train_all)))
-    random.Random(SPLIT_SEED).shuffle(order)
-    val_idx = set(order[:1000])
-    train = [s for i, s in enumerate(train_all) if i not in val_idx]
-    val = [s for i, s in enumerate(train_all) if i in val_idx]
+    train, val = _carve(train_all, 1000)
     return Corpus("coco", "word", "sequence", train, val, test, lowercase=True)
 
 
-def load_file(path, level="char", mode="sequence"):
-    """Any UTF-8 text file of the user's: lines as sequences, or the whole text as a stream."""
-    if level not in ("char", "word") or mode not in ("sequence", "stream"):
-        raise CorpusError(f"level must be 'char' or 'word' and mode 'sequence' or 'stream', got {level!r}, {mode!r}")
-    text = read_text(path)
-    if mode == "stream":
-        n = len(text)
-        if n < 100:
-            raise CorpusError(f"{path} has only {n} characters; a stream corpus needs at least 100")
-        a, b = int(0.9 * n), int(0.95 * n)
-        return Corpus(str(path), level, mode, text[:a], text[a:b], text[b:], default_block_size=256)
-    lines = _lines(text)
-    if len(lines) < 20:
+def _carve(items: list, n: int, seed: int = SPLIT_SEED) -> tuple[list, list]:
+    """(the rest, n items drawn by a seeded shuffle), both in file order: a split carved from one file."""
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n])
+    return [x for i, x in enumerate(items) if i not in held], [x for i, x in enumerate(items) if i in held]
+
+
+def _numbered(path, what) -> list[tuple[int, str]]:
+    """(line number, stripped line) of every non-empty line: line numbers survive the split,
+    so an error about an example can say where it is."""
+    return [(i + 1, line.strip()) for i, line in enumerate(read_text(path, what).splitlines()) if line.strip()]
+
+
+def _check_amount(path, lines, mode):
+    if mode == "stream" and len(lines) < 100:
+        raise CorpusError(f"{path} has only {len(lines)} characters; a stream corpus needs at least 100")
+    if mode == "sequence" and len(lines) < 20:
         raise CorpusError(f"{path} has {len(lines)} non-empty lines; sequence mode needs at least 20 "
                           "(one example per line). For one long text use mode='stream'")
-    train, val, test = _seeded_split(lines)
-    return Corpus(str(path), level, mode, train, val, test)
+
+
+def load_file(path, level="word", mode="sequence", val_file=None, test_file=None):
+    """A UTF-8 text file of the user's: lines as sequences, or the whole text as a stream.
+
+    Without val_file and test_file: 90 / 5 / 5 (a seeded shuffle of the lines, or contiguous
+    thirds of the stream). With them, the file given is all training data and each file given
+    is its split; a split not given is carved from the training file (5 %, seeded). Every
+    example remembers its file and line number (Corpus.sources) for error messages.
+    """
+    if level not in ("char", "word") or mode not in ("sequence", "stream"):
+        raise CorpusError(f"level must be 'char' or 'word' and mode 'sequence' or 'stream', got {level!r}, {mode!r}")
+    files = {"val": val_file or None, "test": test_file or None}
+    if mode == "stream":
+        text = read_text(path)
+        _check_amount(path, text, mode)
+        n = len(text)
+        if not any(files.values()):
+            a, b = int(0.9 * n), int(0.95 * n)
+            return Corpus(str(path), level, mode, text[:a], text[a:b], text[b:], default_block_size=256)
+        splits = {s: read_text(f, f"{s}_file") for s, f in files.items() if f}
+        cut = n - int(0.05 * n) * sum(1 for f in files.values() if not f)
+        missing = [s for s, f in files.items() if not f]
+        if missing:  # one split from its file, the other the end of the training text
+            splits[missing[0]] = text[cut:]
+        return Corpus(str(path), level, mode, text[:cut], splits["val"], splits["test"], default_block_size=256)
+    lines = _numbered(path, "corpus file")
+    _check_amount(path, lines, mode)
+    if not any(files.values()):
+        train, val, test = _seeded_split(lines)
+        parts = {"train": (path, train), "val": (path, val), "test": (path, test)}
+    else:
+        parts = {s: (f, _numbered(f, f"{s}_file")) for s, f in files.items() if f}
+        rest = lines
+        for s in [s for s, f in files.items() if not f]:
+            rest, held = _carve(rest, max(1, int(0.05 * len(lines))))
+            parts[s] = (path, held)
+        parts["train"] = (path, rest)
+        for s, (f, items) in parts.items():
+            if not items:
+                raise CorpusError(f"the {s} split ({f}) has no non-empty lines")
+    return Corpus(str(path), level, mode, *([t for _, t in parts[s][1]] for s in SPLITS),
+                  sources={s: (str(f), [i for i, _ in items]) for s, (f, items) in parts.items()})
+
+
+def _as_mode(value, mode):
+    """A split in the other layout: lines joined into one text, or one text cut into lines."""
+    if mode == "stream":
+        return value if isinstance(value, str) else "\n".join(value) + "\n"
+    return value if isinstance(value, list) else _lines(value)
+
+
+def drop_long(corpus: Corpus, max_len: int, split_fn) -> Corpus:
+    """Drop examples longer than max_len tokens from every split (sequence mode), saying how many."""
+    for s in SPLITS:
+        lines = getattr(corpus, s)
+        keep = [i for i, line in enumerate(lines) if len(split_fn(line)) <= max_len]
+        if len(keep) == len(lines):
+            continue
+        if not keep:
+            raise CorpusError(f"max_len {max_len} drops every {s} example of {corpus.name}; raise it")
+        note(f"max_len {max_len}: dropped {len(lines) - len(keep):,} of {len(lines):,} {s} examples of {corpus.name}")
+        setattr(corpus, s, [lines[i] for i in keep])
+        if s in corpus.sources:
+            f, numbers = corpus.sources[s]
+            corpus.sources[s] = (f, [numbers[i] for i in keep])
+    return corpus
 
 
 CORPORA = {
@@ -243,13 +367,87 @@ CORPORA = {
 }
 
 
-def load_corpus(name: str, data_dir: str | None = None, split: str | None = None,
-                level: str | None = None, mode: str | None = None) -> Corpus:
-    """A registered corpus by name, or a text file by path (`level`/`mode` apply to files only)."""
+def looks_like_a_path(name: str) -> bool:
+    """A dataset argument that names a file: it exists, or has a folder or an extension in it
+    (no corpus name does), so a typo in a file name is reported as a missing file."""
+    return os.path.exists(name) or os.path.sep in name or "/" in name or "." in name
+
+
+def load_corpus(name: str, data_dir: str | None = None, split: str | None = None, level: str | None = None,
+                mode: str | None = None, val_file: str | None = None, test_file: str | None = None,
+                lowercase: bool = False, min_freq: int = 1, max_vocab: int = 0, max_len: int = 0) -> Corpus:
+    """A registered corpus by name, or a text file by path, read as `DataConfig` describes.
+
+    level and mode default to the corpus's own (a file: word, sequence) and, when given,
+    override it (the splits are rejoined or recut for another mode). lowercase, min_freq and
+    max_vocab shape the vocabulary (build_tokenizer); max_len drops longer examples.
+    """
     if name in CORPORA:
-        return CORPORA[name](data_dir=data_dir, split=split)
-    if os.path.sep in name or os.path.exists(name) or name.endswith(".txt"):
-        return load_file(name, level or "char", mode or "sequence")
-    close = difflib.get_close_matches(name, list(CORPORA), n=3)
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    raise CorpusError(f"unknown dataset {name!r}: {hint}choose one of {sorted(CORPORA)} or give a path to a text file")
+        if val_file or test_file:
+            raise CorpusError(f"{name!r} is a named corpus with fixed splits; val_file and test_file go with a "
+                              "dataset file of yours (--dataset path/to/train.txt)")
+        corpus = CORPORA[name](data_dir=data_dir, split=split)
+        if level and level != corpus.level and corpus.fixed_vocab is not None:
+            raise CorpusError(f"{name} has a fixed {corpus.level}-level vocabulary; level {level!r} does not apply")
+        corpus.level = level or corpus.level
+        if mode and mode != corpus.mode:
+            corpus.train, corpus.val, corpus.test = (_as_mode(getattr(corpus, s), mode) for s in SPLITS)
+            corpus.mode = mode
+    elif looks_like_a_path(name):
+        corpus = load_file(name, level or "word", mode or "sequence", val_file, test_file)
+    else:
+        close = difflib.get_close_matches(name, list(CORPORA), n=3)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        raise CorpusError(f"unknown dataset {name!r}: {hint}choose one of {sorted(CORPORA)} or give a path to a "
+                          "text file")
+    corpus.lowercase = corpus.lowercase or lowercase
+    corpus.min_freq, corpus.max_vocab = min_freq, max_vocab
+    if max_len and corpus.mode == "sequence":
+        drop_long(corpus, max_len, TOKENIZERS[corpus.level]([*SPECIALS], lowercase=corpus.lowercase).split)
+    return corpus
+
+
+@dataclass
+class DataConfig:
+    """The data settings every tool shares (train_lm, train_gan, compare, score): one definition,
+    inherited by each tool's config, so a comparison can hand all of them to every trainer."""
+
+    dataset: str = "numbers"       # a name in datasets.CORPORA, or a path to a UTF-8 text file (all training data
+                                   # when val_file and test_file are given; else 90/5/5, seeded)
+    split: str = ""                # a named corpus's split variant (names: makemore | dedup)
+    level: str = ""                # char | word; "" = the corpus's own (names, shakespeare: char; numbers, oracle,
+                                   # coco: word) and word for a file
+    mode: str = ""                 # sequence (one example per line) | stream (one long text); "" = the corpus's own,
+                                   # sequence for a file
+    val_file: str = ""             # your validation file (model selection); "" = 5% carved from the dataset file
+    test_file: str = ""            # your test file: NLL-test and the BLEU references; "" = 5% carved from the dataset
+    lowercase: bool = False        # lowercase all text before tokenizing (coco always is)
+    min_freq: int = 1              # training symbols seen fewer times become <unk>
+    max_vocab: int = 0             # keep the N most frequent training symbols (specials not counted); 0 = all
+    max_len: int = 0               # sequence mode: drop examples longer than N tokens (says how many); 0 = keep all,
+                                   # and an extreme outlier is an error that suggests a value
+    data_dir: str = ""             # where real corpora are found (else $TEXTDUEL_DATA_DIR, the cache, download)
+
+    def __post_init__(self):
+        if self.level not in ("", "char", "word"):
+            raise ValueError(f"level must be char or word (or empty for the corpus's own), got {self.level!r}")
+        if self.mode not in ("", "sequence", "stream"):
+            raise ValueError(f"mode must be sequence or stream (or empty for the corpus's own), got {self.mode!r}")
+        if self.min_freq < 1 or self.max_vocab < 0 or self.max_len < 0:
+            raise ValueError(f"need min_freq >= 1, max_vocab >= 0 and max_len >= 0, got {self.min_freq}, "
+                             f"{self.max_vocab}, {self.max_len}")
+
+    def load(self) -> Corpus:
+        return load_corpus(self.dataset, data_dir=self.data_dir or None, split=self.split or None,
+                           level=self.level or None, mode=self.mode or None, val_file=self.val_file or None,
+                           test_file=self.test_file or None, lowercase=self.lowercase, min_freq=self.min_freq,
+                           max_vocab=self.max_vocab, max_len=self.max_len)
+
+    def data_settings(self) -> dict:
+        """The settings that decide the examples and the vocabulary (where the files are found does not)."""
+        return {f.name: getattr(self, f.name) for f in fields(DataConfig) if f.name != "data_dir"}
+
+    @staticmethod
+    def from_settings(values: dict) -> "DataConfig":
+        """The data settings of a stored run config (config.json's train section), older runs included."""
+        return DataConfig(**{f.name: values[f.name] for f in fields(DataConfig) if f.name in values})

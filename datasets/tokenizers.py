@@ -16,6 +16,7 @@ a plain list of strings, saved with every checkpoint (`state_dict()` / `from_sta
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -44,17 +45,25 @@ class Tokenizer:
         self.lowercase = lowercase
 
     @classmethod
-    def fit(cls, texts, lowercase: bool = False) -> "Tokenizer":
-        """Build the vocabulary from training texts only (call it on the train split)."""
+    def fit(cls, texts, lowercase: bool = False, min_freq: int = 1, max_vocab: int = 0) -> "Tokenizer":
+        """Build the vocabulary from training texts only (call it on the train split).
+
+        min_freq: symbols seen fewer times are left out (they encode as <unk>).
+        max_vocab: keep only the max_vocab most frequent symbols (the four specials not
+        counted; ties broken by the symbol's sort order, so the result is deterministic).
+        The kept symbols are stored in sorted order, as always."""
         tmp = cls(list(SPECIALS), lowercase=lowercase)
-        seen = set()
+        counts = Counter()
         for text in texts:
-            seen.update(tmp.split(text))
-        clash = seen.intersection(SPECIALS)
+            counts.update(tmp.split(text))
+        clash = set(counts).intersection(SPECIALS)
         if clash:
             raise ValueError(f"the corpus contains the reserved symbols {sorted(clash)}; "
                              "rename them in the text before training")
-        return cls(list(SPECIALS) + sorted(seen), lowercase=lowercase)
+        kept = [s for s in counts if counts[s] >= min_freq]
+        if max_vocab and len(kept) > max_vocab:
+            kept = sorted(kept, key=lambda s: (-counts[s], s))[:max_vocab]
+        return cls(list(SPECIALS) + sorted(kept), lowercase=lowercase)
 
     @property
     def vocab_size(self) -> int:

@@ -60,7 +60,7 @@ from baselines import MODELS
 from baselines.gpt2 import GPT, GPTConfig
 from baselines.sampling import generate
 from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID
-from experiments import config as cfglib
+from experiments import cli, config as cfglib
 from experiments import runtime
 
 REPO = Path(__file__).resolve().parents[1]
@@ -423,4 +423,4 @@ def run(argv):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

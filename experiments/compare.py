@@ -19,7 +19,9 @@ Outputs
     runs/<experiment>/real-data/  the reference row
     runs/<experiment>/            the hparams experiment summary: TensorBoard's HPARAMS view
                                   lists every run's final/* metrics side by side
-    research/<experiment>/        report.md, results.json and the PNG figures (report.py)
+    runs/<experiment>/report/     report.md, results.json and the PNG figures (report.py); with
+                                  report_dir set (the committed configs: research), there
+                                  instead: report_dir/<experiment>/
 
 Settings: CompareConfig below and the scorer LM's ScorerConfig ([scorer]), resolved as
 defaults <- --config FILE <- --key=value. Per-entry trainer settings come from the
@@ -29,9 +31,13 @@ key is passed to the family's trainer as --key=value, after the shared settings.
 
 Families (FAMILIES, name -> object). To plug a new generator in, add an object with
     sweeps_psi: bool                       whether psi (latent truncation) is a sweep axis
+    config(argv: list[str]) -> DataConfig  the trainer's settings resolved from --key=value
+                                           without training (checked before any training:
+                                           its data settings must equal the comparison's)
     train(argv: list[str]) -> Path         train one model from --key=value settings; the
                                            run directory (out_dir/run_name) it wrote
     is_trained(run_dir: Path) -> bool      a finished run is there (for --reuse)
+    vocabulary(run_dir: Path) -> list      the vocabulary a finished run was trained on (for --reuse)
     load(run_dir, corpus, device) -> sampler
 and a sampler with
     info: dict                             at least params, steps, train_seconds
@@ -39,9 +45,11 @@ and a sampler with
     nll(split, temperature=1.0, psi=1.0) -> dict  {"nll": per token, padding excluded,
                                            "nll_with_pad": the text-GAN figure}; a latent
                                            model returns evaluate.latent_nll's estimate
-Every trainer receives these shared settings (the budget is shared): dataset split
-data_dir out_dir run_name seed max_steps max_minutes eval_interval eval_samples device
-progress. It logs its curves to out_dir/run_name with the eval/ tags of
+Every trainer receives these shared settings (the budget is shared): every data setting
+(datasets.DataConfig: dataset, split, level, mode, val_file, test_file, lowercase, min_freq,
+max_vocab, max_len, data_dir), out_dir run_name seed max_steps max_minutes eval_interval
+eval_samples device progress. A data setting given for one entry is refused: every model
+of a comparison reads the same examples in the same tokens. It logs its curves to out_dir/run_name with the eval/ tags of
 experiments/periodic.py and writes metrics.json there.
 """
 
@@ -62,28 +70,28 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from baselines import MODELS
 from baselines.sampling import generate
-from datasets import BOS_ID, LMData, build_tokenizer, load_corpus
-from experiments import config as cfglib
+from datasets import BOS_ID, DataConfig, LMData, build_tokenizer
+from datasets.batching import oov_rate
+from experiments import cli, config as cfglib
 from experiments import runtime
 from experiments import train_lm
 from experiments.evaluate import lm_nll
 from experiments.lm_score import LMScorer, ScorerConfig, lm_score, reverse_lm_score
 from experiments.logger import RunLogger
-from experiments.periodic import SampleEvaluator, SampleTokenizer
+from experiments.periodic import SampleEvaluator, SampleTokenizer, collapse_warnings
 from experiments.report import write_report
+from experiments.checkpoint import CheckpointError, load_checkpoint
 from experiments.sample import load_model
 from experiments.sample_gan import GANFamily
 
 
 @dataclass
-class CompareConfig:
-    experiment: str = ""           # runs/<experiment>/ and research/<experiment>/; default compare-<dataset>
-    dataset: str = "numbers"       # a name in datasets.CORPORA (sequence corpora) or a path
-    split: str = ""                # a corpus's split variant (names: makemore | dedup)
-    data_dir: str = ""             # where real corpora are found (else $TEXTDUEL_DATA_DIR, cache, download)
+class CompareConfig(DataConfig):
+    experiment: str = ""           # runs/<experiment>/ (and the report's folder); default compare-<dataset>
     models: str = "bigram,mlp,lstm,gpt2"  # comma-separated: [models.<entry>] tables, FAMILIES or MODELS names
     out_dir: str = "runs"          # TensorBoard runs go to out_dir/<experiment>/<entry>
-    report_dir: str = "research"   # the report goes to report_dir/<experiment>/
+    report_dir: str = ""           # the report goes to report_dir/<experiment>/; "" = out_dir/<experiment>/report
+                                   # (git-ignored); the committed configs write to research/
     max_steps: int = 1500          # shared budget: optimizer steps per model ...
     max_minutes: float = 0.0       # ... and wall-clock minutes per model (0 = none); whichever comes first
     eval_interval: int = 250       # steps between the trainers' validation passes and periodic metrics
@@ -102,6 +110,7 @@ class CompareConfig:
     progress: bool = False         # the trainers' progress bars
 
     def __post_init__(self):
+        super().__post_init__()
         for name in ("max_steps", "eval_interval", "num_samples"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"CompareConfig.{name} must be positive, got {getattr(self, name)}")
@@ -157,22 +166,34 @@ class LMFamily:
 
     sweeps_psi = False
 
+    def config(self, argv: list[str]):
+        """The trainer's resolved settings (a DataConfig among them), without training."""
+        return train_lm.parse_args(argv)[0]
+
     def train(self, argv: list[str]) -> Path:
-        cfg, _ = train_lm.parse_args(argv)
+        cfg = self.config(argv)
         train_lm.main(argv)
         return Path(cfg.out_dir) / cfg.run_name
 
     def is_trained(self, run_dir: Path) -> bool:
         return (run_dir / "metrics.json").is_file() and (run_dir / "best.pt").is_file()
 
+    def vocabulary(self, run_dir: Path) -> list[str]:
+        return load_checkpoint(run_dir / "best.pt")["tokenizer"]["itos"]
+
     def load(self, run_dir: Path, corpus, device) -> LMSampler:
         model, tokenizer = load_model(run_dir / "best.pt", device)
         if tokenizer.itos != build_tokenizer(corpus).itos:
-            raise ValueError(f"{run_dir} was trained on another vocabulary than {corpus.name}'s; retrain it")
+            raise CheckpointError(f"{run_dir} was trained on another vocabulary than {corpus.name}'s; retrain it")
         metrics = json.loads((run_dir / "metrics.json").read_text())
         info = {k: metrics.get(k) for k in ("params", "steps", "train_seconds")}
+        best_step = load_checkpoint(run_dir / "best.pt")["step"]
+        info["scored"] = f"best-on-validation checkpoint (best.pt, step {best_step:,} of {info['steps'] or 0:,})"
         return LMSampler(model, tokenizer, LMData(corpus, tokenizer, block_size=model.block_size), device, info)
 
+
+RESERVED = {"real-data", "report"}  # folders of runs/<experiment>/ that are not entries
+DATA_KEYS = set(DataConfig().data_settings()) | {"data_dir"}
 
 FAMILIES = {
     "lm": LMFamily(),
@@ -205,7 +226,15 @@ def parse_args(argv) -> tuple[CompareConfig, ScorerConfig, list[tuple[str, str, 
     for name in [m.strip() for m in cfg.models.split(",") if m.strip()]:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):  # it names a directory that a re-run replaces
             raise cfglib.ConfigError(f"entry name {name!r}: use letters, digits, '_', '-' and '.' only")
+        if name in RESERVED:
+            raise cfglib.ConfigError(f"entry name {name!r} is the comparison's own folder; name the entry otherwise")
         settings = dict(per_entry.get(name, {}))
+        shared = sorted(set(settings) & DATA_KEYS)
+        if shared:  # one tokenization for all, or their NLLs and BLEUs are not comparable
+            raise cfglib.ConfigError(
+                f"entry {name!r} sets {', '.join(shared)}: data settings belong to the whole comparison, so that every "
+                f"model reads the same examples and tokens; give --{shared[0]} (or {shared[0]} = ... under [compare]) "
+                f"instead of models.{name}.{shared[0]}")
         family = settings.pop("family", name if name in FAMILIES else "lm")
         if family not in FAMILIES:
             raise cfglib.ConfigError(f"entry {name!r}: unknown family {family!r}; choose one of {sorted(FAMILIES)}")
@@ -221,14 +250,45 @@ def parse_args(argv) -> tuple[CompareConfig, ScorerConfig, list[tuple[str, str, 
 
 
 def trainer_argv(cfg: CompareConfig, runs_dir: Path, name: str, settings: dict) -> list[str]:
-    """The shared settings, then the entry's own (later settings win)."""
+    """The shared settings (every data setting among them), then the entry's own (later settings win)."""
     def fmt(v):
         return str(v).lower() if isinstance(v, bool) else str(v)
-    shared = dict(dataset=cfg.dataset, split=cfg.split, data_dir=cfg.data_dir, out_dir=runs_dir, run_name=name,
-                  seed=cfg.seed, max_steps=cfg.max_steps, max_minutes=cfg.max_minutes,
+    shared = dict(**cfg.data_settings(), data_dir=cfg.data_dir, out_dir=runs_dir, run_name=name, seed=cfg.seed, max_steps=cfg.max_steps, max_minutes=cfg.max_minutes,
                   eval_interval=cfg.eval_interval, eval_samples=cfg.eval_samples, device=cfg.device,
                   progress=cfg.progress)
     return [f"--{k}={fmt(v)}" for k, v in {**shared, **settings}.items()]
+
+
+def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabulary: list[str]) -> None:
+    """Every entry's trainer settings resolved, its data settings equal to the comparison's, and a
+    run to be reused trained on this vocabulary: checked in seconds, before any training, so that
+    a mismatch never surfaces after the earlier models have trained."""
+    want = cfg.data_settings()
+    for name, family_name, settings in entries:
+        family = FAMILIES[family_name]
+        got = family.config(trainer_argv(cfg, runs_dir, name, settings)).data_settings()
+        diffs = [f"{k}: {got[k]!r} vs {want[k]!r}" for k in want if got.get(k) != want[k]]
+        if diffs:
+            raise cfglib.ConfigError(f"entry {name!r} would read other data than the comparison: " + "; ".join(diffs))
+        run_dir = runs_dir / name
+        if cfg.reuse and family.is_trained(run_dir):
+            old = family.vocabulary(run_dir)
+            if old != vocabulary:
+                raise CheckpointError(
+                    f"{run_dir} was trained on another vocabulary ({len(old):,} symbols) than this comparison's "
+                    f"({len(vocabulary):,}; level {cfg.level or 'default'}, dataset {cfg.dataset}): its data settings "
+                    "differ. Run without --reuse true to retrain it, or restore the settings it was trained with")
+
+
+def describe_splits(corpus, tokenizer) -> dict:
+    """Which examples every figure is on, for the report: files and sizes, OOV rates, references."""
+    def where(split):
+        f = corpus.sources.get(split, (f"{corpus.name}'s {split} split",))[0]
+        return f"{f} ({len(getattr(corpus, split)):,} examples)"
+    out = {s: where(s) for s in ("train", "val", "test")}
+    out.update(bleu_references="test", eval_references="val",
+               oov_val=oov_rate(tokenizer, corpus.val), oov_test=oov_rate(tokenizer, corpus.test))
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -290,6 +350,8 @@ def log_row(run_dir: Path, row: dict, hparams: dict | None) -> None:
     else:
         log.scalars(finals, step)
     log.samples("samples/compare", row["samples"][:50], step)
+    if row.get("warnings"):
+        log.text("warnings", "  \n".join(row["warnings"]), step)
     if row.get("sweep"):
         log.writer.add_text("sweep", sweep_text(row["sweep"]), step)
     log.close()
@@ -319,12 +381,17 @@ def main(argv=None):
     t0 = time.time()
     device = runtime.resolve_device(cfg.device)
     experiment = cfg.experiment or f"compare-{Path(cfg.dataset).stem}"
-    runs_dir, report_dir = Path(cfg.out_dir) / experiment, Path(cfg.report_dir) / experiment
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    corpus = load_corpus(cfg.dataset, data_dir=cfg.data_dir or None, split=cfg.split or None)
+    runs_dir = Path(cfg.out_dir) / experiment
+    report_dir = Path(cfg.report_dir) / experiment if cfg.report_dir else runs_dir / "report"
+    corpus = cfg.load()
+    if corpus.mode != "sequence":
+        raise cfglib.ConfigError(f"{corpus.name} is read as one stream; a comparison scores samples against "
+                                 "reference examples, one a line: use mode sequence")
     # the training split's vocabulary, the same for every model; "<unk>" in a sample read back as one token
     tokenizer = SampleTokenizer(build_tokenizer(corpus))
-    evaluator = SampleEvaluator(corpus, tokenizer)  # reference tables built once
+    preflight(cfg, entries, runs_dir, tokenizer.itos)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    evaluator = SampleEvaluator(corpus, tokenizer, references="test")  # the final scoring: test, read once
     scorer = None
     if cfg.lm_score:
         print(f"training the LM-score GPT-2 on {corpus.name}'s training split ({scorer_cfg.steps} steps)")
@@ -356,14 +423,17 @@ def main(argv=None):
         samples = sampler.sample(cfg.num_samples, temperature=cfg.temperature, seed=cfg.sample_seed)
         test, val = sampler.nll("test"), sampler.nll("val")
         metrics = {"nll_test": test["nll"], "nll_test_with_pad": test.get("nll_with_pad"), "nll_val": val["nll"],
-                   **score(samples, evaluator, cfg, scorer, scorer_cfg, corpus, tokenizer, device)}
+                   "nll_K": test.get("K"), **score(samples, evaluator, cfg, scorer, scorer_cfg, corpus, tokenizer, device)}
         row = {"label": name, "family": family_name, "kind": "model", "run_dir": str(run_dir), **sampler.info,
-               "samples": samples, "metrics": metrics, "sweep": sweep(sampler, family, cfg, evaluator, samples)}
+               "samples": samples, "metrics": metrics, "sweep": sweep(sampler, family, cfg, evaluator, samples),
+               "warnings": collapse_warnings(metrics, rows[0]["metrics"], sampler.info.get("adv_nll_rise"))}
         log_row(run_dir, row, None)
         rows.append(row)
         print(f"[{name}] nll_test {metrics['nll_test']:.4f}  bleu2..5 "
               + " ".join(f"{metrics[f'bleu{n}']:.3f}" for n in (2, 3, 4, 5))
               + "  self_bleu5 " + f"{metrics['self_bleu5']:.3f}")
+        for w in row["warnings"]:
+            print(f"[{name}] warning: {w}")
 
     for label, values in published.items():  # published figures, shown beside ours in the report
         rows.append({"label": label, "family": "published", "kind": "published", "run_dir": None, "params": None,
@@ -374,7 +444,7 @@ def main(argv=None):
     results = {"experiment": experiment, "dataset": corpus.name, "command": "python -m experiments.compare " +
                " ".join(argv), "config": asdict(cfg), "scorer": asdict(scorer_cfg), "runs_dir": str(runs_dir),
                "device": str(device), "threads": torch.get_num_threads(), "wall_seconds": time.time() - t0,
-               "reused": reused, "rows": rows}
+               "reused": reused, "splits": describe_splits(corpus, tokenizer), "rows": rows}
     report = write_report(results, report_dir, tokenize=tokenizer.split, test_texts=corpus.test)
     print(f"report: {report}")
     print(f"TensorBoard runs: {runs_dir}  (tensorboard --logdir {runs_dir})")
@@ -383,4 +453,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

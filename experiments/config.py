@@ -33,16 +33,23 @@ HELP = "__help__"  # the pair split_cli records for -h / --help
 
 
 def _comments(cls) -> dict[str, str]:
-    """Field name -> its trailing source comment (the documentation of every setting)."""
-    try:
-        lines = inspect.getsource(cls).splitlines()
-    except (OSError, TypeError):
-        return {}
+    """Field name -> its source comment (the documentation of every setting), inherited
+    fields included; a comment continued on the following comment-only lines is joined."""
     out = {}
-    for line in lines:
-        m = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.*)$", line)
-        if m:
-            out[m.group(1)] = m.group(2)
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+        try:
+            lines = inspect.getsource(klass).splitlines()
+        except (OSError, TypeError):
+            continue
+        name = None
+        for line in lines:
+            m = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.*)$", line)
+            if m:
+                name, out[m.group(1)] = m.group(1), m.group(2)
+            elif name and re.match(r"\s+#\s*(.*)$", line):
+                out[name] += " " + line.strip()[1:].strip()
+            else:
+                name = None
     return out
 
 
@@ -51,7 +58,8 @@ def usage(sections: dict) -> str:
     main = sys.modules.get("__main__")
     doc = (getattr(main, "__doc__", None) or "").strip()
     lines = [doc, ""] if doc else []
-    lines.append("Settings (--key=value or --section.key=value; --config FILE.toml sets them from a file):")
+    lines.append("Settings (--key=value or --section.key=value; --config FILE.toml sets them from a file; "
+                 "--debug true shows the traceback of an error):")
     for sec, obj in sections.items():
         lines.append(f"\n[{sec}]")
         notes = _comments(type(obj))

@@ -55,7 +55,7 @@ from baselines.gpt2 import CausalSelfAttention
 from baselines.mlp import MaskedBatchNorm1d
 from baselines.rnn import GRUCell, LSTMCell, RNNCell
 from datasets import LMData, load_corpus
-from experiments import config as cfglib
+from experiments import cli, config as cfglib
 from experiments import runtime
 from experiments.checkpoint import load_checkpoint
 from experiments.sample import load_model
@@ -470,4 +470,4 @@ def main(argv=None) -> list[Path]:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from datasets.tokenizers import BOS_ID
-from experiments import config as cfglib
+from experiments import cli, config as cfglib
 
 # (key in metrics.json without the ema/ or pretrained/ prefix, header, format)
 COLUMNS = [("test_nll", "NLL-test", "{:.3f}"), ("val_nll", "NLL-val", "{:.3f}"), ("nll_oracle", "NLL-oracle", "{:.3f}"),
@@ -121,7 +121,7 @@ def temperature_sweep(runs: list[Path], temperatures: list[float], n: int, data_
         c = json.loads((run_dir / "config.json").read_text())["train"]
         corpus = load_corpus(c["dataset"], data_dir=data_dir or c["data_dir"] or None, split=c["split"] or None,
                              level=c["level"], mode=c["mode"])
-        evaluator = SampleEvaluator(corpus, build_tokenizer(corpus))
+        evaluator = SampleEvaluator(corpus, build_tokenizer(corpus), references="test")
         out[run_dir.name] = {}
         for which, ckpt, settings in (("pretrained", "pretrained.pt", [(t, 1.0) for t in temperatures]),
                                       ("ema", "last.pt", [(t, 1.0) for t in temperatures]),
@@ -248,4 +248,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

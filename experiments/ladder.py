@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from baselines import MODELS
-from experiments import config as cfglib
+from experiments import cli, config as cfglib
 from experiments import train_lm
 
 LADDER = ("bigram", "bigram-neural", "bow", "mlp", "rnn", "gru", "lstm", "wavenet")
@@ -231,4 +231,4 @@ def main(argv=None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -40,6 +40,10 @@ class RunLogger:
             body = "  \n".join(f"{i:2d}. {t if t else '(empty)'}" for i, t in enumerate(texts))
             self.writer.add_text(tag, body, step)
 
+    def text(self, tag: str, text: str, step: int) -> None:
+        if self.writer:
+            self.writer.add_text(tag, text, step)
+
     def hparams(self, hparams: dict, metrics: dict, step: int = 0) -> None:
         """Hyperparameters and final metrics in the same run directory as the curves
         (SummaryWriter.add_hparams would open a separate sub-run)."""

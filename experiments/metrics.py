@@ -407,3 +407,26 @@ def oracle_nll(samples: Sequence[Tokens], oracle, seq_len: int, vocab_size: int,
     if count:
         out["nll"] = total / count
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# novelty against a training set
+
+
+def novelty(samples: Sequence[Tokens], train: Iterable[Tokens]) -> float:
+    """Share of samples not identical, token for token, to any training example.
+
+    Counted over samples with repeats (two copies of a novel sample count twice); an
+    empty sample is novel unless the training set holds an empty example. Both sides
+    must be tokenized the same way. (numbers_metrics' novelty is another figure: over
+    distinct *valid* samples only.)
+    """
+    if len(samples) == 0:
+        raise ValueError("no samples")
+    seen = set()
+    for t in train:
+        _check_tokens(t, "each training example")
+        seen.add(tuple(t))
+    for s in samples:
+        _check_tokens(s, "each sample")
+    return sum(tuple(s) not in seen for s in samples) / len(samples)

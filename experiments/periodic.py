@@ -1,19 +1,24 @@
 """The same sample metrics for every model family, during training and after it.
 
-`SampleEvaluator(corpus, tokenizer)` is built once per run: it tokenizes the test split
-and prepares the BLEU reference table (max n-gram counts and lengths) once. Each call
+`SampleEvaluator(corpus, tokenizer, references=...)` is built once per run: it tokenizes the
+reference split and prepares the BLEU reference table (max n-gram counts and lengths) once.
+During training the references are the VALIDATION split (the default): the eval/ curves are
+what people tune on, and tuning must never look at test. The test split is read once, by
+the final scoring of the selected model (`references="test"`: the trainers' final metrics,
+experiments.compare, experiments.score). Each call
 scores a list of sample strings and, given a RunLogger, logs them under the tags below,
 which every trainer (train_lm.py, the GAN trainer) and experiments/compare.py share, so
 the curves of an MLE model and a GAN overlay on one TensorBoard chart:
 
-    eval/bleu2 .. eval/bleu5            BLEU-n against the test split (text-GAN protocol)
+    eval/bleu2 .. eval/bleu5            BLEU-n against the reference split (text-GAN protocol)
     eval/self_bleu2 .. eval/self_bleu5  each sample against the other samples, recomputed per call
     eval/distinct1, eval/distinct2      unique n-grams / n-grams over all samples
     eval/unique_share                   distinct samples / samples
     eval/length_mean                    mean sample length in tokens
-    eval/length_tv                      total-variation distance of sample lengths from test lengths
+    eval/length_tv                      total-variation distance of sample lengths from the references' lengths
     eval/nll_oracle, eval/oracle_invalid  `oracle` only: NLL under the oracle, share not scorable
-    eval/precision, eval/novelty, eval/recall  `numbers` only (and eval/distinct_valid)
+    eval/precision, eval/novelty, eval/recall  `numbers` only (and eval/distinct_valid); recall is of the
+                                        reference split
 
 NLL on validation (`val/nll`) is logged by the trainers themselves.
 
@@ -76,10 +81,13 @@ class SampleTokenizer:
 class SampleEvaluator:
     """Scores sample strings against a corpus; reference tables built once, in __init__."""
 
-    def __init__(self, corpus: Corpus, tokenizer: Tokenizer, ns=DEFAULT_NS, references: str = "test"):
+    def __init__(self, corpus: Corpus, tokenizer: Tokenizer, ns=DEFAULT_NS, references: str = "val"):
         if corpus.mode != "sequence":
             raise ValueError(f"{corpus.name} is a stream corpus: sample metrics need one example per line "
                              "(sequence mode)")
+        if references not in ("val", "test"):
+            raise ValueError(f"references must be 'val' (during training) or 'test' (final scoring), got {references!r}")
+        self.references = references
         self.tokenizer = tokenizer if isinstance(tokenizer, SampleTokenizer) else SampleTokenizer(tokenizer)
         tokenizer = self.tokenizer
         self.ns = tuple(ns)
@@ -88,7 +96,7 @@ class SampleEvaluator:
         self.oracle = corpus.extras.get("oracle")
         self.parse = corpus.extras.get("parse")
         if self.parse is not None:
-            self.train_set, self.test_set = set(corpus.train), set(corpus.test)
+            self.train_set, self.reference_set = set(corpus.train), set(getattr(corpus, references))
 
     def __call__(self, samples: list[str], step: int | None = None, logger=None) -> dict:
         """Metrics of samples as {name: value}; logged as eval/<name> at step when a logger is given."""
@@ -113,7 +121,36 @@ class SampleEvaluator:
             out["nll_oracle"], out["oracle_invalid"] = o["nll"], o["invalid"]
         if self.parse is not None:
             # the splits hold canonical names (single spaces); samples are compared in that form
-            m = numbers_metrics([" ".join(t) for t in toks], self.train_set, self.test_set, self.parse)
+            m = numbers_metrics([" ".join(t) for t in toks], self.train_set, self.reference_set, self.parse)
             out.update(precision=m["precision"], novelty=m["novelty"], recall=m["recall"],
                        distinct_valid=m["distinct_valid"])
         return out
+
+
+# Collapse margins, relative to real data scored the same way (same number of sentences, same
+# references): a generator is flagged when its Self-BLEU-5 exceeds the real sentences' by more
+# than SELF_BLEU_MARGIN, its share of distinct samples falls short of theirs by more than
+# UNIQUE_MARGIN, or (GAN) its validation NLL rises during the adversarial phase by more than
+# NLL_RISE_MARGIN of its value when the phase started. Real text is the yardstick: a fixed
+# threshold (say, "under 50 % distinct") misses a generator that has lost a third of its
+# diversity on a corpus where every real sentence is distinct.
+SELF_BLEU_MARGIN, UNIQUE_MARGIN, NLL_RISE_MARGIN = 0.10, 0.10, 0.10
+
+
+def collapse_warnings(scores: dict, real: dict, nll_rise: float | None = None,
+                      self_bleu_margin: float = SELF_BLEU_MARGIN, unique_margin: float = UNIQUE_MARGIN,
+                      nll_rise_margin: float = NLL_RISE_MARGIN) -> list[str]:
+    """The ways `scores` (a generator's sample metrics) depart from `real` (real sentences' metrics,
+    scored alike) by more than the margins; nll_rise: relative rise of the validation NLL during
+    the adversarial phase (0.36 = 36 % higher). An empty list: no sign of collapse."""
+    out = []
+    if "self_bleu5" in scores and "self_bleu5" in real and scores["self_bleu5"] - real["self_bleu5"] > self_bleu_margin:
+        out.append(f"Self-BLEU-5 {scores['self_bleu5']:.3f} vs real data {real['self_bleu5']:.3f} "
+                   f"(margin {self_bleu_margin:g}): samples are more alike than real text")
+    if real.get("unique_share", 0) - scores.get("unique_share", 1) > unique_margin:
+        out.append(f"distinct samples {scores['unique_share']:.1%} vs real data {real['unique_share']:.1%} "
+                   f"(margin {unique_margin:.0%}): the generator repeats itself")
+    if nll_rise is not None and nll_rise > nll_rise_margin:
+        out.append(f"validation NLL rose {nll_rise:.0%} during the adversarial phase (margin {nll_rise_margin:.0%}): "
+                   "the generator covers less of the data")
+    return out

@@ -14,6 +14,18 @@ recorded numbers and TensorBoard runs, without re-scoring):
                              NLL-oracle against NLL-test; on `numbers` also precision against recall
     lengths.png              sample length distributions against the test split's
 
+Optional keys, rendered when present (older results.json files lack them and still render):
+    results["splits"]           {"train", "val", "test": what each split is (file, lines),
+                                 "bleu_references": the split BLEU is scored against,
+                                 "eval_references": the split of the trainers' eval/ metrics
+                                 (absent: "val", periodic.SampleEvaluator's default since
+                                 splits were recorded; results without splits predate it: "test"),
+                                 "oov_val", "oov_test": out-of-vocabulary rates}: the Data section
+    row["scored"]               what exactly was scored (checkpoint, step, estimator): a list
+                                 under the results tables
+    row["metrics"]["nll_K"]     K of a latent model's NLL estimate: its NLL cells read "≤ x (K=k)"
+    row["warnings"]             collapse warnings against the real-data row: the Warnings section
+
 Figures use matplotlib's object API (Figure and its Agg canvas): no pyplot state, no display.
 """
 
@@ -26,6 +38,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from experiments import cli
 from experiments.metrics import length_histogram
 
 NS = (2, 3, 4, 5)
@@ -45,6 +58,20 @@ SAMPLE_COLUMNS = [("distinct1", "distinct-1", "{:.3f}"), ("distinct2", "distinct
                   ("distinct_valid", "distinct valid", "{:,}")]
 
 
+NLL_KEYS = ("nll_test", "nll_test_with_pad")  # estimates, for a latent model, with nll_K latents
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
+
+
+def _references(results: dict) -> tuple[str, str]:
+    """(the split of the final BLEU references, the split of the trainers' eval/ references), spelt out.
+    The trainers' eval/ metrics moved from test to validation when results began to record
+    "splits"; a results.json without it was written while they were scored against test."""
+    splits = results.get("splits")
+    bleu = (splits or {}).get("bleu_references", "test")
+    eval_ = (splits or {}).get("eval_references", "val" if splits is not None else "test")
+    return SPLIT_NAMES.get(bleu, bleu), SPLIT_NAMES.get(eval_, eval_)
+
+
 def _value(row: dict, key: str):
     return row.get(key) if key in ("params", "steps", "train_seconds") else row["metrics"].get(key)
 
@@ -57,12 +84,21 @@ def _fmt(value, spec: str) -> str:
     return spec.format(value)
 
 
+def _nll_cell(value, spec: str, k) -> str:
+    """An NLL figure; for a latent model (k = K of its estimate) the upper bound it is: "≤ 1.461 (K=8)"."""
+    text = _fmt(value, spec)
+    return text if k is None or text == "–" else f"≤ {text} (K={k})"
+
+
 def _table(rows: list[dict], columns: list[tuple]) -> str:
     columns = [c for c in columns if any(_value(r, c[0]) is not None for r in rows)]
     lines = ["| model | " + " | ".join(h for _, h, _ in columns) + " |", "|---|" + "---:|" * len(columns)]
     for r in rows:
         name = f"*{r['label']}*" if r["kind"] != "model" else r["label"]
-        lines.append(f"| {name} | " + " | ".join(_fmt(_value(r, k), f) for k, _, f in columns) + " |")
+        k = r["metrics"].get("nll_K")
+        cells = [_nll_cell(_value(r, key), f, k) if key in NLL_KEYS else _fmt(_value(r, key), f)
+                 for key, _, f in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -81,15 +117,84 @@ def _samples_table(rows: list[dict], n: int) -> str:
 
 def _sweep_table(rows: list[dict]) -> str:
     keys = ["bleu5", "self_bleu5", "nll_test", "nll_oracle", "precision", "recall", "distinct2", "unique_share"]
-    points = [(r["label"], p) for r in rows for p in r["sweep"]]
+    points = [(r, p) for r in rows for p in r["sweep"]]
     if not points:
         return ""
     keys = [k for k in keys if any(k in p for _, p in points)]
     lines = ["| model | T | psi | " + " | ".join(keys) + " |", "|---|---:|---:|" + "---:|" * len(keys)]
-    for label, p in points:
-        lines.append(f"| {label} | {p['temperature']:g} | {p['psi']:g} | "
-                     + " | ".join(_fmt(p.get(k), "{:.3f}") for k in keys) + " |")
+    for r, p in points:
+        k_latents = r["metrics"].get("nll_K")
+        cells = [_nll_cell(p.get(k), "{:.3f}", k_latents) if k in NLL_KEYS else _fmt(p.get(k), "{:.3f}")
+                 for k in keys]
+        lines.append(f"| {r['label']} | {p['temperature']:g} | {p['psi']:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# what was scored, on which data, and what to distrust
+
+
+def _pct(x) -> str:
+    return f"{100 * x:.2f}%" if isinstance(x, (int, float)) else str(x)
+
+
+def _data_section(results: dict) -> list[str]:
+    """Which split every figure of the report is on, the split files and OOV rates when recorded."""
+    rows, cfg = results["rows"], results["config"]
+    splits = dict(results.get("splits") or {})
+    have = {k for r in rows for k, v in r["metrics"].items() if v is not None}
+    bleu_refs, eval_refs = _references(results)
+    splits.pop("bleu_references", None)
+    splits.pop("eval_references", None)
+    named = [(k, what) for k, what in (("train", "training"), ("val", "validation"), ("test", "test")) if k in splits]
+    if named:
+        files = "; ".join(f"{what}: {splits.pop(k)}" for k, what in named)
+        lines = [f"- Splits of `{results['dataset']}`: {files}."]
+    else:
+        lines = [f"- Splits of `{results['dataset']}` as `datasets.load_corpus` builds them "
+                 "(files and sizes not recorded in this results.json)."]
+    oov = [(what, splits.pop(k)) for k, what in (("oov_val", "validation"), ("oov_test", "test")) if k in splits]
+    if oov:
+        lines.append("- Out-of-vocabulary rate (tokens absent from the training vocabulary, read as `<unk>`): "
+                     + ", ".join(f"{what} {_pct(v)}" for what, v in oov) + ".")
+    lines += [f"- Real-data row (and its column of samples): {cfg['num_samples']:,} sentences of the training "
+              "split.",
+              "- NLL-test, NLL-test w/ pad, the sweep's NLL-test: the test split.",
+              f"- BLEU-n (table, bleu.png, sweep): each sample against every sentence of the {bleu_refs} split.",
+              "- Self-BLEU-n, distinct-n, unique: among the samples of the same set; no corpus split."]
+    if "length_tv" in have or results.get("test_length_hist"):
+        lines.append("- length TV and lengths.png: sample lengths against the test split's.")
+    if "lm_score" in have or "reverse_lm_score" in have:
+        lines.append("- LM score: a GPT-2 trained on the training split (selected on validation) scores the "
+                     "samples; reverse LM: a GPT-2 trained on the samples (selected on validation) is scored "
+                     "on the test split.")
+    if "nll_oracle" in have:
+        lines.append("- NLL-oracle: the samples under the oracle LSTM that generated the data; no split.")
+    if "recall" in have:
+        lines.append("- precision: samples that are valid number names; novelty: against the training split; "
+                     "recall: share of the test split's numbers produced.")
+    lines.append(f"- In-training curves (learning_curves.png): train/loss on training batches, val/nll on the "
+                 f"validation split, eval/* on samples drawn during training (eval/bleu*, eval/length_tv and "
+                 f"eval/recall against the {eval_refs} split).")
+    lines += [f"- {k}: {_pct(v) if k.startswith('oov') else v}" for k, v in splits.items()]  # anything else recorded
+    return ["## Data", ""] + lines + [""]
+
+
+def _scored_list(rows: list[dict]) -> list[str]:
+    """'What each row scores': the checkpoint (and estimator) behind every row that says."""
+    scored = [r for r in rows if r.get("scored")]
+    if not scored:
+        return []
+    return ["What each row scores:", ""] + [f"- **{r['label']}**: {r['scored']}" for r in scored] + [""]
+
+
+def _warnings_section(rows: list[dict]) -> list[str]:
+    """Every row's warnings (collapse against the real-data row); 'None.' when checked and clean,
+    nothing at all for results that predate the checks."""
+    if not any("warnings" in r for r in rows):
+        return []
+    found = [f"- **{r['label']}**: {w}" for r in rows for w in (r.get("warnings") or [])]
+    return ["## Warnings", ""] + (found or ["None."]) + [""]
 
 
 # ---------------------------------------------------------------------------------------
@@ -102,7 +207,10 @@ def _save(fig: Figure, path: Path) -> None:
 
 
 def read_curves(run_dir: str, tags=CURVE_TAGS) -> dict[str, tuple[list[int], list[float]]]:
-    """{tag: (steps, values)} of the scalar tags present in a run's TensorBoard events."""
+    """{tag: (steps, values)} of the scalar tags present in a run's TensorBoard events;
+    {} when the run directory is gone (a results.json re-rendered on another machine)."""
+    if not run_dir or not Path(run_dir).is_dir():
+        return {}
     acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})  # 0 = keep every point
     acc.Reload()
     have = set(acc.Tags()["scalars"])
@@ -114,7 +222,8 @@ def _colors(rows: list[dict]) -> dict[str, str]:
     return {r["label"]: f"C{i % 10}" for i, r in enumerate(rows)}
 
 
-def plot_learning_curves(rows: list[dict], path: Path) -> None:
+def plot_learning_curves(rows: list[dict], path: Path) -> list[str]:
+    """Draws the curves; returns the labels of the model rows whose runs have none to draw."""
     color = _colors(rows)
     curves = {r["label"]: read_curves(r["run_dir"]) for r in rows if r["kind"] == "model"}
     tags = [t for t in CURVE_TAGS if any(t in c for c in curves.values())]
@@ -137,13 +246,14 @@ def plot_learning_curves(rows: list[dict], path: Path) -> None:
         handles = {h.get_label(): h for ax in fig.axes for h in ax.get_lines()}
         fig.axes[0].legend(list(handles.values()), list(handles), fontsize=7)  # every model, once
     _save(fig, path)
+    return [label for label, c in curves.items() if not c]
 
 
-def plot_bleu(rows: list[dict], path: Path) -> None:
+def plot_bleu(rows: list[dict], path: Path, references: str = "test") -> None:
     color = _colors(rows)
     fig = Figure(figsize=(11, 3.8))
-    for j, (prefix, title) in enumerate((("bleu", "BLEU-n against the test split"),
-                                         ("self_bleu", "Self-BLEU-n (lower = more diverse)"))):
+    for j, (prefix, title) in enumerate(((("bleu", f"BLEU-n against the {references} split"),
+                                          ("self_bleu", "Self-BLEU-n among the samples (lower = more diverse)")))):
         ax = fig.add_subplot(1, 2, j + 1)
         shown = [r for r in rows if all(f"{prefix}{n}" in r["metrics"] for n in NS)]
         width = 0.8 / max(1, len(shown))
@@ -222,10 +332,15 @@ def write_report(results: dict, report_dir: Path, tokenize=None, test_texts=None
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     rows, cfg = results["rows"], results["config"]
-    figures = {"learning_curves.png": "Learning curves (from the TensorBoard events)",
-               "bleu.png": "BLEU and Self-BLEU", "quality_diversity.png": "Quality-diversity: temperature sweep"}
-    plot_learning_curves(rows, report_dir / "learning_curves.png")
-    plot_bleu(rows, report_dir / "bleu.png")
+    bleu_refs, eval_refs = _references(results)
+    figures = {"learning_curves.png": f"Learning curves (from the TensorBoard events): val/nll on the validation "
+                                      f"split, eval/* against the {eval_refs} split",
+               "bleu.png": f"BLEU against the {bleu_refs} split and Self-BLEU among the samples",
+               "quality_diversity.png": "Quality-diversity: temperature sweep"}
+    missing = plot_learning_curves(rows, report_dir / "learning_curves.png")
+    if missing:
+        figures["learning_curves.png"] += f" (no TensorBoard events found for: {', '.join(missing)})"
+    plot_bleu(rows, report_dir / "bleu.png", bleu_refs)
     plot_quality_diversity(rows, results["dataset"], report_dir / "quality_diversity.png")
     if tokenize is not None and test_texts:  # histograms kept in results, so a re-render needs no data
         ref = [tokenize(t) for t in test_texts]
@@ -254,26 +369,40 @@ def write_report(results: dict, report_dir: Path, tokenize=None, test_texts=None
           + (f" Training runs reused from an earlier invocation (--reuse true): {', '.join(results['reused'])}; "
              "their training time is in the table, not in this wall time; without --reuse true the command "
              "retrains them." if results.get("reused") else ""), "",
+          *_data_section(results),
           "## Results", "", _table(rows, LIKELIHOOD_COLUMNS), "", _table(rows, SAMPLE_COLUMNS), "",
-          "NLL-test: nats per token on the test split, padding excluded, <eos> included, best-on-validation "
-          "checkpoint. † NLL-test w/ pad: the text-GAN papers' figure, averaged over all "
+          *_scored_list(rows),
+          "NLL-test: nats per token on the test split, padding excluded, <eos> included; "
+          + ("what each row scores is listed above. " if any(r.get("scored") for r in rows) else
+             "the best-on-validation checkpoint of a language model, the EMA generator at the end of training "
+             "of a GAN. ")
+          + ("≤ x (K=k): a latent model's NLL, estimated from K latents drawn from the prior (log-mean-exp), is "
+             "an upper bound on its NLL in expectation, tightening as K grows (research/README.md, Latent NLL). "
+             if any(r["metrics"].get("nll_K") is not None for r in rows) else
+             "The GAN's NLL-test is an estimate from latents drawn from the prior, an upper bound in "
+             "expectation (research/README.md, Latent NLL). " if any(r.get("family") == "gan" for r in rows) else "")
+          + "† NLL-test w/ pad: the text-GAN papers' figure on the same test split, averaged over all "
           "block_size positions of every sequence with the pad targets counted as predicted with "
           "probability 1 (not per token; comparable only with papers that print it). BLEU: each sample "
-          "against the whole test split (nltk method1, uniform weights), averaged. Self-BLEU: each sample "
-          "against the other samples. LM score: NLL per token of the samples under a small GPT-2 trained on "
-          "the real training split (for the real-data row it has seen those very sentences, so its LM score "
-          "is optimistic); reverse LM: NLL per token on the test split of a small GPT-2 trained on the "
-          "samples. A generator far above the real-data row on BLEU and Self-BLEU has collapsed, not improved."]
+          f"against the whole {bleu_refs} split (nltk method1, uniform weights), averaged. Self-BLEU: each "
+          "sample against the other samples of the same set. distinct-n, unique: over the samples; length TV: "
+          "sample lengths against the test split's. LM score: NLL per token of the samples under a small GPT-2 "
+          "trained on the real training split and selected on validation (for the real-data row it has seen "
+          "those very sentences, so its LM score is optimistic); reverse LM: NLL per token on the test split of "
+          "a small GPT-2 trained on the samples. A generator far above the real-data row on BLEU and Self-BLEU "
+          "has collapsed, not improved.", ""]
     if any(r["kind"] == "published" for r in rows):
-        md += ["", "Rows in italics other than *real data* are published figures, copied from the papers "
-                   "named; their protocols (tokenization, reference subset, sample count) differ from ours."]
-    md += ["", "## Figures", ""]
+        md += ["Rows in italics other than *real data* are published figures, copied from the papers "
+               "named; their protocols (tokenization, reference subset, sample count) differ from ours.", ""]
+    md += _warnings_section(rows)
+    md += ["## Figures", ""]
     md += [f"![{caption}]({name})\n" for name, caption in figures.items()]
     sweep = _sweep_table(rows)
     if sweep:
         md += ["## Temperature sweep", "",
                f"{cfg['num_samples']:,} samples per point, seed {cfg['sample_seed']}; NLL-test of the "
-               "temperature-scaled model (logits / T).", "", sweep, ""]
+               f"temperature-scaled model (logits / T) on the test split; bleu5 against the {bleu_refs} split, "
+               "self_bleu5 among the samples.", "", sweep, ""]
     md += ["## Samples", "", f"The first {cfg['n_show']} samples of each model at temperature "
            f"{cfg['temperature']:g}, and real training sentences.", "", _samples_table(rows, cfg["n_show"]), ""]
     path = report_dir / "report.md"
@@ -295,4 +424,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

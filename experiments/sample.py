@@ -16,7 +16,7 @@ from baselines import MODELS
 from baselines.sampling import generate
 from datasets import BOS_ID
 from datasets.tokenizers import Tokenizer
-from experiments import config as cfglib
+from experiments import cli, config as cfglib
 from experiments import runtime
 from experiments.checkpoint import CheckpointError, load_checkpoint
 
@@ -66,4 +66,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

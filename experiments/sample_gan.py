@@ -25,7 +25,7 @@ import torch
 
 from datasets import LMData, build_tokenizer
 from datasets.tokenizers import Tokenizer
-from experiments import config as cfglib
+from experiments import cli, config as cfglib
 from experiments import runtime, train_gan
 from experiments.checkpoint import CheckpointError, load_checkpoint
 from experiments.evaluate import latent_nll
@@ -98,18 +98,29 @@ class GANFamily:
 
     sweeps_psi = True
 
+    def config(self, argv: list[str]):
+        """The trainer's resolved settings (a DataConfig among them), without training."""
+        return train_gan.parse_args(argv)[0]
+
     def train(self, argv: list[str]) -> Path:
-        cfg, _, _ = train_gan.parse_args(argv)
+        cfg = self.config(argv)
         train_gan.main(argv)
         return Path(cfg.out_dir) / (cfg.run_name or f"{Path(cfg.dataset).stem}-gan")
 
     def is_trained(self, run_dir: Path) -> bool:
         return (run_dir / "metrics.json").is_file() and (run_dir / "last.pt").is_file()
 
+    def vocabulary(self, run_dir: Path) -> list[str]:
+        return load_checkpoint(Path(run_dir) / "last.pt")["tokenizer"]["itos"]
+
     def load(self, run_dir: Path, corpus, device) -> GANSampler:
         sampler = GANSampler(Path(run_dir) / "last.pt", corpus, device)
         metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
-        sampler.info.update(steps=metrics.get("steps"), train_seconds=metrics.get("train_seconds"))
+        sampler.info.update(steps=metrics.get("steps"), train_seconds=metrics.get("train_seconds"),
+                            adv_nll_rise=metrics.get("adv_nll_rise"))
+        sampler.info["scored"] = (f"EMA generator at the end of training (last.pt, step {metrics.get('steps') or 0:,}; "
+                                  "no checkpoint selection); NLL-test is an upper bound, log-mean-exp over "
+                                  f"K = {sampler.nll_samples} latents")
         return sampler
 
 
@@ -130,4 +141,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -59,8 +59,13 @@ the generator learns to write z into its sentences (gan/info_d, gan/info_g).
 
 Divergence guard: a non-finite loss, or non-finite weights about to be saved, stops the
 run with FloatingPointError naming the last good checkpoint, which is left intact.
-Collapse indicator: the share of distinct samples among eval_samples (and Self-BLEU) is
-logged at every evaluation and a warning is printed when it falls under collapse_warn.
+Collapse warnings, relative to real data (experiments.periodic.collapse_warnings): at every
+evaluation the samples' Self-BLEU-5 and share of distinct samples are compared with those of
+as many real training sentences scored alike, and the EMA generator's validation NLL with its
+value when the adversarial phase started; a departure beyond collapse_self_bleu,
+collapse_unique or collapse_nll is printed, logged as TensorBoard text (`warnings`) and kept
+in metrics.json (`warnings`). The in-training sample metrics use the validation split as
+references; the test split is read only by the final scoring.
 """
 
 from __future__ import annotations
@@ -71,35 +76,32 @@ import functools
 import json
 import math
 import sys
+import random
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from datasets import LMData, build_tokenizer, load_corpus
+from datasets import DataConfig, LMData, build_tokenizer
 from datasets.tokenizers import IGNORE_INDEX, PAD_ID, UNK_ID
-from experiments import config as cfglib
+from experiments import cli, config as cfglib
 from experiments import runtime
+from experiments.budget import PROBE_SAMPLES, Deadline, probe
 from experiments.checkpoint import (CheckpointError, check_compatible, load_checkpoint, load_resume_checkpoint,
                                     save_checkpoint)
 from experiments.evaluate import latent_nll, latent_usage, posterior_nll
 from experiments.logger import RunLogger
-from experiments.periodic import SampleEvaluator
+from experiments.periodic import (NLL_RISE_MARGIN, SELF_BLEU_MARGIN, UNIQUE_MARGIN, SampleEvaluator,
+                                  collapse_warnings)
 from gan import (LOSSES, RELAXATIONS, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig,
                  MappingConfig, PosteriorEncoder, beta_schedule, free_bits_kl, gaussian_kl, gradient_penalty,
                  info_loss, r1_penalty, real_inputs)
 
 
 @dataclass
-class GANTrainConfig:
-    dataset: str = "numbers"       # a name in datasets.CORPORA, or a path to a UTF-8 text file
-    split: str = ""                # a corpus's split variant (names: makemore | dedup)
-    level: str = "word"            # text files only: char | word
-    mode: str = "sequence"         # text files only; the GAN writes sentences, so sequence only
-    data_dir: str = ""             # where real corpora are found (else $TEXTDUEL_DATA_DIR, the cache, download)
+class GANTrainConfig(DataConfig):
     out_dir: str = "runs"          # parent of run directories (git-ignored)
     run_name: str = ""             # default: <dataset>-gan
     seed: int = 1337               # init, z, noise, Gumbel noise and batch order
@@ -152,11 +154,15 @@ class GANTrainConfig:
     temperature: float = 1.0       # sampling temperature of the evaluations
     psi: float = 1.0               # truncation psi of the evaluations (1 = none)
     w_avg_samples: int = 4096      # z drawn to estimate w_avg before sampling with psi != 1
-    collapse_warn: float = 0.5     # warn when the share of distinct samples falls below this
+    collapse_self_bleu: float = SELF_BLEU_MARGIN  # warn when Self-BLEU-5 exceeds real data's by more than this
+    collapse_unique: float = UNIQUE_MARGIN        # warn when the distinct share falls short of real data's by more
+    collapse_nll: float = NLL_RISE_MARGIN         # warn when val NLL rises by more than this share during the
+                                                  # adversarial phase
     resume: bool = False           # continue from run_dir/last.pt
     progress: bool = True          # tqdm progress bar
 
     def __post_init__(self):
+        super().__post_init__()
         positive = ("batch_size", "n_critic", "eval_interval", "log_interval", "eval_batch_size",
                     "nll_samples", "eval_samples", "final_samples", "num_samples", "w_avg_samples")
         for name in positive:
@@ -186,7 +192,7 @@ class GANTrainConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.init_from and self.pretrain_steps:
             raise ValueError("init_from replaces MLE pretraining: set pretrain_steps = 0")
-        if self.mode != "sequence":
+        if self.mode not in ("", "sequence"):
             raise ValueError("the GAN generates whole sentences: mode must be 'sequence'")
         if self.pretrain_latent not in ("prior", "posterior"):
             raise ValueError(f"pretrain_latent must be 'prior' or 'posterior', got {self.pretrain_latent!r}")
@@ -247,6 +253,7 @@ def check_finite(name, value, step, last_path):
 def main(argv=None):
     cfg, gen_cfg, disc_cfg = parse_args(sys.argv[1:] if argv is None else argv)
     dist = runtime.Distributed(cfg.device)  # single process unless launched by torchrun
+    deadline = Deadline(cfg.max_minutes, dist)  # the whole run, final scoring included
     device = dist.device
     if cfg.batch_size % dist.world:
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the world size {dist.world}")
@@ -257,8 +264,7 @@ def main(argv=None):
     last_path, pre_path = run_dir / "last.pt", run_dir / "pretrained.pt"
 
     # ---- data: vocabulary from the training split (or from the checkpoint we resume)
-    corpus = load_corpus(cfg.dataset, data_dir=cfg.data_dir or None, split=cfg.split or None,
-                         level=cfg.level, mode=cfg.mode)
+    corpus = cfg.load()
     if corpus.mode != "sequence":
         raise ValueError(f"{corpus.name} is a stream corpus; the GAN needs one sentence per example")
     ckpt = load_resume_checkpoint(last_path) if cfg.resume else None
@@ -296,9 +302,10 @@ def main(argv=None):
     beta_total = cfg.beta_steps or max(adv_total, 1)
     phase = "pretrain" if pre_total > 0 else "adversarial"
     pre_step, adv_step, best_val, best_state, best_encoder = 0, 0, math.inf, None, None
+    adv_start_nll = None  # val NLL of the generator the adversarial phase starts from
     if ckpt:
         check_compatible(ckpt, "gan", asdict(gen_cfg), tokenizer.itos,
-                         data={k: getattr(cfg, k) for k in ("dataset", "split", "level", "mode")})
+                         data=cfg.data_settings())
         if ckpt["discriminator_config"] != asdict(disc_cfg):
             raise CheckpointError(f"checkpoint discriminator config {ckpt['discriminator_config']} differs from "
                                   f"this run's {asdict(disc_cfg)}")
@@ -310,6 +317,7 @@ def main(argv=None):
             if ckpt[key]:
                 opt.load_state_dict(ckpt[key])
         phase, pre_step, adv_step, best_val = ckpt["phase"], ckpt["pretrain_step"], ckpt["adv_step"], ckpt["best_val"]
+        adv_start_nll = ckpt.get("adv_start_nll")
         runtime.set_rng_state(ckpt["rng"])
         if dist.rank:  # the checkpoint holds rank 0's stream; keep the others apart
             torch.manual_seed(cfg.seed + 7919 * dist.rank + 104729 * (pre_step + adv_step))
@@ -318,14 +326,14 @@ def main(argv=None):
     elif cfg.init_from:  # another run's pretrained generator stands in for phase 1
         init = load_checkpoint(cfg.init_from)
         check_compatible(init, "gan", asdict(gen_cfg), tokenizer.itos,
-                         data={k: getattr(cfg, k) for k in ("dataset", "split", "level", "mode")})
+                         data=cfg.data_settings())
         G.load_state_dict(init["model"])
         load_encoder(E, init, cfg.init_from)
         best_state, best_val, phase = copy.deepcopy(G.state_dict()), init["best_val"], "pretrain"
     say = tqdm.write if dist.is_main else (lambda *a, **k: None)
     say(f"generator: {sum(p.numel() for p in G.parameters()):,} parameters, discriminator: "
         f"{sum(p.numel() for p in D.parameters()):,} | {corpus.name}: vocab {tokenizer.vocab_size}, "
-        f"{T} tokens per sentence, {len(data.splits['train'].x):,} train sentences | device {device} "
+        f"{T} tokens per sentence, {len(data.splits['train'].x):,} train sentences, {data.oov_summary()} | device {device} "
         f"{str(dtype).replace('torch.', '')}")
     # on resume, hide what a killed process logged after its last checkpoint (whose evaluation stays)
     log = RunLogger(run_dir, enabled=dist.is_main, purge_step=pre_step + adv_step + 1 if ckpt else None)
@@ -333,7 +341,10 @@ def main(argv=None):
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(
             {"train": asdict(cfg), "generator": asdict(gen_cfg), "discriminator": asdict(disc_cfg)}, indent=2))
-    evaluator = SampleEvaluator(corpus, tokenizer)  # reference tables built once
+    # reference tables built once: the curves are scored against val, the final scoring against test
+    evaluator = SampleEvaluator(corpus, tokenizer)
+    # the yardstick of the collapse warnings: as many real training sentences, scored alike
+    real_val = evaluator.score(random.Random(cfg.seed).sample(corpus.train, min(cfg.eval_samples, len(corpus.train))))
     usage_batch = next(iter(data.eval_batches("val", 64)))  # fixed real prefixes for eval/latent_mi
 
     def checkpoint(path):
@@ -354,7 +365,7 @@ def main(argv=None):
             "optimizer_mle": opt_mle.state_dict(), "optimizer_g": opt_g.state_dict(), "optimizer_d": opt_d.state_dict(),
             "tokenizer": tokenizer.state_dict(), "train_config": asdict(cfg),
             "phase": phase, "step": pre_step + adv_step, "pretrain_step": pre_step, "adv_step": adv_step,
-            "beta": beta_at(adv_step), "beta_steps": beta_total, "best_val": best_val, "rng": runtime.rng_state(),
+            "beta": beta_at(adv_step), "beta_steps": beta_total, "best_val": best_val, "adv_start_nll": adv_start_nll, "rng": runtime.rng_state(),
         })
 
     def beta_at(s):
@@ -376,8 +387,19 @@ def main(argv=None):
                                                  cfg.nll_samples, device, seed=cfg.seed)["nll"]
         return out
 
+    def warn_collapse(scores, real, val_nll, step):
+        """Collapse warnings against real data (and, adversarial phase, the NLL at its start): printed,
+        logged as TensorBoard text; returns them."""
+        rise = val_nll / adv_start_nll - 1 if adv_start_nll else None
+        found = collapse_warnings(scores, real, rise, cfg.collapse_self_bleu, cfg.collapse_unique, cfg.collapse_nll)
+        for w in found:
+            say(f"warning: step {step}: {w}")
+        if found:
+            log.text("warnings", "  \n".join(found), step)
+        return found
+
     def evaluate(gen, step):
-        """val/nll, the periodic sample metrics and the collapse indicator; returns val/nll."""
+        """val/nll, the periodic sample metrics and the collapse warnings; returns val/nll."""
         val = nll_fn(gen, "val")
         log.scalar("val/nll", val["nll"], step)
         log.scalar("val/bits", val["bits"], step)
@@ -386,10 +408,7 @@ def main(argv=None):
         log.scalar("eval/latent_mi", latent_usage(gen, *usage_batch, seed=cfg.seed), step)
         texts = draw(copy.deepcopy(gen) if cfg.psi != 1.0 else gen, cfg.eval_samples, seed=cfg.seed + step)
         scores = evaluator(texts, step, log)
-        unique = len(set(texts)) / len(texts)
-        if unique < cfg.collapse_warn:
-            warnings.warn(f"step {step}: only {unique:.0%} of {len(texts)} samples are distinct (Self-BLEU-4 "
-                          f"{scores.get('self_bleu4', float('nan')):.3f}): the generator may be collapsing")
+        warn_collapse(scores, real_val, val["nll"], step)
         log.samples("samples", texts[:cfg.num_samples], step)
         log.flush()
         return val["nll"], scores
@@ -416,6 +435,10 @@ def main(argv=None):
         return (rec + kl.size(0) * free_bits_kl(kl, cfg.free_bits).item()) / tokens
 
     # ---- phase 1: MLE pretraining, teacher forcing with z from the prior (or the posterior)
+    if cfg.max_minutes:
+        reserve_final_scoring(deadline, cfg, data, G, pre_total > 0 or pre_path.exists(), nll_fn,
+                              lambda n: evaluator.score(draw(copy.deepcopy(G), n, seed=0)),
+                              lambda: latent_usage(G, *usage_batch, seed=cfg.seed))
     t_start = time.time()
     out_of_time = lambda minutes, since: minutes > 0 and dist.any((time.time() - since) / 60 >= minutes)  # noqa: E731
     bar = tqdm(total=pre_total + adv_total, initial=pre_step + adv_step,
@@ -452,7 +475,7 @@ def main(argv=None):
             if E is not None:  # reconstruction NLL per token, and the KL per sentence without free bits
                 log.scalars({"train/rec": rec.item(), "train/kl": kl.sum(-1).mean().item()}, pre_step)
             bar.set_postfix(loss=f"{loss.item():.4f}", best_val=f"{best_val:.4f}")
-        stop = out_of_time(cfg.pretrain_minutes, t_phase) or out_of_time(cfg.max_minutes, t_start)
+        stop = out_of_time(cfg.pretrain_minutes, t_phase) or deadline.expired()
         if pre_step % cfg.eval_interval == 0 or pre_step == pre_total or stop:
             ema.load_state_dict(G.state_dict())  # no averaging while pretraining: the EMA is a copy of G
             val, scores = evaluate(G, pre_step)
@@ -480,13 +503,14 @@ def main(argv=None):
         if cfg.init_from:  # this run's own record of where its adversarial phase started
             checkpoint(pre_path)
         phase = "adversarial"
+        adv_start_nll = nll_fn(G, "val")["nll"]  # the collapse warnings' yardstick for the NLL
         checkpoint(last_path)
 
     # ---- phase 2: adversarial training
     info = cfg.info_weight > 0  # InfoGAN term: D's latent head reads z back from the fakes
     new_z = lambda: torch.randn(cfg.batch_size // dist.world, z_dim, device=device,  # noqa: E731
                                 dtype=G.lm_head.weight.dtype)  # drawn here, so both players know the fakes' z
-    while phase == "adversarial" and adv_step < adv_total and not out_of_time(cfg.max_minutes, t_start):
+    while phase == "adversarial" and adv_step < adv_total and not deadline.expired():
         step = pre_step + adv_step
         beta = beta_at(adv_step)
         relax = functools.partial(relax_fn, beta=beta)
@@ -552,7 +576,7 @@ def main(argv=None):
             if info:  # per-dimension NLL of z under Q, without 0.5 log 2 pi (0.5 = Q knows nothing)
                 log.scalars({"gan/info_d": info_d.item(), "gan/info_g": info_g.item()}, step)
             bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}", beta=f"{beta:.1f}")
-        stop = out_of_time(cfg.max_minutes, t_start)
+        stop = deadline.expired()
         if adv_step % cfg.eval_interval == 0 or adv_step == adv_total or stop:
             val, scores = evaluate(ema, step)
             say(f"adversarial step {adv_step}: d_loss {loss_d.item():.4f}, g_loss {loss_g.item():.4f}, "
@@ -568,7 +592,10 @@ def main(argv=None):
 
     # ---- final: the EMA generator (and the pretrained one, for reference), on test and in samples
     results = {"steps": pre_step + adv_step, "pretrain_steps": pre_step, "adv_steps": adv_step,
-               "train_seconds": train_seconds, "temperature": cfg.temperature, "psi": cfg.psi}
+               "train_seconds": train_seconds, "temperature": cfg.temperature, "psi": cfg.psi,
+               "nll_K": cfg.nll_samples, "references": "test", "data/oov_val": data.oov["val"],
+               "data/oov_test": data.oov["test"]}
+    tester = SampleEvaluator(corpus, tokenizer, references="test")  # test is read here, once
     finals = {"ema": ema}
     if pre_path.exists():
         pretrained = copy.deepcopy(G)
@@ -583,8 +610,12 @@ def main(argv=None):
                 results[f"{name}/{split}_nll_posterior"] = nll["nll_posterior"]
         results[f"{name}/latent_mi"] = latent_usage(gen, *usage_batch, seed=cfg.seed)
         texts[name] = draw(copy.deepcopy(gen), cfg.final_samples, seed=cfg.seed)
-        for k, v in evaluator.score(texts[name]).items():
+        for k, v in tester.score(texts[name]).items():
             results[f"{name}/{k}"] = v
+    real_test = tester.score(random.Random(cfg.seed).sample(corpus.train, min(cfg.final_samples, len(corpus.train))))
+    ema_scores = {k.split("/", 1)[1]: v for k, v in results.items() if k.startswith("ema/")}
+    results["adv_nll_rise"] = results["ema/val_nll"] / adv_start_nll - 1 if adv_start_nll else None
+    results["warnings"] = warn_collapse(ema_scores, real_test, results["ema/val_nll"], pre_step + adv_step)
     log.samples("samples/final", texts["ema"][:cfg.num_samples], pre_step + adv_step)
     log.hparams({**asdict(cfg), **{f"generator.{k}": v for k, v in asdict(gen_cfg).items() if k != "mapping"},
                  **{f"mapping.{k}": v for k, v in asdict(gen_cfg.mapping).items()},
@@ -594,10 +625,27 @@ def main(argv=None):
     log.close()
     (run_dir / "metrics.json").write_text(json.dumps(results, indent=2))
     (run_dir / "samples.txt").write_text("\n".join(texts["ema"]) + "\n")
-    say("\n".join(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}" for k, v in results.items()))
+    say("\n".join(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}" for k, v in results.items()
+                  if k != "warnings"))
     say("samples (EMA generator):\n" + "\n".join("  " + t for t in texts["ema"][:cfg.num_samples]))
-    say(f"run directory: {run_dir}  (tensorboard --logdir {cfg.out_dir})")
+    say(f"run directory: {run_dir}  (tensorboard --logdir {cfg.out_dir}); {deadline.summary()}")
     return results
+
+
+def reserve_final_scoring(deadline, cfg, data, G, two_generators, nll_fn, draw_and_score, usage):
+    """Measure what the run does once training stops (the last evaluation, the val NLL where the
+    adversarial phase starts, then val and test NLL, latent use and final_samples samples of the
+    EMA and the pretrained generator, and as many real sentences scored) and keep that much of
+    max_minutes. Sampling is timed on the untrained generator: every sample runs to full length."""
+    n = min(cfg.eval_samples, cfg.final_samples, PROBE_SAMPLES)
+    cost = probe(val=lambda: nll_fn(G, "val"), samples=lambda: draw_and_score(n), usage=usage)
+    test_share = data.n_tokens("test") / max(data.n_tokens("val"), 1)
+    gens = 2 if two_generators else 1
+    per_sample = cost["samples"] / n
+    seconds = (cost["val"] * (2 + gens * (1 + test_share)) + cost["usage"] * (1 + gens)
+               + per_sample * (cfg.eval_samples + (gens + 1) * cfg.final_samples))
+    deadline.reserve(seconds, f"the last evaluation and the final scoring ({gens} generator{'s' if gens > 1 else ''} x "
+                              f"{cfg.final_samples} samples of up to {data.block_size} tokens, NLL on val and test)")
 
 
 def load_encoder(E, ckpt, path):
@@ -629,4 +677,4 @@ def step_update(model, optimizer, grad_clip, dist):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -37,9 +37,10 @@ from tqdm import tqdm
 
 from baselines import MODELS
 from baselines.sampling import generate
-from datasets import BOS_ID, LMData, build_tokenizer, load_corpus
-from experiments import config as cfglib
+from datasets import BOS_ID, DataConfig, LMData, build_tokenizer
+from experiments import cli, config as cfglib
 from experiments import runtime
+from experiments.budget import PROBE_SAMPLES, Deadline, probe
 from experiments.checkpoint import check_compatible, load_checkpoint, load_resume_checkpoint, save_checkpoint, unwrap
 from experiments.diagnostics import Diagnostics, log_stats
 from experiments.evaluate import lm_nll
@@ -48,14 +49,9 @@ from experiments.periodic import SampleEvaluator
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DataConfig):
     model: str = "gpt2"            # a name in baselines.MODELS
     preset: str = ""               # a size preset of the model's config (e.g. gpt2: makemore, nanogpt-cpu)
-    dataset: str = "numbers"       # a name in datasets.CORPORA, or a path to a UTF-8 text file
-    split: str = ""                # a corpus's split variant (names: makemore | dedup)
-    level: str = "char"            # text files only: char | word
-    mode: str = "sequence"         # text files only: sequence (one example per line) | stream
-    data_dir: str = ""             # where real corpora are found (else $TEXTDUEL_DATA_DIR, the cache, download)
     out_dir: str = "runs"          # parent of run directories (git-ignored)
     run_name: str = ""             # default: <dataset>-<model>
     seed: int = 1337               # model init, dropout and batch order
@@ -86,6 +82,7 @@ class TrainConfig:
     progress: bool = True          # tqdm progress bar
 
     def __post_init__(self):
+        super().__post_init__()
         positive = ("batch_size", "grad_accum", "max_steps", "eval_interval", "eval_batch_size", "log_interval")
         for name in positive:
             if getattr(self, name) <= 0:
@@ -110,6 +107,19 @@ class TrainConfig:
             raise ValueError(f"unknown model {self.model!r}: {hint}choose one of {sorted(MODELS)}")
 
 
+def reserve_final_scoring(deadline, data, cfg, evaluator, val_nll, draw_samples):
+    """Measure what the run does after training stops (the last evaluation, then the test and val
+    passes and the final samples of the best checkpoint) and keep that much of max_minutes."""
+    n = min(max(cfg.num_samples, cfg.eval_samples), PROBE_SAMPLES)
+    score = (lambda: evaluator(draw_samples(n, seed=0))) if evaluator else (lambda: draw_samples(n, seed=0))
+    cost = probe(val=val_nll, samples=score)
+    test_share = data.n_tokens("test") / max(data.n_tokens("val"), 1)
+    per_sample = cost["samples"] / n
+    deadline.reserve(cost["val"] * (2 + test_share) + per_sample * (2 * cfg.num_samples + cfg.eval_samples),
+                     f"the last evaluation and the final scoring ({cfg.num_samples + cfg.eval_samples} samples, "
+                     "NLL on val and test)")
+
+
 def parse_args(argv) -> tuple[TrainConfig, object]:
     """defaults <- preset <- config file <- command line, for both sections."""
     config_path, pairs = cfglib.split_cli(argv)
@@ -132,6 +142,7 @@ def parse_args(argv) -> tuple[TrainConfig, object]:
 def main(argv=None):
     cfg, model_cfg = parse_args(sys.argv[1:] if argv is None else argv)
     dist = runtime.Distributed(cfg.device)  # single process unless launched by torchrun
+    deadline = Deadline(cfg.max_minutes, dist)  # the whole run, final scoring included
     device = dist.device
     if cfg.batch_size % (dist.world * cfg.grad_accum):
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by world size x grad_accum "
@@ -143,8 +154,7 @@ def main(argv=None):
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
 
     # ---- data: the vocabulary comes from the training split (or from the checkpoint we resume)
-    corpus = load_corpus(cfg.dataset, data_dir=cfg.data_dir or None, split=cfg.split or None,
-                         level=cfg.level, mode=cfg.mode)
+    corpus = cfg.load()
     ckpt = load_resume_checkpoint(last_path) if cfg.resume else None
     tokenizer = build_tokenizer(corpus)  # deterministic; on resume it must equal the checkpoint's (checked below)
     data = LMData(corpus, tokenizer, block_size=model_cfg.block_size)
@@ -159,7 +169,7 @@ def main(argv=None):
     step, best_val = 0, math.inf
     if ckpt:
         check_compatible(ckpt, cfg.model, asdict(model_cfg), tokenizer.itos,
-                         data={"dataset": cfg.dataset, "split": cfg.split})
+                         data=cfg.data_settings())
         model.load_state_dict(ckpt["model"])
         if optimizer is not None:
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -175,7 +185,8 @@ def main(argv=None):
     say = tqdm.write if dist.is_main else (lambda *a, **k: None)  # prints without breaking the progress bar
     say(f"{cfg.model}: {n_params:,} parameters | {corpus.name}: vocab {tokenizer.vocab_size}, "
           f"block_size {data.block_size}, {len(data.splits['train'].x) if data.mode == 'sequence' else len(data.splits['train'].tokens):,} "
-          f"train {'sequences' if data.mode == 'sequence' else 'tokens'} | device {device} {str(dtype).replace('torch.', '')}")
+          f"train {'sequences' if data.mode == 'sequence' else 'tokens'}, {data.oov_summary()} | device {device} "
+          f"{str(dtype).replace('torch.', '')}")
     train_model = dist.wrap(runtime.maybe_compile(model, cfg.compile, device))
     log = RunLogger(run_dir, enabled=dist.is_main, purge_step=step + 1 if ckpt else None)
     diag = Diagnostics(model) if cfg.diagnostics_interval and dist.is_main else None
@@ -230,6 +241,10 @@ def main(argv=None):
             checkpoint(best_path)
         checkpoint(last_path)
         return val
+
+    if cfg.max_minutes:
+        reserve_final_scoring(deadline, data, cfg, evaluator, lambda: lm_nll(
+            model, data.eval_batches("val", cfg.eval_batch_size), device, amp), draw_samples)
 
     # ---- training
     if closed_form and step == 0:
@@ -289,7 +304,7 @@ def main(argv=None):
                          "tokens_per_sec": tokens_since / max(now - t_last, 1e-9)}, step)
             bar.set_postfix(loss=f"{loss.item():.4f}", best_val=f"{best_val:.4f}")
             t_last, tokens_since = now, 0
-        out_of_time = cfg.max_minutes > 0 and dist.any((time.time() - t_start) / 60 >= cfg.max_minutes)
+        out_of_time = deadline.expired()
         if step % cfg.eval_interval == 0 or step == cfg.max_steps or out_of_time:
             val = evaluate_and_checkpoint()
             say(f"step {step}: train loss {loss.item():.4f}, val nll {val['nll']:.4f}")
@@ -309,6 +324,7 @@ def main(argv=None):
     samples = draw_samples(cfg.num_samples, seed=cfg.seed)
     metrics = {"test/nll": test["nll"], "test/bits": test["bits"], "test/ppl": test["ppl"], "val/nll_best": val["nll"],
                "params": n_params, "steps": step, "train_seconds": train_seconds,
+               "data/oov_val": data.oov["val"], "data/oov_test": data.oov["test"],
                "ms_per_step": 1000 * step_seconds / steps_timed if steps_timed else None}
     log.samples("samples/final", samples, step)
     log.hparams({**asdict(cfg), **{f"model.{k}": v for k, v in asdict(model_cfg).items()}},
@@ -321,9 +337,9 @@ def main(argv=None):
         print(f"test nll {test['nll']:.4f} nats/token ({test['bits']:.4f} bits, ppl {test['ppl']:.3f}) "
               f"over {test['tokens']:,} tokens; val nll {val['nll']:.4f}; {step} steps in {train_seconds:.0f}s")
         print("samples:\n" + "\n".join("  " + t for t in samples))
-        print(f"run directory: {run_dir}  (tensorboard --logdir {cfg.out_dir})")
+        print(f"run directory: {run_dir}  (tensorboard --logdir {cfg.out_dir}); {deadline.summary()}")
     return metrics
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

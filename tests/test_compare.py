@@ -8,7 +8,9 @@ from matplotlib.image import imread
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
+from datasets import DataConfig
 from experiments import compare, report, train_lm
+from experiments import config as cfglib
 from experiments.config import ConfigError
 from experiments.logger import RunLogger
 
@@ -132,9 +134,14 @@ class FakeSampler:
 
 
 class FakeFamily:
-    """What the GAN family plugs in: train(argv) -> run_dir, is_trained, load -> sampler."""
+    """What the GAN family plugs in: config(argv), train(argv) -> run_dir, is_trained, vocabulary, load -> sampler."""
 
     sweeps_psi = True
+
+    def config(self, argv):  # the data settings it was handed, as its trainer would resolve them
+        pairs = [tuple(a[2:].split("=", 1)) for a in argv]
+        known = set(DataConfig().data_settings()) | {"data_dir"}
+        return cfglib.resolve({"data": DataConfig()}, {}, [(k, v) for k, v in pairs if k in known])["data"]
 
     def train(self, argv):
         settings = dict(a[2:].split("=", 1) for a in argv)

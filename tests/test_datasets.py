@@ -148,7 +148,7 @@ def test_train_batches_are_a_pure_function_of_step():
 def test_eval_pass_scores_every_token_once(tmp_path):
     p = tmp_path / "s.txt"
     p.write_text("abcdefghij" * 50)
-    c = load_corpus(str(p), mode="stream")
+    c = load_corpus(str(p), level="char", mode="stream")
     tok = build_tokenizer(c)
     for bs in (7, 16, 24):
         data = LMData(c, tok, block_size=bs)

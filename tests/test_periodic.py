@@ -28,7 +28,7 @@ def nltk_bleu(refs, hyp, n):
 
 def test_samples_equal_to_the_references():
     corpus, tok = toy()
-    m = SampleEvaluator(corpus, tok)([A, B])
+    m = SampleEvaluator(corpus, tok, references="test")([A, B])
     for n in (2, 3, 4, 5):
         assert m[f"bleu{n}"] == pytest.approx(1.0)
         # each sample against the other one only (never itself)
@@ -41,7 +41,7 @@ def test_samples_equal_to_the_references():
 
 def test_duplicates_raise_self_bleu_and_lower_unique_share():
     corpus, tok = toy()
-    m = SampleEvaluator(corpus, tok)([A, A, A, "a b"])
+    m = SampleEvaluator(corpus, tok, references="test")([A, A, A, "a b"])
     assert m["unique_share"] == 0.5
     assert m["self_bleu5"] > 0.7  # three of four samples have an exact copy among the others
     assert m["length_mean"] == pytest.approx((6 * 3 + 2) / 4)
@@ -52,7 +52,7 @@ def test_duplicates_raise_self_bleu_and_lower_unique_share():
 
 def test_self_bleu_is_recomputed_at_every_call():
     corpus, tok = toy()
-    ev = SampleEvaluator(corpus, tok)
+    ev = SampleEvaluator(corpus, tok, references="test")
     assert ev([A, A])["self_bleu4"] == pytest.approx(1.0)
     assert ev([A, B])["self_bleu4"] < 0.2  # no stale reference set from the previous call
 
@@ -67,7 +67,7 @@ def test_unk_is_one_token_on_both_sides():
 
 def test_numbers_precision_novelty_recall():
     corpus = load_corpus("numbers")
-    ev = SampleEvaluator(corpus, build_tokenizer(corpus))
+    ev = SampleEvaluator(corpus, build_tokenizer(corpus), references="test")
     train, test = corpus.train[0], corpus.test[0]
     m = ev([train, test, test, "one hundred and five", "nine nine"])
     assert m["precision"] == pytest.approx(3 / 5)
@@ -104,7 +104,7 @@ def test_oracle_evaluator_scores_with_the_oracle():
     lines = [" ".join(map(str, row)) for row in o.sample(300, seed=5).tolist()]
     corpus = Corpus("oracle-small", "word", "sequence", lines[:100], lines[100:150], lines[150:],
                     fixed_vocab=[str(i) for i in range(oracle_mod.VOCAB)], extras={"oracle": o})
-    ev = SampleEvaluator(corpus, build_tokenizer(corpus))
+    ev = SampleEvaluator(corpus, build_tokenizer(corpus), references="test")
     real = lines[150:]
     m = ev(real + ["<unk> 3", ""])
     assert m["oracle_invalid"] == pytest.approx(2 / 152)
@@ -117,7 +117,7 @@ def test_oracle_evaluator_scores_with_the_oracle():
 def test_logged_under_the_shared_tags(tmp_path):
     corpus, tok = toy()
     log = RunLogger(tmp_path)
-    SampleEvaluator(corpus, tok)([A, B, "a b c"], step=7, logger=log)
+    SampleEvaluator(corpus, tok, references="test")([A, B, "a b c"], step=7, logger=log)
     log.close()
     acc = EventAccumulator(str(tmp_path))
     acc.Reload()
@@ -134,4 +134,16 @@ def test_stream_corpora_and_single_samples_are_refused():
         SampleEvaluator(stream, WordTokenizer.fit(["a"]))
     corpus, tok = toy()
     with pytest.raises(ValueError, match="at least 2"):
-        SampleEvaluator(corpus, tok)([A])
+        SampleEvaluator(corpus, tok, references="test")([A])
+
+
+def test_training_curves_are_scored_against_validation_never_test():
+    """The eval/ curves are what people tune on: by default their references are the val split."""
+    corpus, tok = toy()  # val = [A], test = [A, B]
+    during, final = SampleEvaluator(corpus, tok), SampleEvaluator(corpus, tok, references="test")
+    assert during.references == "val" and final.references == "test"
+    m_val, m_test = during([B, B]), final([B, B])
+    assert m_test["bleu5"] == pytest.approx(1.0)  # B is a test sentence
+    assert m_val["bleu5"] == pytest.approx(nltk_bleu([A.split()], B.split(), 5), abs=1e-12)  # only A is a reference
+    with pytest.raises(ValueError, match="references must be 'val'"):
+        SampleEvaluator(corpus, tok, references="train")
