@@ -187,7 +187,7 @@ def read_text(path: Path | str, what: str = "corpus file") -> str:
         raise CorpusError(f"{what} {path} is a directory; give the text file inside it")
     data = path.read_bytes()
     if not data.strip():
-        raise CorpusError(f"{what} {path} is empty; a corpus needs at least a few lines of text")
+        raise CorpusError(f"{what} {path} is empty; it needs at least a few lines of text")
     if b"\x00" in data:
         raise CorpusError(f"{what} {path} contains NUL bytes: it looks binary, not text")
     try:
@@ -283,11 +283,12 @@ def _numbered(path, what) -> list[tuple[int, str]]:
     return [(i + 1, line.strip()) for i, line in enumerate(read_text(path, what).splitlines()) if line.strip()]
 
 
-def _check_amount(path, lines, mode):
-    if mode == "stream" and len(lines) < 100:
-        raise CorpusError(f"{path} has only {len(lines)} characters; a stream corpus needs at least 100")
-    if mode == "sequence" and len(lines) < 20:
-        raise CorpusError(f"{path} has {len(lines)} non-empty lines; sequence mode needs at least 20 "
+def _check_amount(path, content, mode):
+    """Enough text to split: 100 characters of a stream, 20 non-empty lines of sequences."""
+    if mode == "stream" and len(content) < 100:
+        raise CorpusError(f"{path} has only {len(content)} characters; a stream corpus needs at least 100")
+    if mode == "sequence" and len(content) < 20:
+        raise CorpusError(f"{path} has {len(content)} non-empty lines; sequence mode needs at least 20 "
                           "(one example per line). For one long text use mode='stream'")
 
 
@@ -295,7 +296,7 @@ def load_file(path, level="word", mode="sequence", val_file=None, test_file=None
     """A UTF-8 text file of the user's: lines as sequences, or the whole text as a stream.
 
     Without val_file and test_file: 90 / 5 / 5 (a seeded shuffle of the lines, or contiguous
-    thirds of the stream). With them, the file given is all training data and each file given
+    parts of the stream in that order). With them, the file given is all training data and each file given
     is its split; a split not given is carved from the training file (5 %, seeded). Every
     example remembers its file and line number (Corpus.sources) for error messages.
     """

@@ -188,7 +188,8 @@ class LMFamily:
         metrics = json.loads((run_dir / "metrics.json").read_text())
         info = {k: metrics.get(k) for k in ("params", "steps", "train_seconds")}
         best_step = load_checkpoint(run_dir / "best.pt")["step"]
-        info["scored"] = f"best-on-validation checkpoint (best.pt, step {best_step:,} of {info['steps'] or 0:,})"
+        info["scored"] = (f"best-on-validation checkpoint (best.pt, step {best_step:,} of {info['steps']:,})"
+                          if info["steps"] else "fitted in closed form, no training steps (best.pt)")
         return LMSampler(model, tokenizer, LMData(corpus, tokenizer, block_size=model.block_size), device, info)
 
 
@@ -283,7 +284,7 @@ def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabulary: list[str]
 def describe_splits(corpus, tokenizer) -> dict:
     """Which examples every figure is on, for the report: files and sizes, OOV rates, references."""
     def where(split):
-        f = corpus.sources.get(split, (f"{corpus.name}'s {split} split",))[0]
+        f = corpus.sources.get(split, (f"the {split} split of {corpus.name}",))[0]
         return f"{f} ({len(getattr(corpus, split)):,} examples)"
     out = {s: where(s) for s in ("train", "val", "test")}
     out.update(bleu_references="test", eval_references="val",
@@ -420,6 +421,7 @@ def main(argv=None):
             print(f"[{name}] training ({family_name} family)")
             run_dir = family.train(trainer_argv(cfg, runs_dir, name, settings))
         sampler = family.load(run_dir, corpus, device)
+        t_score = time.time()  # the comparison's own scoring: not in the trainers' max_minutes
         samples = sampler.sample(cfg.num_samples, temperature=cfg.temperature, seed=cfg.sample_seed)
         test, val = sampler.nll("test"), sampler.nll("val")
         metrics = {"nll_test": test["nll"], "nll_test_with_pad": test.get("nll_with_pad"), "nll_val": val["nll"],
@@ -427,11 +429,12 @@ def main(argv=None):
         row = {"label": name, "family": family_name, "kind": "model", "run_dir": str(run_dir), **sampler.info,
                "samples": samples, "metrics": metrics, "sweep": sweep(sampler, family, cfg, evaluator, samples),
                "warnings": collapse_warnings(metrics, rows[0]["metrics"], sampler.info.get("adv_nll_rise"))}
+        row["score_seconds"] = time.time() - t_score
         log_row(run_dir, row, None)
         rows.append(row)
         print(f"[{name}] nll_test {metrics['nll_test']:.4f}  bleu2..5 "
               + " ".join(f"{metrics[f'bleu{n}']:.3f}" for n in (2, 3, 4, 5))
-              + "  self_bleu5 " + f"{metrics['self_bleu5']:.3f}")
+              + "  self_bleu5 " + f"{metrics['self_bleu5']:.3f}" + f"  (scored in {row['score_seconds']:.0f} s)")
         for w in row["warnings"]:
             print(f"[{name}] warning: {w}")
 

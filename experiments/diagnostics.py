@@ -54,7 +54,7 @@ from baselines.bow import CausalBoW
 from baselines.gpt2 import CausalSelfAttention
 from baselines.mlp import MaskedBatchNorm1d
 from baselines.rnn import GRUCell, LSTMCell, RNNCell
-from datasets import LMData, load_corpus
+from datasets import DataConfig, LMData
 from experiments import cli, config as cfglib
 from experiments import runtime
 from experiments.checkpoint import load_checkpoint
@@ -405,9 +405,7 @@ def stats_from_checkpoint(path, batch_size: int = 32, seed: int = 0, data_dir: s
     batch of its own corpus: the activation and gradient statistics (no optimizer step)."""
     train = load_checkpoint(path).get("train_config", {})
     model, tokenizer = load_model(path, device)
-    corpus = load_corpus(train.get("dataset", "numbers"), data_dir=data_dir or train.get("data_dir") or None,
-                         split=train.get("split") or None, level=train.get("level", "char"),
-                         mode=train.get("mode", "sequence"))
+    corpus = DataConfig.from_settings({**train, "data_dir": data_dir or train.get("data_dir", "")}).load()
     data = LMData(corpus, tokenizer, block_size=model.block_size)
     x, y = data.train_batch(0, batch_size, seed)
     model.train()

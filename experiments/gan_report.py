@@ -112,15 +112,14 @@ def temperature_sweep(runs: list[Path], temperatures: list[float], n: int, data_
     and "ema_psi": the EMA generator at temperature 1 and each truncation psi (when psis are given)."""
     import torch
 
-    from datasets import build_tokenizer, load_corpus
+    from datasets import DataConfig, build_tokenizer
     from experiments.periodic import SampleEvaluator
     from experiments.sample_gan import GANSampler
 
     out = {}
     for run_dir in runs:
         c = json.loads((run_dir / "config.json").read_text())["train"]
-        corpus = load_corpus(c["dataset"], data_dir=data_dir or c["data_dir"] or None, split=c["split"] or None,
-                             level=c["level"], mode=c["mode"])
+        corpus = DataConfig.from_settings({**c, "data_dir": data_dir or c["data_dir"]}).load()
         evaluator = SampleEvaluator(corpus, build_tokenizer(corpus), references="test")
         out[run_dir.name] = {}
         for which, ckpt, settings in (("pretrained", "pretrained.pt", [(t, 1.0) for t in temperatures]),
@@ -200,12 +199,11 @@ def latent_usage(run_dir: Path, which: str, data_dir: str = "") -> float:
     two between seeds."""
     import torch
 
-    from datasets import LMData, build_tokenizer, load_corpus
+    from datasets import DataConfig, LMData, build_tokenizer
     from experiments.evaluate import latent_usage as usage
     from experiments.sample_gan import load_generator
     c = json.loads((run_dir / "config.json").read_text())["train"]
-    corpus = load_corpus(c["dataset"], data_dir=data_dir or c["data_dir"] or None, split=c["split"] or None,
-                         level=c["level"], mode=c["mode"])
+    corpus = DataConfig.from_settings({**c, "data_dir": data_dir or c["data_dir"]}).load()
     gen, _, _ = load_generator(run_dir / ("pretrained.pt" if which == "pretrained" else "last.pt"),
                                torch.device("cpu"), which="ema")
     data = LMData(corpus, build_tokenizer(corpus), block_size=gen.block_size)

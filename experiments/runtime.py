@@ -12,6 +12,12 @@ import warnings
 
 import torch
 
+from experiments.config import ConfigError
+
+
+class DeviceError(ConfigError, RuntimeError):
+    """A device asked for that this machine lacks (a setting to change, so a ConfigError)."""
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' -> CUDA, then MPS, then CPU. An explicit device that is absent is an error, not a silent fallback."""
@@ -23,9 +29,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} but CUDA is not available here; use device=auto or device=cpu")
+        raise DeviceError(f"device={name!r} but CUDA is not available here; use device=auto or device=cpu")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError(f"device={name!r} but MPS is not available here; use device=auto or device=cpu")
+        raise DeviceError(f"device={name!r} but MPS is not available here; use device=auto or device=cpu")
     return dev
 
 
@@ -40,7 +46,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
              "float16": torch.float16, "fp16": torch.float16}
     if name not in table:
-        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {name!r}")
+        raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {name!r}")
     if table[name] != torch.float32 and device.type != "cuda":
         warnings.warn(f"dtype={name} ignored on {device.type}: autocast is used on CUDA only; computing in float32",
                       stacklevel=2)

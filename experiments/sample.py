@@ -3,6 +3,9 @@
     python -m experiments.sample --ckpt runs/names-gpt2/best.pt --num_samples 20 --temperature 0.8
 
 The checkpoint alone rebuilds the model (its config and vocabulary travel with it).
+The level (char or word), the vocabulary and the lowercasing are the checkpoint's, the data
+settings it was trained with (datasets.DataConfig): there is no --level to get wrong here.
+To score the samples against a file of yours: python -m experiments.score.
 """
 
 from __future__ import annotations

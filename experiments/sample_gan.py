@@ -4,6 +4,9 @@
     python -m experiments.sample_gan --ckpt runs/numbers-gan/pretrained.pt --which model --temperature 0.8
 
 The checkpoint alone rebuilds the generator (its config and vocabulary travel with it).
+The level (char or word), the vocabulary and the lowercasing are the checkpoint's, the data
+settings it was trained with (datasets.DataConfig): there is no --level to get wrong here.
+To score the samples against a file of yours: python -m experiments.score.
 `--which ema` (default) samples the EMA generator, the one train_gan evaluates; `model`
 the raw generator (in pretrained.pt the two are the same: no averaging while pretraining).
 

@@ -84,7 +84,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from datasets import DataConfig, LMData, build_tokenizer
+from datasets import CorpusError, DataConfig, LMData, build_tokenizer
 from datasets.tokenizers import IGNORE_INDEX, PAD_ID, UNK_ID
 from experiments import cli, config as cfglib
 from experiments import runtime
@@ -256,7 +256,7 @@ def main(argv=None):
     deadline = Deadline(cfg.max_minutes, dist)  # the whole run, final scoring included
     device = dist.device
     if cfg.batch_size % dist.world:
-        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the world size {dist.world}")
+        raise cfglib.ConfigError(f"batch_size {cfg.batch_size} must be divisible by the world size {dist.world}")
     dtype = runtime.resolve_dtype(cfg.dtype, device)
     amp = lambda: runtime.autocast(device, dtype)  # noqa: E731
     runtime.seed_everything(cfg.seed)  # the same initial weights on every rank
@@ -266,7 +266,8 @@ def main(argv=None):
     # ---- data: vocabulary from the training split (or from the checkpoint we resume)
     corpus = cfg.load()
     if corpus.mode != "sequence":
-        raise ValueError(f"{corpus.name} is a stream corpus; the GAN needs one sentence per example")
+        raise CorpusError(f"{corpus.name} is read as one stream; the GAN needs one sentence per example: "
+                          "give --mode sequence (one example per line)")
     ckpt = load_resume_checkpoint(last_path) if cfg.resume else None
     tokenizer = build_tokenizer(corpus)  # deterministic; on resume it must equal the checkpoint's (checked below)
     data = LMData(corpus, tokenizer, block_size=gen_cfg.block_size)
@@ -276,10 +277,10 @@ def main(argv=None):
     gen_cfg = dataclasses.replace(gen_cfg, vocab_size=tokenizer.vocab_size, block_size=T)
     z_dim = gen_cfg.mapping.z_dim
     if cfg.info_weight > 0 and disc_cfg.latent_dim not in (0, z_dim):
-        raise ValueError(f"discriminator.latent_dim ({disc_cfg.latent_dim}) must equal mapping.z_dim ({z_dim}) "
+        raise cfglib.ConfigError(f"discriminator.latent_dim ({disc_cfg.latent_dim}) must equal mapping.z_dim ({z_dim}) "
                          "for info_weight > 0; leave it 0 and it is set here")
     if cfg.info_weight == 0 and disc_cfg.latent_dim:
-        raise ValueError("discriminator.latent_dim > 0 only serves info_weight > 0; set both or neither")
+        raise cfglib.ConfigError("discriminator.latent_dim > 0 only serves info_weight > 0; set both or neither")
     disc_cfg = dataclasses.replace(disc_cfg, vocab_size=tokenizer.vocab_size, block_size=T,
                                    latent_dim=z_dim if cfg.info_weight > 0 else 0)
     G = Generator(gen_cfg).to(device)

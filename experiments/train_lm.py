@@ -145,7 +145,7 @@ def main(argv=None):
     deadline = Deadline(cfg.max_minutes, dist)  # the whole run, final scoring included
     device = dist.device
     if cfg.batch_size % (dist.world * cfg.grad_accum):
-        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by world size x grad_accum "
+        raise cfglib.ConfigError(f"batch_size {cfg.batch_size} must be divisible by world size x grad_accum "
                          f"= {dist.world} x {cfg.grad_accum}, so that every micro-batch has the same rows")
     dtype = runtime.resolve_dtype(cfg.dtype, device)
     amp = lambda: runtime.autocast(device, dtype)  # noqa: E731

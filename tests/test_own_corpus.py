@@ -272,3 +272,31 @@ def test_collapse_warnings_fire_on_the_reported_case():
     assert "Self-BLEU-5 0.640 vs real data 0.530" in found[0] and "87.0% vs real data 100.0%" in found[1]
     assert "rose 36%" in found[2]
     assert collapse_warnings({"self_bleu5": 0.60, "unique_share": 0.95}, real, nll_rise=0.05) == []
+
+
+def test_score_reproduces_the_committed_coco_report_exactly(data_dir, tmp_path):
+    """COCO as a user would give it (image_coco.txt as the dataset, image_coco_test.txt as --test_file):
+    `score` on the samples stored in the committed report gives its figures to the last bit."""
+    train, test = Path(data_dir) / "image_coco.txt", Path(data_dir) / "image_coco_test.txt"
+    assert DataConfig(dataset=str(train), test_file=str(test), lowercase=True).load().test == \
+        DataConfig(dataset="coco", data_dir=data_dir).load().test
+    committed = json.loads((REPO / "research" / "coco_mle" / "results.json").read_text())
+    rows = [r for r in committed["rows"] if r["samples"]]  # the real captions and GPT-2's samples, 2,000 each
+    assert len(rows) == 2
+    for row in rows:
+        samples = tmp_path / "samples.txt"
+        samples.write_text("\n".join(row["samples"]) + "\n")
+        figures = score.main(["--samples", str(samples), "--references", str(test), "--lowercase", "true"])
+        for k in ("bleu2", "bleu3", "bleu4", "bleu5", "self_bleu2", "self_bleu5", "distinct2", "length_tv"):
+            assert figures[k] == row["metrics"][k], k
+
+
+def test_level_and_mode_apply_to_named_corpora_too():
+    c = DataConfig(dataset="numbers", level="char").load()
+    assert c.level == "char" and set(build_tokenizer(c).itos[4:]) <= set("abcdefghijklmnopqrstuvwxyz ")
+    s = DataConfig(dataset="numbers", mode="stream").load()
+    assert s.mode == "stream" and s.test == "\n".join(DataConfig(dataset="numbers").load().test) + "\n"
+    with pytest.raises(CorpusError, match="fixed word-level vocabulary"):
+        DataConfig(dataset="oracle", level="char").load()
+    with pytest.raises(CorpusError, match="named corpus with fixed splits"):
+        DataConfig(dataset="numbers", test_file="mine.txt").load()
