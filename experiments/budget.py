@@ -5,8 +5,10 @@ evaluation at the stop and the final scoring (NLL passes, samples, their metrics
 cost is measured, not guessed: before training, `probe` times the same operations once on
 the untrained model (the worst case for sampling, since an untrained model seldom emits
 <eos> and every sample runs to full length), and the trainer turns those timings into the
-reserve with `reserve`. The probe runs between a saved and a restored RNG state, so a run
-with a budget draws the same random numbers as one without.
+reserve with `reserve`. Every evaluation during training is timed too (`observe`): when the
+machine turns out slower than at the probe (another job started, say), the reserve grows
+by the same factor. The probe runs between a saved and a restored RNG state, so a run with
+a budget draws the same random numbers as one without.
 """
 
 from __future__ import annotations
@@ -43,19 +45,26 @@ class Deadline:
 
     def __init__(self, minutes: float, dist=None):
         self.seconds, self.dist = minutes * 60, dist
-        self.start, self.reserved = time.time(), 0.0
+        self.start, self.reserved, self.base, self.predicted_eval = time.time(), 0.0, 0.0, 0.0
 
-    def reserve(self, seconds: float, what: str) -> None:
-        """Keep `seconds` (times SAFETY) of the budget for `what`; say so, or refuse a budget it eats."""
+    def reserve(self, seconds: float, what: str, evaluation: float = 0.0) -> None:
+        """Keep `seconds` (times SAFETY) of the budget for `what`; say so, or refuse a budget it eats.
+        evaluation: what one evaluation during training is expected to take, from the same probe."""
         if not self.seconds:
             return
-        self.reserved = SAFETY * seconds
+        self.reserved = self.base = SAFETY * seconds
+        self.predicted_eval = evaluation
         if self.reserved >= 0.9 * self.seconds:
             raise ConfigError(f"max_minutes {self.seconds / 60:g} leaves no time to train: {what} is estimated at "
                               f"{self.reserved / 60:.2f} min on this machine. Raise max_minutes, or score fewer "
                               "samples (eval_samples, final_samples or num_samples)")
         print(f"time budget {self.seconds / 60:g} min: {self.reserved:.0f} s kept for {what}, measured; training "
               f"stops by minute {(self.seconds - self.reserved) / 60:.2f}", flush=True)
+
+    def observe(self, evaluation_seconds: float) -> None:
+        """An evaluation took this long: scale the reserve by how much slower than predicted it was."""
+        if self.seconds and self.predicted_eval > 0:
+            self.reserved = self.base * max(1.0, evaluation_seconds / self.predicted_eval)
 
     def summary(self) -> str:
         """How the budget was spent, for the end of the run."""

@@ -32,20 +32,41 @@ def unwrap(model):
     return getattr(model, "_orig_mod", model)      # torch.compile
 
 
-def save_checkpoint(path: str | Path, payload: dict) -> None:
-    """Write `payload` to `path` atomically: the file at `path` is always either the previous
-    checkpoint or the new one, whole. A temporary file left by a writer that was killed
-    (.<name>.*.tmp beside the target) is removed by the next save of the same path."""
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (signal 0 checks without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_abandoned_temporaries(path: Path) -> None:
+    """Temporary files beside `path` (.<name>.<pid>.<random>.tmp) whose writer is gone: a writer
+    killed mid-write leaves one. Another live writer's file (it is about to rename it) is left alone."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = stale.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
+            continue
+        stale.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | Path, write) -> None:
+    """Call write(binary file) on a temporary file beside `path`, fsync it and rename it over
+    `path` (and fsync the directory): the file at `path` is always the previous one or the new
+    one, whole, whenever the process dies."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_abandoned_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a results file is for everyone to read
         os.replace(tmp, path)  # atomic on POSIX and Windows
     except BaseException:
         if os.path.exists(tmp):
@@ -57,6 +78,18 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """A text file (config.json, metrics.json, a report) written atomically, as UTF-8."""
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    """Write `payload` to `path` atomically (write_atomic): the file at `path` is always either the
+    previous checkpoint or the new one, whole. A temporary file left by a writer that was killed
+    is removed by the next save of the same path; a live writer's is not."""
+    write_atomic(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

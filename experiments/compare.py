@@ -31,9 +31,11 @@ key is passed to the family's trainer as --key=value, after the shared settings.
 
 Families (FAMILIES, name -> object). To plug a new generator in, add an object with
     sweeps_psi: bool                       whether psi (latent truncation) is a sweep axis
-    config(argv: list[str]) -> DataConfig  the trainer's settings resolved from --key=value
-                                           without training (checked before any training:
-                                           its data settings must equal the comparison's)
+    config(argv: list[str]) -> dict        the trainer's settings resolved from --key=value
+                                           without training, by config.json section ("train":
+                                           a DataConfig, whose data settings must equal the
+                                           comparison's; --reuse compares all of them with the
+                                           finished run's config.json)
     train(argv: list[str]) -> Path         train one model from --key=value settings; the
                                            run directory (out_dir/run_name) it wrote
     is_trained(run_dir: Path) -> bool      a finished run is there (for --reuse)
@@ -55,6 +57,7 @@ experiments/periodic.py and writes metrics.json there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -75,12 +78,13 @@ from datasets.batching import oov_rate
 from experiments import cli, config as cfglib
 from experiments import runtime
 from experiments import train_lm
+from experiments.checkpoint import CheckpointError, load_checkpoint, write_text
 from experiments.evaluate import lm_nll
 from experiments.lm_score import LMScorer, ScorerConfig, lm_score, reverse_lm_score
 from experiments.logger import RunLogger
 from experiments.periodic import SampleEvaluator, SampleTokenizer, collapse_warnings
 from experiments.report import write_report
-from experiments.checkpoint import CheckpointError, load_checkpoint
+from experiments.runlock import RunLock
 from experiments.sample import load_model
 from experiments.sample_gan import GANFamily
 
@@ -166,12 +170,13 @@ class LMFamily:
 
     sweeps_psi = False
 
-    def config(self, argv: list[str]):
-        """The trainer's resolved settings (a DataConfig among them), without training."""
-        return train_lm.parse_args(argv)[0]
+    def config(self, argv: list[str]) -> dict:
+        """The trainer's resolved settings by config.json section ("train" is a DataConfig), without training."""
+        cfg, model_cfg = train_lm.parse_args(argv)
+        return {"train": cfg, "model": model_cfg}
 
     def train(self, argv: list[str]) -> Path:
-        cfg = self.config(argv)
+        cfg = self.config(argv)["train"]
         train_lm.main(argv)
         return Path(cfg.out_dir) / cfg.run_name
 
@@ -267,18 +272,63 @@ def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabulary: list[str]
     want = cfg.data_settings()
     for name, family_name, settings in entries:
         family = FAMILIES[family_name]
-        got = family.config(trainer_argv(cfg, runs_dir, name, settings)).data_settings()
+        requested = family.config(trainer_argv(cfg, runs_dir, name, settings))
+        got = requested["train"].data_settings()
         diffs = [f"{k}: {got[k]!r} vs {want[k]!r}" for k in want if got.get(k) != want[k]]
         if diffs:
             raise cfglib.ConfigError(f"entry {name!r} would read other data than the comparison: " + "; ".join(diffs))
         run_dir = runs_dir / name
         if cfg.reuse and family.is_trained(run_dir):
+            stored = json.loads((run_dir / "config.json").read_text())
+            changed = settings_changed(requested, stored)
+            if changed:
+                raise CheckpointError(
+                    f"{run_dir} was trained with other settings than this comparison asks for ("
+                    + ", ".join(changed[:12]) + f"{', ...' if len(changed) > 12 else ''}): reusing it would report "
+                    "one run under another's settings. Run without --reuse true to retrain it, or restore the "
+                    "settings it was trained with")
             old = family.vocabulary(run_dir)
             if old != vocabulary:
                 raise CheckpointError(
                     f"{run_dir} was trained on another vocabulary ({len(old):,} symbols) than this comparison's "
                     f"({len(vocabulary):,}; level {cfg.level or 'default'}, dataset {cfg.dataset}): its data settings "
                     "differ. Run without --reuse true to retrain it, or restore the settings it was trained with")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def settings_changed(requested: dict, stored: dict) -> list[str]:
+    """'section.key stored -> requested' for every setting a finished run (its config.json) was
+    trained with that differs from the requested one. Sizes its trainer fills in (requested as 0:
+    vocab_size, block_size, the discriminator's latent_dim) and the resume flags do not count."""
+    out = []
+    for sec, obj in requested.items():
+        have = _flat(stored.get(sec, {}))
+        for k, v in _flat(dataclasses.asdict(obj)).items():
+            filled = k.rsplit(".", 1)[-1] in ("vocab_size", "block_size", "latent_dim") and v == 0
+            if filled or (sec == "train" and k in ("resume", "progress")):
+                continue
+            if k not in have or have[k] != v:
+                out.append(f"{sec}.{k} {have.get(k, '(absent)')!r} -> {v!r}")
+    return out
+
+
+INCOMPLETE = "> **Incomplete.**"
+
+
+def mark_incomplete(report: Path) -> None:
+    """Flag an existing report while a new comparison into its folder runs: killed midway, the
+    comparison would otherwise leave the old report looking complete over newer runs."""
+    if report.is_file() and not report.read_text().startswith(INCOMPLETE):
+        write_text(report, f"{INCOMPLETE} A new comparison into this folder started on "
+                           f"{time.strftime('%Y-%m-%d %H:%M')} and has not finished: the figures below are from the "
+                           "previous one, and some of its runs may have been replaced since. The note goes when a "
+                           "comparison finishes.\n\n" + report.read_text())
 
 
 def describe_splits(corpus, tokenizer) -> dict:
@@ -391,7 +441,8 @@ def main(argv=None):
     # the training split's vocabulary, the same for every model; "<unk>" in a sample read back as one token
     tokenizer = SampleTokenizer(build_tokenizer(corpus))
     preflight(cfg, entries, runs_dir, tokenizer.itos)
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(runs_dir).acquire()  # one comparison per experiment folder
+    mark_incomplete(report_dir / "report.md")  # until this comparison replaces it
     evaluator = SampleEvaluator(corpus, tokenizer, references="test")  # the final scoring: test, read once
     scorer = None
     if cfg.lm_score:
@@ -452,6 +503,7 @@ def main(argv=None):
     print(f"report: {report}")
     print(f"TensorBoard runs: {runs_dir}  (tensorboard --logdir {runs_dir})")
     print(f"wall time {results['wall_seconds']:.0f}s")
+    lock.release()
     return results
 
 

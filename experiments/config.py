@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import inspect
 import json
+import math
 import re
 import sys
 import tomllib
@@ -158,9 +159,12 @@ def _convert(value, typ, key):
         try:
             if typ is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
-            return typ(float(value)) if typ is int and isinstance(value, str) and "e" in value.lower() else typ(value)
+            out = typ(float(value)) if typ is int and isinstance(value, str) and "e" in value.lower() else typ(value)
         except ValueError:
             raise ConfigError(f"{key} must be a {typ.__name__}, got {value!r}") from None
+        if typ is float and not math.isfinite(out):  # nan passes every `x < 0` check and means nothing
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
+        return out
     return value
 
 
@@ -190,6 +194,17 @@ def resolve(sections: dict, file_values: dict | None = None, cli_pairs=()) -> di
         return {s: dataclasses.replace(obj, **updates.get(s, {})) for s, obj in sections.items()}
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
+
+
+def refuse_data_derived(sections: dict, names=("vocab_size",)) -> None:
+    """Sizes the data decides (the vocabulary) are filled in by the trainer: a value given for one
+    would be silently overwritten, so it is an error that says where the size comes from."""
+    for sec, obj in sections.items():
+        for name in names:
+            if hasattr(obj, name) and getattr(obj, name) != getattr(type(obj)(), name):
+                raise ConfigError(f"{sec}.{name} = {getattr(obj, name)} cannot be set: it comes from the data (the "
+                                  "training split's vocabulary, with --min_freq / --max_vocab / --lowercase shaping "
+                                  f"it); remove {name} from the command line or config file")
 
 
 def peek(file_values: dict, cli_pairs, section: str, key: str, default):

@@ -31,6 +31,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from datasets.tokenizers import BOS_ID
 from experiments import cli, config as cfglib
+from experiments.checkpoint import write_text
 
 # (key in metrics.json without the ema/ or pretrained/ prefix, header, format)
 COLUMNS = [("test_nll", "NLL-test", "{:.3f}"), ("val_nll", "NLL-val", "{:.3f}"), ("nll_oracle", "NLL-oracle", "{:.3f}"),
@@ -239,8 +240,8 @@ def main(argv=None):
                  f"± standard deviation over seeds {', '.join(map(str, seeds))}):\n\n")
         text += plot_sweep(sweep, f"{cfg.name}: MLE-only vs adversarially trained generator",
                            out / f"{cfg.name}_temperature.png")
-        (out / f"{cfg.name}_sweep.json").write_text(json.dumps(sweep, indent=2))
-    (out / f"{cfg.name}.md").write_text(text)
+        write_text(out / f"{cfg.name}_sweep.json", json.dumps(sweep, indent=2))
+    write_text(out / f"{cfg.name}.md", text)
     print(text)
     print(f"wrote {out / (cfg.name + '.png')} and {out / (cfg.name + '.md')}")
 

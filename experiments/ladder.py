@@ -32,6 +32,7 @@ import torch
 
 from baselines import MODELS
 from experiments import cli, config as cfglib
+from experiments.checkpoint import write_text
 from experiments import train_lm
 
 LADDER = ("bigram", "bigram-neural", "bow", "mlp", "rnn", "gru", "lstm", "wavenet")
@@ -207,7 +208,7 @@ def main(argv=None) -> Path:
                                     + ["--eval_interval", str(cfg.bench_steps), "--num_samples", "1"])
             rows.append({"model": model, "params": metrics["params"], "ms": metrics.get("ms_per_step")})
         out = table_path.parent / "bench.md"
-        out.write_text(bench_table(rows, cfg.bench_steps))
+        write_text(out, bench_table(rows, cfg.bench_steps))
         print(out.read_text())
         return out
 
@@ -224,7 +225,7 @@ def main(argv=None) -> Path:
             runs.append(run)
     if not runs:
         raise SystemExit(f"no finished runs under {cfg.out_dir}; train them first (without --collect)")
-    table_path.write_text(results_table(runs, cfg.note))
+    write_text(table_path, results_table(runs, cfg.note))
     print(table_path.read_text())
     print(f"table written to {table_path}")
     return table_path

@@ -39,6 +39,7 @@ from matplotlib.figure import Figure
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from experiments import cli
+from experiments.checkpoint import write_text
 from experiments.metrics import length_histogram
 
 NS = (2, 3, 4, 5)
@@ -406,8 +407,8 @@ def write_report(results: dict, report_dir: Path, tokenize=None, test_texts=None
     md += ["## Samples", "", f"The first {cfg['n_show']} samples of each model at temperature "
            f"{cfg['temperature']:g}, and real training sentences.", "", _samples_table(rows, cfg["n_show"]), ""]
     path = report_dir / "report.md"
-    path.write_text("\n".join(md))
-    (report_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    write_text(path, "\n".join(md))
+    write_text(report_dir / "results.json", json.dumps(results, indent=1, default=str))
     return path
 
 

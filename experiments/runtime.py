@@ -113,6 +113,35 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# Settings a run's random numbers and float reductions depend on: changed on resume, the run
+# goes on, but it is no longer bit-identical to the uninterrupted one.
+EXACTNESS_SETTINGS = ("seed", "batch_size", "grad_accum", "n_critic", "dtype", "device")
+
+
+def environment(dist) -> dict:
+    """What else bitwise exactness depends on: torch's thread count (the order of float
+    reductions), the world size, the device type. Stored in every last.pt."""
+    return {"threads": torch.get_num_threads(), "world": dist.world, "device_type": dist.device.type}
+
+
+def resume_changes(saved_config: dict, cfg, saved_env: dict | None, env: dict) -> tuple[list[str], list[str]]:
+    """(settings changed since the checkpoint, those of them and of the environment that break
+    bitwise exactness), as 'name old -> new'."""
+    changed = [f"{k} {v!r} -> {getattr(cfg, k)!r}" for k, v in saved_config.items()
+               if k not in ("resume", "progress") and hasattr(cfg, k) and getattr(cfg, k) != v]
+    breaking = [c for c in changed if c.split(" ", 1)[0] in EXACTNESS_SETTINGS]
+    breaking += [f"{k} {v!r} -> {env[k]!r}" for k, v in (saved_env or {}).items() if k in env and env[k] != v]
+    return changed, breaking
+
+
+def say_resume_changes(saved_config: dict, cfg, saved_env: dict | None, env: dict) -> None:
+    changed, breaking = resume_changes(saved_config, cfg, saved_env, env)
+    if changed:  # allowed (e.g. a longer max_steps), but the run is no longer the uninterrupted one
+        print("settings changed since the checkpoint: " + ", ".join(changed))
+    if breaking:
+        print("resume will not be bit-identical to the uninterrupted run: " + ", ".join(breaking))
+
+
 class Distributed:
     """torchrun's process group, or a single process. NCCL on CUDA, gloo on CPU.
 

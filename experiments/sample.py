@@ -43,6 +43,9 @@ class SampleConfig:
 def load_model(path, device):
     """(model, tokenizer) rebuilt from a checkpoint file alone."""
     ckpt = load_checkpoint(path)
+    if ckpt["model_name"] == "gan":
+        raise CheckpointError(f"{path} is a GAN checkpoint (written by experiments.train_gan); sample it with "
+                              f"python -m experiments.sample_gan --ckpt {path}")
     if ckpt["model_name"] not in MODELS:
         raise CheckpointError(f"{path} holds model {ckpt['model_name']!r}, which this version does not register")
     model_cls, config_cls = MODELS[ckpt["model_name"]]

@@ -101,12 +101,13 @@ class GANFamily:
 
     sweeps_psi = True
 
-    def config(self, argv: list[str]):
-        """The trainer's resolved settings (a DataConfig among them), without training."""
-        return train_gan.parse_args(argv)[0]
+    def config(self, argv: list[str]) -> dict:
+        """The trainer's resolved settings by config.json section ("train" is a DataConfig), without training."""
+        cfg, gen_cfg, disc_cfg = train_gan.parse_args(argv)
+        return {"train": cfg, "generator": gen_cfg, "discriminator": disc_cfg}
 
     def train(self, argv: list[str]) -> Path:
-        cfg = self.config(argv)
+        cfg = self.config(argv)["train"]
         train_gan.main(argv)
         return Path(cfg.out_dir) / (cfg.run_name or f"{Path(cfg.dataset).stem}-gan")
 

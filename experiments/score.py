@@ -45,7 +45,6 @@ Figures (computed by experiments.periodic.SampleEvaluator and experiments.metric
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,7 +55,7 @@ from datasets.tokenizers import SPECIALS, TOKENIZERS
 from experiments import cli
 from experiments import config as cfglib
 from experiments import runtime
-from experiments.checkpoint import load_checkpoint
+from experiments.checkpoint import load_checkpoint, write_text
 from experiments.evaluate import latent_nll, lm_nll
 from experiments.metrics import length_stats, novelty
 from experiments.periodic import SampleEvaluator
@@ -178,21 +177,6 @@ def format_table(figures: dict, header: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path, payload: dict) -> None:
-    """Write payload as JSON atomically: a temporary file in the same folder, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # open(), unlike mkstemp, honours the umask
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 ORDER = ("n_samples", "n_references", "bleu2", "bleu3", "bleu4", "bleu5", "self_bleu2", "self_bleu3", "self_bleu4",
          "self_bleu5", "distinct1", "distinct2", "unique_share", "length_mean", "length_std", "length_min",
          "length_max", "length_tv", "novelty", "nll", "nll_oov_rate", "nll_K")
@@ -228,7 +212,7 @@ def main(argv=None) -> dict:
         + (f", from {cfg.ckpt}" if cfg.ckpt else ""), ""]))
     if cfg.json:
         settings = {**asdict(cfg), "level": tokenizer.level, "lowercase": tokenizer.lowercase}
-        write_json(cfg.json, {"settings": settings, "metrics": figures})
+        write_text(cfg.json, json.dumps({"settings": settings, "metrics": figures}, indent=2) + "\n")
     return figures
 
 

@@ -88,13 +88,14 @@ from datasets import CorpusError, DataConfig, LMData, build_tokenizer
 from datasets.tokenizers import IGNORE_INDEX, PAD_ID, UNK_ID
 from experiments import cli, config as cfglib
 from experiments import runtime
-from experiments.budget import PROBE_SAMPLES, Deadline, probe
+from experiments.budget import PROBE_SAMPLES, Deadline, probe, timed
 from experiments.checkpoint import (CheckpointError, check_compatible, load_checkpoint, load_resume_checkpoint,
-                                    save_checkpoint)
+                                    save_checkpoint, write_text)
 from experiments.evaluate import latent_nll, latent_usage, posterior_nll
 from experiments.logger import RunLogger
 from experiments.periodic import (NLL_RISE_MARGIN, SELF_BLEU_MARGIN, UNIQUE_MARGIN, SampleEvaluator,
                                   collapse_warnings)
+from experiments.runlock import RunLock
 from gan import (LOSSES, RELAXATIONS, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig,
                  MappingConfig, PosteriorEncoder, beta_schedule, free_bits_kl, gaussian_kl, gradient_penalty,
                  info_loss, r1_penalty, real_inputs)
@@ -169,7 +170,8 @@ class GANTrainConfig(DataConfig):
             if getattr(self, name) <= 0:
                 raise ValueError(f"GANTrainConfig.{name} must be positive, got {getattr(self, name)}")
         for name in ("pretrain_steps", "adv_steps", "beta_steps", "max_steps", "max_minutes", "pretrain_minutes",
-                     "gp_weight", "r1_gamma", "info_weight", "grad_clip", "weight_decay", "warmup_steps"):
+                     "gp_weight", "r1_gamma", "info_weight", "grad_clip", "weight_decay", "warmup_steps",
+                     "collapse_self_bleu", "collapse_unique", "collapse_nll"):
             if getattr(self, name) < 0:
                 raise ValueError(f"GANTrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.pretrain_steps == 0 and self.adv_steps == 0:
@@ -209,6 +211,7 @@ def parse_args(argv):
     file_values = cfglib.load_file(config_path) if config_path else {}
     sections = cfglib.resolve({"train": GANTrainConfig(), "generator": GeneratorConfig(), "mapping": MappingConfig(),
                                "discriminator": DiscriminatorConfig()}, file_values, pairs)
+    cfglib.refuse_data_derived(sections)
     gen_cfg = dataclasses.replace(sections["generator"], mapping=sections["mapping"])
     return sections["train"], gen_cfg, sections["discriminator"]
 
@@ -262,6 +265,7 @@ def main(argv=None):
     runtime.seed_everything(cfg.seed)  # the same initial weights on every rank
     run_dir = Path(cfg.out_dir) / (cfg.run_name or f"{Path(cfg.dataset).stem}-gan")
     last_path, pre_path = run_dir / "last.pt", run_dir / "pretrained.pt"
+    lock = RunLock(run_dir, enabled=dist.is_main).acquire()  # one writer per run directory
 
     # ---- data: vocabulary from the training split (or from the checkpoint we resume)
     corpus = cfg.load()
@@ -324,6 +328,7 @@ def main(argv=None):
             torch.manual_seed(cfg.seed + 7919 * dist.rank + 104729 * (pre_step + adv_step))
         if dist.is_main:
             print(f"resumed {last_path} in the {phase} phase at step {pre_step + adv_step}")
+            runtime.say_resume_changes(ckpt["train_config"], cfg, ckpt.get("environment"), runtime.environment(dist))
     elif cfg.init_from:  # another run's pretrained generator stands in for phase 1
         init = load_checkpoint(cfg.init_from)
         check_compatible(init, "gan", asdict(gen_cfg), tokenizer.itos,
@@ -331,6 +336,7 @@ def main(argv=None):
         G.load_state_dict(init["model"])
         load_encoder(E, init, cfg.init_from)
         best_state, best_val, phase = copy.deepcopy(G.state_dict()), init["best_val"], "pretrain"
+    prior_seconds = (ckpt or {}).get("train_seconds", 0.0)  # wall-clock time of the segments before a resume
     say = tqdm.write if dist.is_main else (lambda *a, **k: None)
     say(f"generator: {sum(p.numel() for p in G.parameters()):,} parameters, discriminator: "
         f"{sum(p.numel() for p in D.parameters()):,} | {corpus.name}: vocab {tokenizer.vocab_size}, "
@@ -340,7 +346,7 @@ def main(argv=None):
     log = RunLogger(run_dir, enabled=dist.is_main, purge_step=pre_step + adv_step + 1 if ckpt else None)
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(
+        write_text(run_dir / "config.json", json.dumps(
             {"train": asdict(cfg), "generator": asdict(gen_cfg), "discriminator": asdict(disc_cfg)}, indent=2))
     # reference tables built once: the curves are scored against val, the final scoring against test
     evaluator = SampleEvaluator(corpus, tokenizer)
@@ -367,6 +373,7 @@ def main(argv=None):
             "tokenizer": tokenizer.state_dict(), "train_config": asdict(cfg),
             "phase": phase, "step": pre_step + adv_step, "pretrain_step": pre_step, "adv_step": adv_step,
             "beta": beta_at(adv_step), "beta_steps": beta_total, "best_val": best_val, "adv_start_nll": adv_start_nll, "rng": runtime.rng_state(),
+            "environment": runtime.environment(dist), "train_seconds": prior_seconds + time.time() - t_start,
         })
 
     def beta_at(s):
@@ -479,7 +486,8 @@ def main(argv=None):
         stop = out_of_time(cfg.pretrain_minutes, t_phase) or deadline.expired()
         if pre_step % cfg.eval_interval == 0 or pre_step == pre_total or stop:
             ema.load_state_dict(G.state_dict())  # no averaging while pretraining: the EMA is a copy of G
-            val, scores = evaluate(G, pre_step)
+            (val, scores), seconds = timed(evaluate, G, pre_step)
+            deadline.observe(seconds)
             if E is not None:  # select on the objective being trained (see vae_val_objective)
                 val = vae_val_objective()
                 log.scalar("val/vae_objective", val, pre_step)
@@ -579,14 +587,15 @@ def main(argv=None):
             bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}", beta=f"{beta:.1f}")
         stop = deadline.expired()
         if adv_step % cfg.eval_interval == 0 or adv_step == adv_total or stop:
-            val, scores = evaluate(ema, step)
+            (val, scores), seconds = timed(evaluate, ema, step)
+            deadline.observe(seconds)
             say(f"adversarial step {adv_step}: d_loss {loss_d.item():.4f}, g_loss {loss_g.item():.4f}, "
                 f"beta {beta:.1f}, EMA val nll {val:.4f} | {brief(scores)}")
             checkpoint(last_path)
         if stop:
             say(f"wall-clock budget of {cfg.max_minutes} min reached at adversarial step {adv_step}")
     bar.close()
-    train_seconds = time.time() - t_start
+    train_seconds = prior_seconds + time.time() - t_start  # accumulated across resumes
     dist.close()
     if not dist.is_main:  # the final scoring reads rank 0's files and writes the run's results
         return {}
@@ -624,12 +633,13 @@ def main(argv=None):
                 {"hparam/test_nll": results["ema/test_nll"], "hparam/unique_share": results["ema/unique_share"]},
                 pre_step + adv_step)
     log.close()
-    (run_dir / "metrics.json").write_text(json.dumps(results, indent=2))
-    (run_dir / "samples.txt").write_text("\n".join(texts["ema"]) + "\n")
+    write_text(run_dir / "metrics.json", json.dumps(results, indent=2))
+    write_text(run_dir / "samples.txt", "\n".join(texts["ema"]) + "\n")
     say("\n".join(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}" for k, v in results.items()
                   if k != "warnings"))
     say("samples (EMA generator):\n" + "\n".join("  " + t for t in texts["ema"][:cfg.num_samples]))
     say(f"run directory: {run_dir}  (tensorboard --logdir {cfg.out_dir}); {deadline.summary()}")
+    lock.release()
     return results
 
 
@@ -646,7 +656,8 @@ def reserve_final_scoring(deadline, cfg, data, G, two_generators, nll_fn, draw_a
     seconds = (cost["val"] * (2 + gens * (1 + test_share)) + cost["usage"] * (1 + gens)
                + per_sample * (cfg.eval_samples + (gens + 1) * cfg.final_samples))
     deadline.reserve(seconds, f"the last evaluation and the final scoring ({gens} generator{'s' if gens > 1 else ''} x "
-                              f"{cfg.final_samples} samples of up to {data.block_size} tokens, NLL on val and test)")
+                              f"{cfg.final_samples} samples of up to {data.block_size} tokens, NLL on val and test)",
+                     evaluation=cost["val"] + cost["usage"] + per_sample * cfg.eval_samples)
 
 
 def load_encoder(E, ckpt, path):

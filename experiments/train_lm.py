@@ -40,12 +40,14 @@ from baselines.sampling import generate
 from datasets import BOS_ID, DataConfig, LMData, build_tokenizer
 from experiments import cli, config as cfglib
 from experiments import runtime
-from experiments.budget import PROBE_SAMPLES, Deadline, probe
-from experiments.checkpoint import check_compatible, load_checkpoint, load_resume_checkpoint, save_checkpoint, unwrap
+from experiments.budget import PROBE_SAMPLES, Deadline, probe, timed
+from experiments.checkpoint import (check_compatible, load_checkpoint, load_resume_checkpoint, save_checkpoint, unwrap,
+                                    write_text)
 from experiments.diagnostics import Diagnostics, log_stats
 from experiments.evaluate import lm_nll
 from experiments.logger import RunLogger
 from experiments.periodic import SampleEvaluator
+from experiments.runlock import RunLock
 
 
 @dataclass
@@ -117,7 +119,7 @@ def reserve_final_scoring(deadline, data, cfg, evaluator, val_nll, draw_samples)
     per_sample = cost["samples"] / n
     deadline.reserve(cost["val"] * (2 + test_share) + per_sample * (2 * cfg.num_samples + cfg.eval_samples),
                      f"the last evaluation and the final scoring ({cfg.num_samples + cfg.eval_samples} samples, "
-                     "NLL on val and test)")
+                     "NLL on val and test)", evaluation=cost["val"] + per_sample * (cfg.num_samples + cfg.eval_samples))
 
 
 def parse_args(argv) -> tuple[TrainConfig, object]:
@@ -136,6 +138,7 @@ def parse_args(argv) -> tuple[TrainConfig, object]:
             raise cfglib.ConfigError(f"{model_name} has no preset {preset!r}; choose one of {sorted(presets) or 'none'}")
         model_defaults = dataclasses.replace(model_defaults, **presets[preset])
     sections = cfglib.resolve({"train": TrainConfig(), "model": model_defaults}, file_values, pairs)
+    cfglib.refuse_data_derived(sections)
     return sections["train"], sections["model"]
 
 
@@ -152,6 +155,7 @@ def main(argv=None):
     runtime.seed_everything(cfg.seed)
     run_dir = Path(cfg.out_dir) / (cfg.run_name or f"{Path(cfg.dataset).stem}-{cfg.model}")
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    lock = RunLock(run_dir, enabled=dist.is_main).acquire()  # one writer per run directory
 
     # ---- data: the vocabulary comes from the training split (or from the checkpoint we resume)
     corpus = cfg.load()
@@ -177,10 +181,12 @@ def main(argv=None):
         runtime.set_rng_state(ckpt["rng"])
         if dist.is_main:
             print(f"resumed {last_path} at step {step} (best val nll {best_val:.4f})")
-            changed = [f"{k} {v!r} -> {getattr(cfg, k)!r}" for k, v in ckpt["train_config"].items()
-                       if k not in ("resume", "progress") and hasattr(cfg, k) and getattr(cfg, k) != v]
-            if changed:  # allowed (e.g. a longer max_steps), but the run is no longer the uninterrupted one
-                print("settings changed since the checkpoint: " + ", ".join(changed))
+            runtime.say_resume_changes(ckpt["train_config"], cfg, ckpt.get("environment"), runtime.environment(dist))
+    # wall-clock accounting accumulates across resumes (it only feeds logs and metrics.json)
+    prior = (ckpt or {}).get("timing", {})
+    t_start = time.time()
+    # time inside optimizer steps only (no evaluation, logging, checkpoints, diagnostics)
+    step_seconds, steps_timed = prior.get("step_seconds", 0.0), prior.get("steps_timed", 0)
     n_params = sum(p.numel() for p in model.parameters())
     say = tqdm.write if dist.is_main else (lambda *a, **k: None)  # prints without breaking the progress bar
     say(f"{cfg.model}: {n_params:,} parameters | {corpus.name}: vocab {tokenizer.vocab_size}, "
@@ -194,7 +200,7 @@ def main(argv=None):
     evaluator = SampleEvaluator(corpus, tokenizer) if cfg.eval_samples and data.mode == "sequence" and dist.is_main else None
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps({"train": asdict(cfg), "model": asdict(model_cfg)}, indent=2))
+        write_text(run_dir / "config.json", json.dumps({"train": asdict(cfg), "model": asdict(model_cfg)}, indent=2))
 
     saved_step = step if ckpt else None  # step of the newest last.pt, for error messages
 
@@ -217,7 +223,9 @@ def main(argv=None):
             "model_name": cfg.model, "model_config": asdict(model_cfg), "model": unwrap(model).state_dict(),
             "optimizer": optimizer.state_dict() if optimizer is not None else {},
             "tokenizer": tokenizer.state_dict(), "train_config": asdict(cfg),
-            "step": step, "best_val": best_val, "rng": runtime.rng_state(),
+            "step": step, "best_val": best_val, "rng": runtime.rng_state(), "environment": runtime.environment(dist),
+            "timing": {"train_seconds": prior.get("train_seconds", 0.0) + time.time() - t_start,
+                       "step_seconds": step_seconds, "steps_timed": steps_timed},
         })
 
     def draw_samples(n, seed):
@@ -252,7 +260,6 @@ def main(argv=None):
         model.fit((x.to(device), y.to(device)) for x, y in data.eval_batches("train", cfg.eval_batch_size))
         evaluate_and_checkpoint()
     t_start, t_last, tokens_since = time.time(), time.time(), 0
-    step_seconds, steps_timed = 0.0, 0  # time inside optimizer steps only (no evaluation, logging, checkpoints, diagnostics)
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not (cfg.progress and dist.is_main), dynamic_ncols=True, desc=cfg.model)
     while step < cfg.max_steps and not closed_form:
         t_step = time.perf_counter()
@@ -306,7 +313,8 @@ def main(argv=None):
             t_last, tokens_since = now, 0
         out_of_time = deadline.expired()
         if step % cfg.eval_interval == 0 or step == cfg.max_steps or out_of_time:
-            val = evaluate_and_checkpoint()
+            val, seconds = timed(evaluate_and_checkpoint)
+            deadline.observe(seconds)
             say(f"step {step}: train loss {loss.item():.4f}, val nll {val['nll']:.4f}")
         elif cfg.ckpt_interval and step % cfg.ckpt_interval == 0:
             checkpoint(last_path)
@@ -314,7 +322,7 @@ def main(argv=None):
             say(f"wall-clock budget of {cfg.max_minutes} min reached at step {step}")
             break
     bar.close()
-    train_seconds = time.time() - t_start
+    train_seconds = prior.get("train_seconds", 0.0) + time.time() - t_start
 
     # ---- final: the best-on-validation checkpoint, scored once on test
     if best_path.exists():
@@ -332,12 +340,13 @@ def main(argv=None):
     log.close()
     dist.close()
     if dist.is_main:
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (run_dir / "samples.txt").write_text("\n".join(samples) + "\n")
+        write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        write_text(run_dir / "samples.txt", "\n".join(samples) + "\n")
         print(f"test nll {test['nll']:.4f} nats/token ({test['bits']:.4f} bits, ppl {test['ppl']:.3f}) "
               f"over {test['tokens']:,} tokens; val nll {val['nll']:.4f}; {step} steps in {train_seconds:.0f}s")
         print("samples:\n" + "\n".join("  " + t for t in samples))
         print(f"run directory: {run_dir}  (tensorboard --logdir {cfg.out_dir}); {deadline.summary()}")
+    lock.release()
     return metrics
 
 

@@ -116,7 +116,7 @@ def test_unknown_preset_lists_the_presets():
     (["--ckpt_interval", "-5"], r"ckpt_interval must be >= 0.*0 \(off\)"),
     (["--n_embd", "30", "--n_head", "4"], r"n_embd \(30\) must be divisible by n_head \(4\); try n_head=3"),
     (["--lr", "0"], "lr > 0"),
-    (["--lr", "nan"], "lr > 0"),
+    (["--lr", "nan"], "train.lr must be a finite number"),
     (["--lr", "1e-3", "--min_lr", "1e-2"], "min_lr <= lr"),
     (["--dropout", "1.5"], r"dropout must be in \[0, 1\)"),
     (["--lr", "fast"], "must be a float, got 'fast'"),

@@ -141,7 +141,7 @@ class FakeFamily:
     def config(self, argv):  # the data settings it was handed, as its trainer would resolve them
         pairs = [tuple(a[2:].split("=", 1)) for a in argv]
         known = set(DataConfig().data_settings()) | {"data_dir"}
-        return cfglib.resolve({"data": DataConfig()}, {}, [(k, v) for k, v in pairs if k in known])["data"]
+        return {"train": cfglib.resolve({"data": DataConfig()}, {}, [(k, v) for k, v in pairs if k in known])["data"]}
 
     def train(self, argv):
         settings = dict(a[2:].split("=", 1) for a in argv)
