@@ -56,13 +56,14 @@ class SequenceSplit:
         return self.x[idx, :w], self.y[idx, :w]
 
 
-def _unk_share(ids: list[int]) -> float:
+def unk_share(ids: list[int]) -> float:
+    """Share of token ids that are <unk>."""
     return sum(1 for i in ids if i == UNK_ID) / max(len(ids), 1)
 
 
 def oov_rate(tokenizer: Tokenizer, texts: list[str] | str) -> float:
     """Out-of-vocabulary rate: the share of the texts' tokens that encode as <unk>."""
-    return _unk_share([i for t in ([texts] if isinstance(texts, str) else texts) for i in tokenizer.encode(t)])
+    return unk_share([i for t in ([texts] if isinstance(texts, str) else texts) for i in tokenizer.encode(t)])
 
 
 class StreamSplit:
@@ -141,11 +142,11 @@ class LMData:
                 check_lengths(corpus, lengths)
             self.block_size = block_size or need
             self.splits = {s: SequenceSplit(getattr(corpus, s), tokenizer, self.block_size, encoded[s]) for s in names}
-            self.oov = {s: _unk_share([i for ids in encoded[s] for i in ids]) for s in names}
+            self.oov = {s: unk_share([i for ids in encoded[s] for i in ids]) for s in names}
         else:
             self.block_size = block_size or corpus.default_block_size
             self.splits = {s: StreamSplit(getattr(corpus, s), tokenizer, self.block_size) for s in names}
-            self.oov = {s: _unk_share(self.splits[s].tokens.tolist()) for s in names}
+            self.oov = {s: unk_share(self.splits[s].tokens.tolist()) for s in names}
 
     def n_tokens(self, split: str) -> int:
         """Target tokens in a split (what an NLL pass over it scores)."""

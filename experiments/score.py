@@ -49,7 +49,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from datasets.batching import SequenceSplit, oov_rate
+from datasets.batching import SequenceSplit, unk_share
 from datasets.corpora import Corpus, CorpusError, read_lines
 from datasets.tokenizers import SPECIALS, TOKENIZERS
 from experiments import cli
@@ -154,8 +154,8 @@ def reference_nll(model, tokenizer, references: list[str], K: int | None, device
                           f"block_size {model.block_size} (the longest needs {max(too_long)} positions, tokens + "
                           "<eos>); the model cannot score them. Drop them from the references file, or score "
                           "without --ckpt")
-    oov = oov_rate(tokenizer, references)
-    split = SequenceSplit(references, tokenizer, model.block_size)
+    oov = unk_share([t for i in ids for t in i])
+    split = SequenceSplit(references, tokenizer, model.block_size, encoded=ids)  # encoded once, above
     batches = (split.rows(list(range(i, min(i + batch_size, len(split))))) for i in range(0, len(split), batch_size))
     if K is None:
         return {"nll": lm_nll(model, batches, device)["nll"], "nll_oov_rate": oov}
