@@ -30,7 +30,7 @@ What each figure is:
   shows each one's effect on nanoGPT's GPU shakespeare-char config (6 layers, 6 heads,
   384 wide, block 256, batch 64): all on, then each one off, then all off. On CPU they
   are off; asking for them prints a note and the benchmark runs without them.
-- BLEU: experiments.metrics.BleuReference (BLEU-2..5 at once) against nltk's
+- BLEU: experiments.scoring.metrics.BleuReference (BLEU-2..5 at once) against nltk's
   sentence_bleu called per hypothesis and n (Texygen's loop), on COCO when the data
   directory has it, else on synthetic sentences; nltk is timed on a subset and
   extrapolated. The full comparison, self-BLEU included: python -m experiments.bench_bleu.
@@ -60,8 +60,8 @@ from baselines import MODELS
 from baselines.gpt2 import GPT, GPTConfig
 from baselines.sampling import generate
 from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID
-from experiments import cli, config as cfglib
-from experiments import runtime
+from experiments.core import cli, config as cfglib
+from experiments.core import runtime
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -263,7 +263,7 @@ def gpt2_throughput(sizes, vocab_size, block_size, batch_size, cfg, setup):
 
 def bleu_speed(cfg):
     from experiments.bench_bleu import NS, nltk_scores, timed
-    from experiments.metrics import BleuReference
+    from experiments.scoring.metrics import BleuReference
 
     data_dir = Path(cfg.data_dir or os.environ.get("TEXTDUEL_DATA_DIR") or REPO.parent / "shared" / "data")
     coco = (data_dir / "image_coco.txt", data_dir / "image_coco_test.txt")
@@ -414,7 +414,7 @@ def run(argv):
         b = bleu_speed(cfg)
         results["bleu"] = b
         print(f"\nBLEU-2..5 of {b['hyps']} hypotheses against {b['refs']} references, {b['source']}:")
-        print(f"  experiments.metrics: {b['build_s'] + b['score_s']:.2f} s ({b['build_s']:.2f} s reference table, "
+        print(f"  experiments.scoring.metrics: {b['build_s'] + b['score_s']:.2f} s ({b['build_s']:.2f} s reference table, "
               f"{b['score_s']:.2f} s scoring), {b['hyps'] / b['score_s']:,.0f} hyps/s")
         print(f"  nltk sentence_bleu:  {b['nltk_s_measured']:.2f} s for {b['n_nltk']} hyps, "
               f"{b['nltk_s_extrapolated']:.1f} s extrapolated; speedup {b['speedup']:,.0f}x, "

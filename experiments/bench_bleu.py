@@ -1,4 +1,4 @@
-"""Benchmark: fast text-GAN BLEU / self-BLEU (experiments.metrics) against nltk.
+"""Benchmark: fast text-GAN BLEU / self-BLEU (experiments.scoring.metrics) against nltk.
 
 References are the 10,000 captions of image_coco_test.txt; the hypotheses are the first
 --n-hyps lines of image_coco.txt (the training captions, standing in for generated
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-from experiments.metrics import BleuReference, self_bleu
+from experiments.scoring.metrics import BleuReference, self_bleu
 
 NS = (2, 3, 4, 5)
 REPO_ROOT = Path(__file__).resolve().parents[1]

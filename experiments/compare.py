@@ -29,30 +29,13 @@ file's [models.<entry>] tables (and --models.<entry>.<key>=value); the key `fami
 picks the family (default: the entry's name if it is a family, else "lm"), every other
 key is passed to the family's trainer as --key=value, after the shared settings.
 
-Families (FAMILIES, name -> object). To plug a new generator in, add an object with
-    sweeps_psi: bool                       whether psi (latent truncation) is a sweep axis
-    config(argv: list[str]) -> dict        the trainer's settings resolved from --key=value
-                                           without training, by config.json section ("train":
-                                           a DataConfig, whose data settings must equal the
-                                           comparison's; --reuse compares all of them with the
-                                           finished run's config.json)
-    train(argv: list[str]) -> Path         train one model from --key=value settings; the
-                                           run directory (out_dir/run_name) it wrote
-    is_trained(run_dir: Path) -> bool      a finished run is there (for --reuse)
-    vocabulary(run_dir: Path) -> list      the vocabulary a finished run was trained on (for --reuse)
-    load(run_dir, corpus, device) -> sampler
-and a sampler with
-    info: dict                             at least params, steps, train_seconds
-    sample(n, temperature=1.0, psi=1.0, seed=0) -> list[str]   n texts, reproducible from seed
-    nll(split, temperature=1.0, psi=1.0) -> dict  {"nll": per token, padding excluded,
-                                           "nll_with_pad": the text-GAN figure}; a latent
-                                           model returns evaluate.latent_nll's estimate
-Every trainer receives these shared settings (the budget is shared): every data setting
+Families: experiments/families.py (FAMILIES, name -> object; the protocol a new generator
+family implements is in its docstring). Every trainer receives these shared settings (the budget is shared): every data setting
 (datasets.DataConfig: dataset, split, level, mode, val_file, test_file, lowercase, min_freq,
 max_vocab, max_len, data_dir), out_dir run_name seed max_steps max_minutes eval_interval
 eval_samples device progress. A data setting given for one entry is refused: every model
 of a comparison reads the same examples in the same tokens. It logs its curves to out_dir/run_name with the eval/ tags of
-experiments/periodic.py and writes metrics.json there.
+experiments/scoring/samples.py and writes metrics.json there.
 """
 
 from __future__ import annotations
@@ -72,21 +55,17 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from baselines import MODELS
-from baselines.sampling import generate
-from datasets import BOS_ID, DataConfig, LMData, build_tokenizer
+from datasets import DataConfig, build_tokenizer
 from datasets.batching import oov_rate
-from experiments import cli, config as cfglib
-from experiments import runtime
-from experiments import train_lm
-from experiments.checkpoint import CheckpointError, load_checkpoint, write_text
-from experiments.evaluate import lm_nll
-from experiments.lm_score import LMScorer, ScorerConfig, lm_score, reverse_lm_score
-from experiments.logger import RunLogger
-from experiments.periodic import SampleEvaluator, SampleTokenizer, collapse_warnings
-from experiments.report import write_report
-from experiments.runlock import RunLock
-from experiments.sample import load_model
-from experiments.sample_gan import GANFamily
+from experiments.core import cli, config as cfglib
+from experiments.core import runtime
+from experiments.core.checkpoint import CheckpointError, write_text
+from experiments.core.logger import RunLogger
+from experiments.core.runlock import RunLock
+from experiments.families import FAMILIES
+from experiments.reporting.comparison import write_report
+from experiments.scoring.lm_score import LMScorer, ScorerConfig, lm_score, reverse_lm_score
+from experiments.scoring.samples import SampleEvaluator, SampleTokenizer, collapse_warnings
 
 
 @dataclass
@@ -136,75 +115,8 @@ def floats(text: str, what: str) -> list[float]:
     return values
 
 
-# ---------------------------------------------------------------------------------------
-# the "lm" family: every model of baselines.MODELS, trained by experiments.train_lm
-
-
-class LMSampler:
-    """A trained language model (best-on-validation checkpoint) behind the sampler protocol."""
-
-    def __init__(self, model, tokenizer, data: LMData, device, info: dict):
-        self.model, self.tokenizer, self.data, self.device, self.info = model, tokenizer, data, device, info
-
-    def sample(self, n: int, temperature: float = 1.0, psi: float = 1.0, seed: int = 0,
-               batch_size: int = 500) -> list[str]:
-        if psi != 1.0:
-            raise ValueError("a language model has no latent to truncate (psi must be 1)")
-        g = torch.Generator(device=self.device).manual_seed(seed)
-        texts = []
-        for start in range(0, n, batch_size):  # one generator across batches: reproducible for any n
-            idx = torch.full((min(batch_size, n - start), 1), BOS_ID, dtype=torch.long, device=self.device)
-            out = generate(self.model, idx, self.data.block_size, temperature=temperature, generator=g)
-            texts += [self.tokenizer.decode(row[1:].tolist()) for row in out]
-        return texts
-
-    def nll(self, split: str, temperature: float = 1.0, psi: float = 1.0) -> dict:
-        if psi != 1.0:
-            raise ValueError("a language model has no latent to truncate (psi must be 1)")
-        return lm_nll(self.model, self.data.eval_batches(split, 256), self.device, temperature=temperature,
-                      pad_len=self.data.block_size)
-
-
-class LMFamily:
-    """Every baselines.MODELS entry, trained by experiments.train_lm (settings: its TrainConfig and model config)."""
-
-    sweeps_psi = False
-
-    def config(self, argv: list[str]) -> dict:
-        """The trainer's resolved settings by config.json section ("train" is a DataConfig), without training."""
-        cfg, model_cfg = train_lm.parse_args(argv)
-        return {"train": cfg, "model": model_cfg}
-
-    def train(self, argv: list[str]) -> Path:
-        cfg = self.config(argv)["train"]
-        train_lm.main(argv)
-        return Path(cfg.out_dir) / cfg.run_name
-
-    def is_trained(self, run_dir: Path) -> bool:
-        return (run_dir / "metrics.json").is_file() and (run_dir / "best.pt").is_file()
-
-    def vocabulary(self, run_dir: Path) -> list[str]:
-        return load_checkpoint(run_dir / "best.pt")["tokenizer"]["itos"]
-
-    def load(self, run_dir: Path, corpus, device) -> LMSampler:
-        model, tokenizer = load_model(run_dir / "best.pt", device)
-        if tokenizer.itos != build_tokenizer(corpus).itos:
-            raise CheckpointError(f"{run_dir} was trained on another vocabulary than {corpus.name}'s; retrain it")
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        info = {k: metrics.get(k) for k in ("params", "steps", "train_seconds")}
-        best_step = load_checkpoint(run_dir / "best.pt")["step"]
-        info["scored"] = (f"best-on-validation checkpoint (best.pt, step {best_step:,} of {info['steps']:,})"
-                          if info["steps"] else "fitted in closed form, no training steps (best.pt)")
-        return LMSampler(model, tokenizer, LMData(corpus, tokenizer, block_size=model.block_size), device, info)
-
-
 RESERVED = {"real-data", "report"}  # folders of runs/<experiment>/ that are not entries
 DATA_KEYS = set(DataConfig().data_settings()) | {"data_dir"}
-
-FAMILIES = {
-    "lm": LMFamily(),
-    "gan": GANFamily(),  # experiments/sample_gan.py: train_gan's EMA generator, swept over psi too
-}
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Training diagnostics: the plots makemore part 3 (Karpathy 2022, "Building makemore
 Part 3: Activations & Gradients, BatchNorm") draws by hand, done once for every model.
 
-    python -m experiments.train_lm --config experiments/configs/names_mlp.toml --diagnostics_interval 500
+    python -m experiments.train_lm --config experiments/configs/lm/names_mlp.toml --diagnostics_interval 500
     python -m experiments.diagnostics --run runs/names-mlp                  # figures from the recorded TensorBoard data
     python -m experiments.diagnostics --ckpt runs/names-mlp/last.pt         # fresh forward/backward on a training batch
 
@@ -55,10 +55,10 @@ from baselines.gpt2 import CausalSelfAttention
 from baselines.mlp import MaskedBatchNorm1d
 from baselines.rnn import GRUCell, LSTMCell, RNNCell
 from datasets import DataConfig, LMData
-from experiments import cli, config as cfglib
-from experiments import runtime
-from experiments.checkpoint import load_checkpoint
-from experiments.sample import load_model
+from experiments.core import cli, config as cfglib
+from experiments.core import runtime
+from experiments.core.checkpoint import load_checkpoint
+from experiments.generation import load_model
 
 # module type -> kind of output; a module is probed when it is an instance of a type here.
 # Model code uses modules (nn.Tanh, not torch.tanh) where an activation should be seen.

@@ -12,7 +12,7 @@ adversarial phase started from), at the same sampling settings. Writes <name>.pn
 
 With `--temperatures 0.8,0.9,1.0`, both generators of every run are also sampled at each
 temperature, and with `--psis 0.5,0.7,0.9` the EMA generator at each truncation psi
-(num_samples samples per seed of `seeds`, scored by experiments/periodic.py), drawn as
+(num_samples samples per seed of `seeds`, scored by experiments/scoring/samples.py), drawn as
 quality-diversity curves into <name>_temperature.png (table in <name>.md): does the
 adversarial phase do more than a lower temperature would do to the MLE generator
 (Caccia et al. 2020, "Language GANs Falling Short")?
@@ -30,8 +30,8 @@ from matplotlib.figure import Figure
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from datasets.tokenizers import BOS_ID
-from experiments import cli, config as cfglib
-from experiments.checkpoint import write_text
+from experiments.core import cli, config as cfglib
+from experiments.core.checkpoint import write_text
 
 # (key in metrics.json without the ema/ or pretrained/ prefix, header, format)
 COLUMNS = [("test_nll", "NLL-test", "{:.3f}"), ("val_nll", "NLL-val", "{:.3f}"), ("nll_oracle", "NLL-oracle", "{:.3f}"),
@@ -114,8 +114,8 @@ def temperature_sweep(runs: list[Path], temperatures: list[float], n: int, data_
     import torch
 
     from datasets import DataConfig, build_tokenizer
-    from experiments.periodic import SampleEvaluator
-    from experiments.sample_gan import GANSampler
+    from experiments.scoring.samples import SampleEvaluator
+    from experiments.families import GANSampler
 
     out = {}
     for run_dir in runs:
@@ -201,8 +201,8 @@ def latent_usage(run_dir: Path, which: str, data_dir: str = "") -> float:
     import torch
 
     from datasets import DataConfig, LMData, build_tokenizer
-    from experiments.evaluate import latent_usage as usage
-    from experiments.sample_gan import load_generator
+    from experiments.scoring.nll import latent_usage as usage
+    from experiments.generation import load_generator
     c = json.loads((run_dir / "config.json").read_text())["train"]
     corpus = DataConfig.from_settings({**c, "data_dir": data_dir or c["data_dir"]}).load()
     gen, _, _ = load_generator(run_dir / ("pretrained.pt" if which == "pretrained" else "last.pt"),

@@ -5,7 +5,7 @@
     python -m experiments.ladder --collect true          # no training: the table from the runs already there
     python -m experiments.ladder --bench true            # ms per optimizer step of each model, 200 steps each
 
-Each model `m` trains with experiments.train_lm on `experiments/configs/names_<m>.toml`
+Each model `m` trains with experiments.train_lm on `experiments/configs/lm/names_<m>.toml`
 (the acceptance protocol of issue 3: names, makemore's split, batch 32, at most 20,000
 steps, no more parameters than makemore's model of the type) into `<out_dir>/<m>/`.
 The table is built only from what the runs wrote (config.json, metrics.json,
@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 
 from baselines import MODELS
-from experiments import cli, config as cfglib
-from experiments.checkpoint import write_text
-from experiments import train_lm
+from experiments.core import cli, config as cfglib
+from experiments.core.checkpoint import write_text
+from experiments.trainers import lm as lm_trainer
 
 LADDER = ("bigram", "bigram-neural", "bow", "mlp", "rnn", "gru", "lstm", "wavenet")
 
@@ -58,7 +58,7 @@ MAKEMORE = {
 @dataclass
 class LadderConfig:
     models: str = ",".join(LADDER)           # comma-separated names in baselines.MODELS
-    config_dir: str = "experiments/configs"  # where <prefix>_<model>.toml live
+    config_dir: str = "experiments/configs/lm"  # where <prefix>_<model>.toml live
     prefix: str = "names"                    # config files are <config_dir>/<prefix>_<model>.toml
     out_dir: str = "runs/ladder"             # each model's run goes to <out_dir>/<model>
     table: str = "research/ladder/results.md"  # the generated table (bench.md beside it)
@@ -204,7 +204,7 @@ def main(argv=None) -> Path:
         rows = []
         bench_dir = str(Path(cfg.out_dir) / "bench")
         for model in cfg.model_list:
-            metrics = train_lm.main(train_argv(cfg, model, bench_dir, max_steps=cfg.bench_steps)
+            metrics = lm_trainer.main(train_argv(cfg, model, bench_dir, max_steps=cfg.bench_steps)
                                     + ["--eval_interval", str(cfg.bench_steps), "--num_samples", "1"])
             rows.append({"model": model, "params": metrics["params"], "ms": metrics.get("ms_per_step")})
         out = table_path.parent / "bench.md"
@@ -214,7 +214,7 @@ def main(argv=None) -> Path:
 
     if not cfg.collect:
         for model in cfg.model_list:
-            train_lm.main(train_argv(cfg, model, cfg.out_dir, max_steps=cfg.max_steps))
+            lm_trainer.main(train_argv(cfg, model, cfg.out_dir, max_steps=cfg.max_steps))
 
     runs = []
     for model in cfg.model_list:

@@ -19,21 +19,13 @@ curve (experiments.compare).
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from datasets import LMData, build_tokenizer
-from datasets.tokenizers import Tokenizer
-from experiments import cli, config as cfglib
-from experiments import runtime, train_gan
-from experiments.checkpoint import CheckpointError, load_checkpoint
-from experiments.evaluate import latent_nll
-from experiments.train_gan import sample_texts
-from gan import Generator, GeneratorConfig
+from experiments.core import cli, config as cfglib
+from experiments.core import runtime
+from experiments.generation import gan_texts, load_generator
 
 
 @dataclass
@@ -54,91 +46,15 @@ class SampleGANConfig:
             raise ValueError("need num_samples > 0, temperature > 0 and w_avg_samples > 0")
 
 
-def load_generator(path, device, which: str = "ema"):
-    """(generator, tokenizer, checkpoint) rebuilt from a train_gan checkpoint file alone."""
-    ckpt = load_checkpoint(path)
-    if ckpt["model_name"] != "gan":
-        raise CheckpointError(f"{path} holds a {ckpt['model_name']!r} model, not a GAN; use experiments.sample")
-    gen = Generator(GeneratorConfig(**ckpt["model_config"]))
-    gen.load_state_dict(ckpt["ema"] if which == "ema" else ckpt["model"])
-    return gen.to(device).eval(), Tokenizer.from_state(ckpt["tokenizer"]), ckpt
-
-
-class GANSampler:
-    """A trained generator behind experiments.compare's sampler protocol:
-    info, sample(n, temperature, psi, seed) -> list[str], nll(split, temperature, psi) -> dict."""
-
-    def __init__(self, path, corpus, device, which: str = "ema", w_avg_samples: int = 4096):
-        self.device = device
-        self.generator, self.tokenizer, ckpt = load_generator(path, device, which)
-        if self.tokenizer.itos != build_tokenizer(corpus).itos:
-            raise CheckpointError(f"{path} was trained on another vocabulary than {corpus.name}'s; retrain it")
-        self.data = LMData(corpus, self.tokenizer, block_size=self.generator.block_size)
-        # K of the latent NLL estimate: the run's own setting (log-mean-exp over K draws of z and noise)
-        self.nll_samples = ckpt["train_config"].get("nll_samples", 1)
-        # truncation's centre: the mean w of this generator's mapping over fresh z (seed 0), once,
-        # so that sample() and nll() at any psi use the same w_avg
-        self.generator.mapping.estimate_w_avg(w_avg_samples, generator=torch.Generator(device=device).manual_seed(0))
-        self.info = {"params": sum(p.numel() for p in self.generator.parameters()), "steps": ckpt["step"]}
-
-    @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0, psi: float = 1.0, seed: int = 0, batch_size: int = 500):
-        gen = self.generator
-        return sample_texts(gen, self.tokenizer, n, gen.block_size, temperature, psi, seed, batch_size)
-
-    def nll(self, split: str = "test", temperature: float = 1.0, psi: float = 1.0) -> dict:
-        """Per-token NLL on a split (padding excluded; nll_with_pad the text-GAN figure),
-        log-mean-exp over nll_samples latents from the prior (evaluate.latent_nll), at every
-        temperature and psi alike."""
-        return latent_nll(self.generator, self.data.eval_batches(split, 256), self.nll_samples, self.device,
-                          seed=0, temperature=temperature, psi=psi, pad_len=self.data.block_size)
-
-
-class GANFamily:
-    """experiments.compare's family for the GAN, trained by experiments.train_gan (settings: its
-    GANTrainConfig and the [generator], [mapping], [discriminator] sections). The EMA generator
-    of last.pt is what gets scored; its quality-diversity curve sweeps psi as well as temperature."""
-
-    sweeps_psi = True
-
-    def config(self, argv: list[str]) -> dict:
-        """The trainer's resolved settings by config.json section ("train" is a DataConfig), without training."""
-        cfg, gen_cfg, disc_cfg = train_gan.parse_args(argv)
-        return {"train": cfg, "generator": gen_cfg, "discriminator": disc_cfg}
-
-    def train(self, argv: list[str]) -> Path:
-        cfg = self.config(argv)["train"]
-        train_gan.main(argv)
-        return Path(cfg.out_dir) / (cfg.run_name or f"{Path(cfg.dataset).stem}-gan")
-
-    def is_trained(self, run_dir: Path) -> bool:
-        return (run_dir / "metrics.json").is_file() and (run_dir / "last.pt").is_file()
-
-    def vocabulary(self, run_dir: Path) -> list[str]:
-        return load_checkpoint(Path(run_dir) / "last.pt")["tokenizer"]["itos"]
-
-    def load(self, run_dir: Path, corpus, device) -> GANSampler:
-        sampler = GANSampler(Path(run_dir) / "last.pt", corpus, device)
-        metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
-        sampler.info.update(steps=metrics.get("steps"), train_seconds=metrics.get("train_seconds"),
-                            adv_nll_rise=metrics.get("adv_nll_rise"))
-        sampler.info["scored"] = (f"EMA generator at the end of training (last.pt, step {metrics.get('steps') or 0:,}; "
-                                  "no checkpoint selection); NLL-test is an upper bound, log-mean-exp over "
-                                  f"K = {sampler.nll_samples} latents")
-        return sampler
-
-
 def main(argv=None):
-    config_path, pairs = cfglib.split_cli(sys.argv[1:] if argv is None else argv)
-    file_values = cfglib.load_file(config_path) if config_path else {}
-    cfg = cfglib.resolve({"sample": SampleGANConfig()}, file_values, pairs)["sample"]
+    cfg = cfglib.parse({"sample": SampleGANConfig()}, argv)["sample"]
     if not cfg.ckpt:
         raise cfglib.ConfigError("give a checkpoint: --ckpt runs/<run>/last.pt")
     device = runtime.resolve_device(cfg.device)
     gen, tokenizer, _ = load_generator(cfg.ckpt, device, cfg.which)
     if cfg.psi != 1.0:  # the average style of this generator, from a fixed seed
         gen.mapping.estimate_w_avg(cfg.w_avg_samples, generator=torch.Generator(device=device).manual_seed(cfg.seed))
-    texts = sample_texts(gen, tokenizer, cfg.num_samples, gen.block_size, cfg.temperature, cfg.psi, cfg.seed)
+    texts = gan_texts(gen, tokenizer, cfg.num_samples, gen.block_size, cfg.temperature, cfg.psi, cfg.seed)
     for t in texts:
         print(t)
     return texts

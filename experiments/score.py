@@ -14,14 +14,14 @@ Tokens: without --ckpt, the `level` tokenizer's split (word: words and punctuati
 marks; char: characters), lowercased with --lowercase true; with --ckpt, the
 checkpoint's own tokenizer (its level and lowercase setting). Samples, references and
 the training file are all split the same way, the literal "<unk>" (what a TextDuel
-model writes for an unknown word) being one token (experiments.periodic.SampleTokenizer).
+model writes for an unknown word) being one token (experiments.scoring.samples.SampleTokenizer).
 
-Figures (computed by experiments.periodic.SampleEvaluator and experiments.metrics):
+Figures (computed by experiments.scoring.samples.SampleEvaluator and experiments.scoring.metrics):
 
     bleu2 .. bleu5            mean over samples of sentence BLEU-n against the WHOLE references
                               set (the text-GAN protocol of Texygen): nltk's sentence_bleu,
                               uniform weights, SmoothingFunction().method1, averaged over
-                              samples; equal to nltk's to the last bit (experiments/metrics.py)
+                              samples; equal to nltk's to the last bit (experiments/scoring/metrics.py)
     self_bleu2 .. self_bleu5  the same, each sample against all OTHER samples (never itself)
     distinct1, distinct2      unique n-grams / n-grams over all samples
     unique_share              distinct sample lines / samples
@@ -52,13 +52,14 @@ from pathlib import Path
 from datasets.batching import SequenceSplit, unk_share
 from datasets.corpora import Corpus, CorpusError, read_lines
 from datasets.tokenizers import SPECIALS, TOKENIZERS
-from experiments import cli
-from experiments import config as cfglib
-from experiments import runtime
-from experiments.checkpoint import load_checkpoint, write_text
-from experiments.evaluate import latent_nll, lm_nll
-from experiments.metrics import length_stats, novelty
-from experiments.periodic import SampleEvaluator
+from experiments.core import cli
+from experiments.core import config as cfglib
+from experiments.core import runtime
+from experiments.core.checkpoint import load_checkpoint, write_text
+from experiments.generation import load_generator, load_model
+from experiments.scoring.nll import latent_nll, lm_nll
+from experiments.scoring.metrics import length_stats, novelty
+from experiments.scoring.samples import SampleEvaluator
 
 
 @dataclass
@@ -83,9 +84,7 @@ class ScoreConfig:
 
 
 def parse_args(argv) -> ScoreConfig:
-    config_path, pairs = cfglib.split_cli(argv)
-    file_values = cfglib.load_file(config_path) if config_path else {}
-    cfg = cfglib.resolve({"score": ScoreConfig()}, file_values, pairs)["score"]
+    cfg = cfglib.parse({"score": ScoreConfig()}, argv)["score"]
     if not cfg.samples or not cfg.references:
         raise cfglib.ConfigError("give both files: --samples my_samples.txt --references references.txt")
     return cfg
@@ -98,8 +97,6 @@ def parse_args(argv) -> ScoreConfig:
 def load_scorer(path, device, which: str = "ema"):
     """(model, tokenizer, K) from a checkpoint: K is None for an LM, the latent NLL's
     default K (the run's nll_samples, else 1) for a GAN, whose EMA generator is scored."""
-    from experiments.sample import load_model          # local: they pull in every model family
-    from experiments.sample_gan import load_generator
 
     if load_checkpoint(path)["model_name"] == "gan":
         gen, tokenizer, ckpt = load_generator(path, device, which)

@@ -10,6 +10,7 @@ discriminator over vocabulary distributions, relaxations of discrete sampling, a
 - gan/encoder.py: PosteriorEncoder q(z | x), for pretraining the generator as a VAE decoder
   (so that it uses z) and as the proposal of its NLL estimate.
 - gan/relax.py: what D sees of a fake (Gumbel-softmax, straight-through, softmax), beta schedules.
+- gan/ema.py: the moving average of the generator's weights that runs sample and evaluate.
 - gan/losses.py: D and G losses as pure functions (LOSSES registry), gradient penalty, R1,
   InfoGAN's latent-recovery term, the VAE's KL with free bits.
 
@@ -18,6 +19,7 @@ MODELS is a literal registry: name -> (model class, config class).
 
 from gan.discriminator import Discriminator, DiscriminatorConfig
 from gan.generator import STYLE_LAYERS, Generator, GeneratorConfig, NoiseInjection
+from gan.ema import ema_update
 from gan.encoder import PosteriorEncoder
 from gan.losses import LOSSES, free_bits_kl, gaussian_kl, gradient_penalty, info_loss, r1_penalty
 from gan.mapping import MappingConfig, MappingNetwork, mix_styles
@@ -35,5 +37,5 @@ __all__ = [
     "Discriminator", "DiscriminatorConfig",
     "MappingNetwork", "MappingConfig", "mix_styles",
     "gradient_penalty", "r1_penalty", "info_loss", "gaussian_kl", "free_bits_kl", "PosteriorEncoder",
-    "beta_schedule", "gumbel_softmax", "softmax_relax", "straight_through", "real_inputs",
+    "ema_update", "beta_schedule", "gumbel_softmax", "softmax_relax", "straight_through", "real_inputs",
 ]

@@ -17,10 +17,10 @@ import torch
 from baselines import gpt2 as gpt2_module
 from datasets import UNK_ID, LMData, build_tokenizer, load_corpus
 from datasets.corpora import CorpusError
-from experiments import config as cfglib
+from experiments.core import config as cfglib
 from experiments import sample, train_lm
-from experiments.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from experiments.evaluate import lm_nll
+from experiments.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from experiments.scoring.nll import lm_nll
 
 TINY = ["--dataset", "numbers", "--model", "gpt2", "--n_layer", "1", "--n_head", "2", "--n_embd", "16",
         "--batch_size", "16", "--eval_interval", "10", "--log_interval", "5", "--num_samples", "2",

@@ -10,9 +10,10 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from datasets import DataConfig
 from experiments import compare, report, train_lm
-from experiments import config as cfglib
-from experiments.config import ConfigError
-from experiments.logger import RunLogger
+from experiments import families
+from experiments.core import config as cfglib
+from experiments.core.config import ConfigError
+from experiments.core.logger import RunLogger
 
 REPO = Path(__file__).resolve().parent.parent
 NS = (2, 3, 4, 5)
@@ -110,7 +111,7 @@ def test_shipped_compare_configs_resolve(path):
     cfg, _, entries, _ = compare.parse_args(["--config", str(path)])
     assert entries
     for name, family, settings in entries:
-        assert family in compare.FAMILIES
+        assert family in families.FAMILIES
         if family == "lm":  # every per-model setting is one the trainer knows
             train_lm.parse_args(compare.trainer_argv(cfg, Path("runs/x"), name, settings))
 
@@ -161,7 +162,7 @@ class FakeFamily:
 
 
 def test_a_new_family_plugs_in_with_its_psi_sweep(tmp_path, monkeypatch):
-    monkeypatch.setitem(compare.FAMILIES, "fake", FakeFamily())
+    monkeypatch.setitem(families.FAMILIES, "fake", FakeFamily())
     results = compare.main(["--experiment", "f", "--models", "fake", "--num_samples", "8", "--lm_score", "false",
                             "--reverse_lm_score", "false", "--temperatures", "1.0", "--psis", "0.5,1.0",
                             "--out_dir", str(tmp_path / "runs"), "--report_dir", str(tmp_path / "research")])

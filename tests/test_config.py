@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from experiments import config as cfglib
+from experiments.core import config as cfglib
 from experiments.train_lm import TrainConfig, parse_args
 
-CONFIGS = sorted((Path(__file__).resolve().parent.parent / "experiments" / "configs").glob("*.toml"))
+CONFIGS = sorted((Path(__file__).resolve().parent.parent / "experiments" / "configs" / "lm").glob("*.toml"))
 
 
 def test_precedence_defaults_file_cli(tmp_path):

@@ -28,7 +28,7 @@ import torch
 
 from baselines import MODELS
 from experiments import train_lm
-from experiments.checkpoint import load_checkpoint
+from experiments.core.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 ATOL = 1e-5

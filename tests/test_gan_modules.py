@@ -503,7 +503,7 @@ def test_latent_head_shares_the_trunk_and_is_optional():
 def test_info_term_makes_the_generator_use_z():
     """A generator that ignores z (noise maps at zero, no style-dependence) trained on the
     InfoGAN term alone comes to write z into its sentences: latent_usage rises from ~0."""
-    from experiments.evaluate import latent_usage
+    from experiments.scoring.nll import latent_usage
     torch.manual_seed(0)
     g = Generator(GeneratorConfig(vocab_size=V, block_size=6, n_layer=1, n_out_layers=1, n_head=2, n_embd=16,
                                   noise_dim=4, n_style_tokens=2, mapping=tiny_mapping(lr_mul=1.0)))
@@ -570,7 +570,7 @@ def test_posterior_nll_when_z_is_ignored():
     = p(x) for every latent. Then with q = the prior every estimator is exact, for any K;
     with another q the importance weights p(z) / q(z | x) are what is left: K = 1 pays
     about KL(q || p) per sentence (the ELBO's gap) and larger K closes the gap."""
-    from experiments.evaluate import latent_nll, posterior_nll
+    from experiments.scoring.nll import latent_nll, posterior_nll
     torch.manual_seed(0)
     g = Generator(GeneratorConfig(vocab_size=V, block_size=6, n_layer=1, n_out_layers=1, n_head=2, n_embd=16,
                                   noise_dim=4, n_style_tokens=2, mapping=tiny_mapping()))
@@ -600,7 +600,7 @@ def test_vae_path_trains_a_decoder_that_uses_z():
     Reconstruction falls well below the ln 8 nats per token that ignoring z costs, and the
     generator's predictions come to depend on z (latent_usage). AdaLN styles: in this budget
     the cross-attention style path stays collapsed (rec ~1.56, usage ~0; research/gan)."""
-    from experiments.evaluate import latent_usage
+    from experiments.scoring.nll import latent_usage
     torch.manual_seed(0)
     g = Generator(GeneratorConfig(vocab_size=V, block_size=4, n_layer=1, n_out_layers=1, n_head=2, n_embd=32,
                                   noise_dim=4, style_mode="adaln", mapping=tiny_mapping(lr_mul=1.0)))

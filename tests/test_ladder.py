@@ -12,7 +12,7 @@ import pytest
 from baselines import MODELS
 from experiments import ladder, train_lm
 
-CONFIGS = Path(__file__).resolve().parent.parent / "experiments" / "configs"
+CONFIGS = Path(__file__).resolve().parent.parent / "experiments" / "configs" / "lm"
 NAMES_VOCAB, NAMES_BLOCK = 30, 16  # names.txt: 26 letters + 4 specials; longest name 15 + <bos>
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from datasets import build_tokenizer, load_corpus
-from experiments.lm_score import LMScorer, ScorerConfig, fit_gpt2, lm_score, needed_block_size, reverse_lm_score
-from experiments.periodic import SampleTokenizer
+from experiments.scoring.lm_score import LMScorer, ScorerConfig, fit_gpt2, lm_score, needed_block_size, reverse_lm_score
+from experiments.scoring.samples import SampleTokenizer
 
 TINY = ScorerConfig(n_layer=1, n_head=2, n_embd=32, steps=120, val_interval=40, lr=1e-2, min_lr=1e-3)
 CPU = torch.device("cpu")

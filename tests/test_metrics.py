@@ -7,7 +7,7 @@ import warnings
 import pytest
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu as nltk_sentence_bleu
 
-from experiments.metrics import (
+from experiments.scoring.metrics import (
     BleuReference,
     bleu,
     distinct_n,

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from datasets.tokenizers import IGNORE_INDEX
-from experiments.evaluate import latent_nll, lm_nll
+from experiments.scoring.nll import latent_nll, lm_nll
 
 V, M = 6, 3
 

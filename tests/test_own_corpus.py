@@ -19,10 +19,10 @@ from datasets import CorpusError, DataConfig, LMData, build_tokenizer
 from datasets.corpora import read_text
 from datasets.tokenizers import UNK_ID, WordTokenizer
 from experiments import compare, score, train_gan, train_lm
-from experiments.checkpoint import CheckpointError
+from experiments.core.checkpoint import CheckpointError
 from experiments.compare import CompareConfig
-from experiments.config import ConfigError
-from experiments.periodic import collapse_warnings
+from experiments.core.config import ConfigError
+from experiments.scoring.samples import collapse_warnings
 from experiments.train_gan import GANTrainConfig
 from experiments.train_lm import TrainConfig
 

@@ -9,9 +9,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from datasets import Corpus, WordTokenizer, build_tokenizer, load_corpus
 from datasets import oracle as oracle_mod
-from experiments.logger import RunLogger
-from experiments.metrics import oracle_nll
-from experiments.periodic import SampleEvaluator, SampleTokenizer
+from experiments.core.logger import RunLogger
+from experiments.scoring.metrics import oracle_nll
+from experiments.scoring.samples import SampleEvaluator, SampleTokenizer
 
 A, B = "a b c d e f", "f e d c b a"
 

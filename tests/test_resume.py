@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments import checkpoint as ckptlib
-from experiments.checkpoint import load_checkpoint, save_checkpoint
+from experiments.core import checkpoint as ckptlib
+from experiments.core.checkpoint import load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 # dropout > 0 so that the RNG state matters; checkpoints every 5 steps, evaluations every 20

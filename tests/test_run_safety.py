@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from experiments import compare, sample, train_gan, train_lm
-from experiments.checkpoint import CheckpointError, save_checkpoint, write_text
-from experiments.config import ConfigError
-from experiments.runlock import RunLock
+from experiments import families
+from experiments.core.checkpoint import CheckpointError, save_checkpoint, write_text
+from experiments.core.config import ConfigError
+from experiments.core.runlock import RunLock
 
 TINY = ["--dataset", "numbers", "--model", "gpt2", "--n_layer", "1", "--n_head", "2", "--n_embd", "16",
         "--batch_size", "16", "--eval_interval", "5", "--num_samples", "2", "--eval_samples", "0",
@@ -157,7 +158,7 @@ def test_an_interrupted_comparison_marks_its_report_incomplete(tmp_path, monkeyp
 
     def killed(argv):
         raise KeyboardInterrupt
-    monkeypatch.setattr(compare.FAMILIES["lm"], "train", killed)
+    monkeypatch.setattr(families.FAMILIES["lm"], "train", killed)
     with pytest.raises(KeyboardInterrupt):
         cmp(tmp_path)
     assert report.read_text().startswith("> **Incomplete.** A new comparison into this folder started")

@@ -16,10 +16,9 @@ from datasets.batching import SequenceSplit
 from datasets.corpora import CorpusError, load_corpus
 from datasets.tokenizers import BOS_ID, EOS_ID, UNK_ID
 from experiments import score, train_gan, train_lm
-from experiments.config import ConfigError
-from experiments.evaluate import latent_nll, lm_nll
-from experiments.sample import load_model
-from experiments.sample_gan import load_generator
+from experiments.core.config import ConfigError
+from experiments.scoring.nll import latent_nll, lm_nll
+from experiments.generation import load_generator, load_model
 
 NS = (2, 3, 4, 5)
 METHOD1 = SmoothingFunction().method1

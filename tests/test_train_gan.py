@@ -9,8 +9,11 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from datasets import LMData, build_tokenizer, load_corpus
-from experiments import compare, sample_gan, train_gan
-from experiments.checkpoint import CheckpointError, load_checkpoint
+from experiments import compare, generation, sample_gan, train_gan
+from experiments import families
+from experiments.core import runtime
+import gan as ganlib
+from experiments.core.checkpoint import CheckpointError, load_checkpoint
 from gan import LOSSES, Generator, GeneratorConfig
 
 TINY = ["--dataset", "numbers", "--generator.n_layer", "1", "--generator.n_out_layers", "1",
@@ -60,7 +63,7 @@ def test_end_to_end_tensorboard_checkpoints_and_metrics(tmp_path):
     assert ckpt["model_name"] == "gan" and ckpt["phase"] == "adversarial" and ckpt["adv_step"] == 8
     assert torch.equal(ckpt["w_avg"], ckpt["model"]["mapping.w_avg"])
     # the checkpoint alone rebuilds the generator: same weights, same samples
-    gen, tok, _ = sample_gan.load_generator(run_dir / "last.pt", torch.device("cpu"), which="model")
+    gen, tok, _ = generation.load_generator(run_dir / "last.pt", torch.device("cpu"), which="model")
     ref = Generator(GeneratorConfig(**ckpt["model_config"]))
     ref.load_state_dict(ckpt["model"])
     assert all(torch.equal(a, b) for a, b in zip(gen.state_dict().values(), ref.state_dict().values()))
@@ -85,17 +88,17 @@ def test_resume_mid_pretraining_is_exact(tmp_path, monkeypatch, latent):
     if latent == "posterior":  # the encoder, its optimiser state and word dropout's RNG draws must survive too
         common += ["--free_bits", "1", "--word_dropout", "0.2"]
     run(tmp_path, *common, name="straight")
-    lr_at = train_gan.runtime.lr_at
+    lr_at = runtime.lr_at
 
     def killed_at_step_6(step, *args):  # the process dies during step 6; last.pt is from step 4
         if step == 6:
             raise KeyboardInterrupt
         return lr_at(step, *args)
 
-    monkeypatch.setattr(train_gan.runtime, "lr_at", killed_at_step_6)
+    monkeypatch.setattr(runtime, "lr_at", killed_at_step_6)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path, *common, name="split")
-    monkeypatch.setattr(train_gan.runtime, "lr_at", lr_at)
+    monkeypatch.setattr(runtime, "lr_at", lr_at)
     ckpt = load_checkpoint(tmp_path / "split" / "last.pt")
     assert ckpt["phase"] == "pretrain" and ckpt["pretrain_step"] == 4
     results = run(tmp_path, *common, "--resume", "true", name="split")
@@ -127,7 +130,7 @@ def test_divergence_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, mon
         calls["n"] += 1
         return d_loss(real, fake) * (math.nan if calls["n"] > 5 else 1.0)
 
-    monkeypatch.setitem(train_gan.LOSSES, "rsgan", (exploding, g_loss))
+    monkeypatch.setitem(ganlib.LOSSES, "rsgan", (exploding, g_loss))
     with pytest.raises(FloatingPointError, match=r"non-finite discriminator loss .* at step 9.*last\.pt.* intact"):
         run(tmp_path, "--pretrain_steps", "4", "--adv_steps", "20", "--eval_interval", "4")
     ckpt = load_checkpoint(tmp_path / "r" / "last.pt")  # written at step 8, before the NaN at step 9
@@ -156,9 +159,9 @@ def test_ema_differs_from_g_and_is_what_gets_sampled(tmp_path, capsys):
     path = tmp_path / "r" / "last.pt"
     ckpt = load_checkpoint(path)
     assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"] if "weight" in k)
-    ema, tok, _ = sample_gan.load_generator(path, torch.device("cpu"), which="ema")
-    g, _, _ = sample_gan.load_generator(path, torch.device("cpu"), which="model")
-    from_ema = train_gan.sample_texts(ema, tok, 64, ema.block_size, seed=3)
+    ema, tok, _ = generation.load_generator(path, torch.device("cpu"), which="ema")
+    g, _, _ = generation.load_generator(path, torch.device("cpu"), which="model")
+    from_ema = generation.gan_texts(ema, tok, 64, ema.block_size, seed=3)
     # the same z, noise and first token give other logits: the two generators differ
     a = ema.sample(64, ema.block_size, generator=torch.Generator().manual_seed(3), return_logits=True)["logits"]
     b = g.sample(64, g.block_size, generator=torch.Generator().manual_seed(3), return_logits=True)["logits"]
@@ -167,7 +170,7 @@ def test_ema_differs_from_g_and_is_what_gets_sampled(tmp_path, capsys):
     assert sample_gan.main(["--ckpt", str(path), "--num_samples", "64", "--seed", "3"]) == from_ema
     # the comparison's family samples the EMA generator too, and truncation psi = 0 collapses every z
     corpus = load_corpus("numbers")
-    family = compare.FAMILIES["gan"]
+    family = families.FAMILIES["gan"]
     assert family.sweeps_psi and family.is_trained(tmp_path / "r")
     sampler = family.load(tmp_path / "r", corpus, torch.device("cpu"))
     assert sampler.sample(64, seed=3) == from_ema
@@ -193,12 +196,6 @@ GAN_CONFIGS = sorted((REPO / "experiments" / "configs" / "gan").glob("*.toml"))
 
 @pytest.mark.parametrize("path", GAN_CONFIGS, ids=[p.name for p in GAN_CONFIGS])
 def test_every_shipped_gan_config_loads(path):
-    if path.name.startswith("compare_"):  # a comparison that includes the GAN
-        cfg, _, entries, _ = compare.parse_args(["--config", str(path)])
-        for name, family, settings in entries:
-            if family == "gan":
-                train_gan.parse_args(compare.trainer_argv(cfg, Path("runs/x"), name, settings))
-        return
     cfg, gen_cfg, disc_cfg = train_gan.parse_args(["--config", str(path)])
     assert cfg.dataset and gen_cfg.n_embd > 0 and disc_cfg.n_embd > 0
 
@@ -266,7 +263,7 @@ def test_gan_report_reads_the_recorded_run(tmp_path):
 def test_vae_pretraining_trains_the_encoder_and_scores_with_it(tmp_path):
     """pretrain_latent = posterior: z ~ q(z | x), KL with free bits, word dropout; the encoder
     travels in the checkpoints, is restored on resume, and is the proposal of every NLL."""
-    from experiments.evaluate import posterior_nll
+    from experiments.scoring.nll import posterior_nll
     from gan import DiscriminatorConfig, PosteriorEncoder
     args = ["--pretrain_steps", "8", "--adv_steps", "4", "--pretrain_latent", "posterior", "--free_bits", "2",
             "--word_dropout", "0.3", "--nll_samples", "2"]
@@ -280,7 +277,7 @@ def test_vae_pretraining_trains_the_encoder_and_scores_with_it(tmp_path):
     enc.load_state_dict(ckpt["encoder"])
     assert enc.to_posterior.weight.abs().sum() > 0  # trained away from its zero init
     # the final NLL is the prior's estimate, as for every GAN; beside it the IWAE bound with that encoder
-    gen, _, _ = sample_gan.load_generator(run_dir / "last.pt", torch.device("cpu"), which="ema")
+    gen, _, _ = generation.load_generator(run_dir / "last.pt", torch.device("cpu"), which="ema")
     corpus = load_corpus("numbers", level="word")
     data = LMData(corpus, build_tokenizer(corpus), block_size=gen.block_size)
     direct = posterior_nll(gen, enc, data.eval_batches("test", 1024), 2, torch.device("cpu"), seed=1337)

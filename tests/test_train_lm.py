@@ -5,7 +5,7 @@ import json
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from experiments import sample, train_lm
-from experiments.checkpoint import load_checkpoint
+from experiments.core.checkpoint import load_checkpoint
 
 TINY = ["--dataset", "numbers", "--model", "gpt2", "--n_layer", "1", "--n_head", "2", "--n_embd", "16",
         "--batch_size", "16", "--eval_interval", "10", "--log_interval", "5", "--num_samples", "4",

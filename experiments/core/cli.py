@@ -15,8 +15,8 @@ from __future__ import annotations
 import sys
 
 from datasets.corpora import CorpusError
-from experiments.checkpoint import CheckpointError
-from experiments.config import ConfigError
+from experiments.core.checkpoint import CheckpointError
+from experiments.core.config import ConfigError
 
 TEXTDUEL_ERRORS = (CorpusError, ConfigError, CheckpointError)
 EXIT_USAGE = 2

@@ -37,7 +37,7 @@ from __future__ import annotations
 from datasets import oracle as oracle_mod
 from datasets.corpora import Corpus
 from datasets.tokenizers import UNK, UNK_ID, Tokenizer
-from experiments.metrics import (
+from experiments.scoring.metrics import (
     DEFAULT_NS,
     BleuReference,
     distinct_n,

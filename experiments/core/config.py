@@ -113,6 +113,19 @@ def split_cli(argv: list[str]) -> tuple[str | None, list[tuple[str, str]]]:
     return config_path, pairs
 
 
+def read_cli(argv: list[str] | None) -> tuple[dict, list[tuple[str, str]]]:
+    """The opening of every entry point: (values of the --config file, or {}; the other
+    --key=value pairs). argv None means the process's command line."""
+    config_path, pairs = split_cli(sys.argv[1:] if argv is None else argv)
+    return (load_file(config_path) if config_path else {}), pairs
+
+
+def parse(sections: dict, argv: list[str] | None) -> dict:
+    """defaults <- --config FILE <- --key=value for an entry point whose settings are these sections."""
+    file_values, pairs = read_cli(argv)
+    return resolve(sections, file_values, pairs)
+
+
 def _fields(obj) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(obj)}
 

@@ -32,8 +32,8 @@ from baselines.gpt2 import GPT, GPTConfig
 from datasets.batching import LMData, SequenceSplit
 from datasets.corpora import Corpus
 from datasets.tokenizers import Tokenizer
-from experiments import runtime
-from experiments.evaluate import lm_nll
+from experiments.core import runtime
+from experiments.scoring.nll import lm_nll
 
 
 @dataclass

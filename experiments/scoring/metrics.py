@@ -29,8 +29,8 @@ calls). Sequences are lists of tokens; tokenisation is the caller's business.
 - NLL-oracle (Yu et al. 2017, SeqGAN) for the `oracle` dataset, with the oracle passed in.
 
 Metrics that need a trained language model (LM score, reverse LM score) live in
-experiments/lm_score.py; NLL-test (and its padding-included and latent forms) in
-experiments/evaluate.py.
+experiments/scoring/lm_score.py; NLL-test (and its padding-included and latent forms) in
+experiments/scoring/nll.py.
 
 nltk's sentence BLEU, as reproduced here (nltk 3.10, `nltk/translate/bleu_score.py`):
   p_k = sum over hypothesis k-grams g of min(count_hyp(g), max over refs count_ref(g))

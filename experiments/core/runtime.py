@@ -12,7 +12,7 @@ import warnings
 
 import torch
 
-from experiments.config import ConfigError
+from experiments.core.config import ConfigError
 
 
 class DeviceError(ConfigError, RuntimeError):

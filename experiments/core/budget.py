@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import time
 
-from experiments import runtime
-from experiments.config import ConfigError
+from experiments.core import runtime
+from experiments.core.config import ConfigError
 
 SAFETY = 1.25  # the reserve is the measured estimate times this (timings on a busy machine vary)
 # samples drawn by the probe; the cost of more is extrapolated linearly, which overestimates it

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.checkpoint import CheckpointError, pid_alive
+from experiments.core.checkpoint import CheckpointError, pid_alive
 
 
 class RunLock:

@@ -1,0 +1,74 @@
+"""Trained generators back from their checkpoints, and decoded samples from them.
+
+One place for what the trainers, the comparison, `sample`, `sample_gan`, `score` and the
+reports all do: rebuild a model from a checkpoint file alone (its config and vocabulary
+travel with it) and draw n decoded texts reproducibly from a seed. Every draw takes its
+randomness from one torch.Generator seeded here, never from the global RNG, so sampling
+inside a training run does not move the run's own random stream.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from baselines import MODELS
+from baselines.sampling import generate
+from datasets import BOS_ID
+from datasets.tokenizers import Tokenizer
+from experiments.core.checkpoint import CheckpointError, load_checkpoint
+from gan import Generator, GeneratorConfig
+
+
+def load_model(path, device):
+    """(model, tokenizer) rebuilt from a checkpoint of experiments.train_lm alone."""
+    ckpt = load_checkpoint(path)
+    if ckpt["model_name"] == "gan":
+        raise CheckpointError(f"{path} is a GAN checkpoint (written by experiments.train_gan); sample it with "
+                              f"python -m experiments.sample_gan --ckpt {path}")
+    if ckpt["model_name"] not in MODELS:
+        raise CheckpointError(f"{path} holds model {ckpt['model_name']!r}, which this version does not register")
+    model_cls, config_cls = MODELS[ckpt["model_name"]]
+    model = model_cls(config_cls(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), Tokenizer.from_state(ckpt["tokenizer"])
+
+
+def load_generator(path, device, which: str = "ema"):
+    """(generator, tokenizer, checkpoint) rebuilt from a checkpoint of experiments.train_gan alone;
+    which = "ema" (the averaged generator, the one train_gan evaluates) or "model" (the raw one)."""
+    ckpt = load_checkpoint(path)
+    if ckpt["model_name"] != "gan":
+        raise CheckpointError(f"{path} holds a {ckpt['model_name']!r} model, not a GAN; use experiments.sample")
+    gen = Generator(GeneratorConfig(**ckpt["model_config"]))
+    gen.load_state_dict(ckpt["ema"] if which == "ema" else ckpt["model"])
+    return gen.to(device).eval(), Tokenizer.from_state(ckpt["tokenizer"]), ckpt
+
+
+@torch.no_grad()
+def lm_texts(model, tokenizer, n: int, max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
+             top_p: float = 1.0, seed: int = 0, batch_size: int = 500) -> list[str]:
+    """n decoded samples of a language model, each started from <bos>; one generator across the
+    batches, so the result depends on seed and n only."""
+    device = next(iter(model.state_dict().values())).device  # a parameter or, for a counted model, a buffer
+    g = torch.Generator(device=device).manual_seed(seed)
+    texts = []
+    for start in range(0, n, batch_size):
+        idx = torch.full((min(batch_size, n - start), 1), BOS_ID, dtype=torch.long, device=device)
+        out = generate(model, idx, max_new_tokens, temperature=temperature, top_k=top_k or None, top_p=top_p,
+                       generator=g)
+        texts += [tokenizer.decode(row[1:].tolist()) for row in out]
+    return texts
+
+
+@torch.no_grad()
+def gan_texts(gen, tokenizer, n: int, max_len: int, temperature: float = 1.0, psi: float = 1.0, seed: int = 0,
+              batch_size: int = 500) -> list[str]:
+    """n decoded sentences of a GAN generator, reproducible from seed (z, noise and tokens all
+    come from one torch.Generator). psi != 1 truncates towards the mapping's w_avg, which the
+    caller must have estimated (gen.mapping.estimate_w_avg)."""
+    g = torch.Generator(device=gen.lm_head.weight.device).manual_seed(seed)
+    texts = []
+    for start in range(0, n, batch_size):
+        out = gen.sample(min(batch_size, n - start), max_len, psi=psi, temperature=temperature, generator=g)
+        texts += [tokenizer.decode(row.tolist()) for row in out["ids"]]
+    return texts
