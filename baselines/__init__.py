@@ -5,7 +5,8 @@ Every model here:
   default to 0 and are filled from the dataset before the model is built;
 - is built as `Model(config)` and exposes `model.block_size` (the context it conditions on);
 - implements `forward(idx, targets=None) -> (logits, loss)`: idx (B, T) long token ids,
-  logits (B, T, V), loss the mean cross-entropy over targets != IGNORE_INDEX (-1), or None;
+  logits (B, T, V), loss the mean cross-entropy over targets != IGNORE_INDEX (-1), or None
+  (`baselines.loss.lm_loss`, which the GAN generator uses too);
 - is causal: the logits at position t depend only on idx[:, :t+1];
 - may implement incremental decoding, `init_cache(batch_size)` plus
   `forward(idx_new, cache=cache)`, which the sampler then uses (KV cache, RNN state);

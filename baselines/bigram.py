@@ -25,15 +25,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from baselines.loss import lm_loss
 from datasets.tokenizers import IGNORE_INDEX
-
-
-def _lm_loss(logits, targets):
-    """Mean cross-entropy over targets != IGNORE_INDEX (padding never counts)."""
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                           ignore_index=IGNORE_INDEX)
 
 
 @dataclass
@@ -102,7 +96,7 @@ class CountBigram(nn.Module):
     def forward(self, idx, targets=None):
         """idx (B, T) -> logits (B, T, V) = log P(next | idx), which softmax maps back to P."""
         logits = self.log_probs[idx]  # (B, T, V)
-        loss = _lm_loss(logits, targets) if targets is not None else None
+        loss = lm_loss(logits, targets) if targets is not None else None
         return logits, loss
 
 
@@ -130,5 +124,5 @@ class Bigram(nn.Module):
 
     def forward(self, idx, targets=None):
         logits = self.logits[idx]  # (B, T, V): row idx[b, t] of the table
-        loss = _lm_loss(logits, targets) if targets is not None else None
+        loss = lm_loss(logits, targets) if targets is not None else None
         return logits, loss

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from datasets.tokenizers import IGNORE_INDEX
+from baselines.loss import lm_loss
 
 
 @dataclass
@@ -102,8 +102,5 @@ class BoW(nn.Module):
         x = self.wte(idx) + self.wpe(pos)  # (B, T, C)
         x = self.context_block(x)
         logits = self.lm_head(x)           # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                                   ignore_index=IGNORE_INDEX)
+        loss = lm_loss(logits, targets) if targets is not None else None
         return logits, loss

@@ -2,11 +2,12 @@
 
 A decoder-only transformer written from scratch in the manner of nanoGPT:
 pre-LayerNorm blocks, causal self-attention through F.scaled_dot_product_attention,
-a GELU MLP, learned positional embeddings, the token embedding tied to the output
-head, GPT-2's initialisation (N(0, 0.02), residual projections scaled by
-1/sqrt(2 * n_layer)) and dropout. Parameter names follow the GPT-2 checkpoint
-(transformer.wte, transformer.h.0.attn.c_attn, ...), so published weights map onto it
-(after transposing the Conv1D weights, as nanoGPT's from_pretrained does).
+a GELU feed-forward network (`FeedForward`; `mlp` in the parameter names), learned
+positional embeddings, the token embedding tied to the output head, GPT-2's
+initialisation (N(0, 0.02), residual projections scaled by 1/sqrt(2 * n_layer)) and
+dropout. Parameter names follow the GPT-2 checkpoint (transformer.wte,
+transformer.h.0.attn.c_attn, ...), so published weights map onto it (after transposing
+the Conv1D weights, as nanoGPT's from_pretrained does).
 
 Dimension letters: B batch, T time (sequence), C channels (n_embd), nh heads,
 hs head size (C // nh), V vocabulary.
@@ -22,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from datasets.tokenizers import IGNORE_INDEX
+from baselines.loss import lm_loss
 
 
 # Presets from makemore's transformer up to GPT-2 small. Sizes only: vocab and context
@@ -113,7 +114,9 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
 
-class MLP(nn.Module):
+class FeedForward(nn.Module):
+    """The block's position-wise feed-forward network: Linear(C, 4C), tanh-approximated GELU, Linear(4C, C)."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
@@ -131,7 +134,7 @@ class Block(nn.Module):
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config, layer)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.mlp = FeedForward(config)
 
     def forward(self, x, cache=None):
         x = x + self.attn(self.ln_1(x), cache)  # pre-LN: the residual stream is never normalised
@@ -195,8 +198,5 @@ class GPT(nn.Module):
         if cache is not None:
             cache.pos += T
         logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1),
-                                   ignore_index=IGNORE_INDEX)
+        loss = lm_loss(logits, targets) if targets is not None else None
         return logits, loss

@@ -38,7 +38,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from datasets.tokenizers import IGNORE_INDEX, PAD_ID
+from baselines.loss import lm_loss
+from datasets.tokenizers import PAD_ID
 
 
 class MaskedBatchNorm1d(nn.Module):
@@ -144,8 +145,5 @@ class MLP(nn.Module):
         if self.bn is not None:
             h = self.bn(h, mask=idx != PAD_ID)             # statistics over non-padding positions
         logits = self.lm_head(self.tanh(h))                # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                                   ignore_index=IGNORE_INDEX)
+        loss = lm_loss(logits, targets) if targets is not None else None
         return logits, loss

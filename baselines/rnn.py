@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from datasets.tokenizers import IGNORE_INDEX
+from baselines.loss import lm_loss
 
 
 class _Cell(nn.Module):
@@ -180,8 +180,5 @@ class RecurrentLM(nn.Module):
             cache.pos += T
         hidden = torch.stack(hiddens, dim=1)  # (B, T, H)
         logits = self.lm_head(hidden)         # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                                   ignore_index=IGNORE_INDEX)
+        loss = lm_loss(logits, targets) if targets is not None else None
         return logits, loss

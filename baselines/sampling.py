@@ -1,9 +1,13 @@
-"""One sampler for every language model in the registry (and the GAN generator).
+"""One sampler for every language model in the registry (baselines.MODELS).
 
 Temperature, top-k and nucleus (top-p, Holtzman et al. 2020) filtering, batched, with
 stopping at <eos>. Models that implement `init_cache` are decoded incrementally (KV cache
 or recurrent state: linear in length); others are re-run on the last `block_size` tokens
 at every step.
+
+The GAN generator (gan/generator.py) follows the same protocol, so `generate` can decode
+it as well, but GAN runs sample it with its own `Generator.sample`, which also draws the
+latent and the noise from the given torch.Generator and can return relaxed distributions.
 """
 
 from __future__ import annotations

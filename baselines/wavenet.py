@@ -41,8 +41,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from baselines.loss import lm_loss
 from baselines.mlp import MaskedBatchNorm1d
-from datasets.tokenizers import IGNORE_INDEX, PAD_ID
+from datasets.tokenizers import PAD_ID
 
 
 @dataclass
@@ -121,8 +122,5 @@ class WaveNet(nn.Module):
         for level in self.levels:
             x = level(x, mask)                             # (N, K/2, H), (N, K/4, H), ..., (N, H)
         logits = self.lm_head(x).view(B, T, -1)            # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                                   ignore_index=IGNORE_INDEX)
+        loss = lm_loss(logits, targets) if targets is not None else None
         return logits, loss

@@ -64,6 +64,7 @@ from experiments.core.logger import RunLogger
 from experiments.core.runlock import RunLock
 from experiments.families import FAMILIES
 from experiments.reporting.comparison import write_report
+from experiments.scoring.metrics import DEFAULT_NS
 from experiments.scoring.lm_score import LMScorer, ScorerConfig, lm_score, reverse_lm_score
 from experiments.scoring.samples import SampleEvaluator, SampleTokenizer, collapse_warnings
 
@@ -217,12 +218,12 @@ def _flat(d: dict, prefix: str = "") -> dict:
 def settings_changed(requested: dict, stored: dict) -> list[str]:
     """'section.key stored -> requested' for every setting a finished run (its config.json) was
     trained with that differs from the requested one. Sizes its trainer fills in (requested as 0:
-    vocab_size, block_size, the discriminator's latent_dim) and the resume flags do not count."""
+    vocab_size, block_size) and the resume flags do not count."""
     out = []
     for sec, obj in requested.items():
         have = _flat(stored.get(sec, {}))
         for k, v in _flat(dataclasses.asdict(obj)).items():
-            filled = k.rsplit(".", 1)[-1] in ("vocab_size", "block_size", "latent_dim") and v == 0
+            filled = k.rsplit(".", 1)[-1] in ("vocab_size", "block_size") and v == 0
             if filled or (sec == "train" and k in ("resume", "progress")):
                 continue
             if k not in have or have[k] != v:
@@ -271,13 +272,25 @@ class CompareLogger(RunLogger):
         self.writer = SummaryWriter(str(self.run_dir), filename_suffix=self.SUFFIX)
 
 
-def score(samples, evaluator, cfg, scorer, scorer_cfg, corpus, tokenizer, device) -> dict:
-    m = evaluator.score(samples)
-    if scorer is not None:
-        m["lm_score"] = lm_score(samples, scorer)
-    if cfg.reverse_lm_score:
-        m["reverse_lm_score"] = reverse_lm_score(samples, corpus, tokenizer, scorer_cfg, device)
-    return m
+class Judge:
+    """Scores any list of texts the same way: the sample metrics against test, the LM score under
+    the scorer GPT-2 trained on the real training split, and the reverse LM score."""
+
+    def __init__(self, cfg, scorer_cfg, corpus, tokenizer, device):
+        self.cfg, self.scorer_cfg, self.corpus, self.tokenizer, self.device = cfg, scorer_cfg, corpus, tokenizer, device
+        self.evaluator = SampleEvaluator(corpus, tokenizer, references="test")  # the final scoring: test, read once
+        self.scorer = None
+        if cfg.lm_score:
+            print(f"training the LM-score GPT-2 on {corpus.name}'s training split ({scorer_cfg.steps} steps)")
+            self.scorer = LMScorer(corpus, tokenizer, scorer_cfg, device)
+
+    def score(self, samples) -> dict:
+        m = self.evaluator.score(samples)
+        if self.scorer is not None:
+            m["lm_score"] = lm_score(samples, self.scorer)
+        if self.cfg.reverse_lm_score:
+            m["reverse_lm_score"] = reverse_lm_score(samples, self.corpus, self.tokenizer, self.scorer_cfg, self.device)
+        return m
 
 
 def sweep(sampler, family, cfg, evaluator, samples_at_t) -> list[dict]:
@@ -338,6 +351,63 @@ def write_experiment_summary(runs_dir: Path, metric_names: list[str]) -> None:
 # ---------------------------------------------------------------------------------------
 
 
+def trained_run(cfg: CompareConfig, runs_dir: Path, name: str, family_name: str, settings: dict,
+                reused: list) -> Path:
+    """The entry's finished run: reused (--reuse true) or trained afresh into an emptied folder."""
+    family, run_dir = FAMILIES[family_name], runs_dir / name
+    if cfg.reuse and family.is_trained(run_dir):
+        print(f"[{name}] reusing the finished run in {run_dir}")
+        reused.append(name)
+        return run_dir
+    if run_dir.exists():  # a fresh run: never append new curves to an old run's events
+        print(f"[{name}] replacing the earlier run in {run_dir}")
+        shutil.rmtree(run_dir)
+    print(f"[{name}] training ({family_name} family)")
+    return family.train(trainer_argv(cfg, runs_dir, name, settings))
+
+
+def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run_dir: Path, real: dict) -> dict:
+    """One trained model scored: samples at `temperature`, NLL on test and val, every metric, the
+    quality-diversity sweep and the collapse warnings against the real-data row."""
+    family = FAMILIES[family_name]
+    sampler = family.load(run_dir, judge.corpus, judge.device)
+    t_score = time.time()  # the comparison's own scoring: not in the trainers' max_minutes
+    samples = sampler.sample(cfg.num_samples, temperature=cfg.temperature, seed=cfg.sample_seed)
+    test, val = sampler.nll("test"), sampler.nll("val")
+    metrics = {"nll_test": test["nll"], "nll_test_with_pad": test.get("nll_with_pad"), "nll_val": val["nll"],
+               "nll_K": test.get("K"), **judge.score(samples)}
+    row = {"label": name, "family": family_name, "kind": "model", "run_dir": str(run_dir), **sampler.info,
+           "samples": samples, "metrics": metrics, "sweep": sweep(sampler, family, cfg, judge.evaluator, samples),
+           "warnings": collapse_warnings(metrics, real, sampler.info.get("adv_nll_rise"))}
+    row["score_seconds"] = time.time() - t_score
+    log_row(run_dir, row, None)
+    print(f"[{name}] nll_test {metrics['nll_test']:.4f}  bleu2..5 "
+          + " ".join(f"{metrics[f'bleu{n}']:.3f}" for n in DEFAULT_NS)
+          + "  self_bleu5 " + f"{metrics['self_bleu5']:.3f}" + f"  (scored in {row['score_seconds']:.0f} s)")
+    for w in row["warnings"]:
+        print(f"[{name}] warning: {w}")
+    return row
+
+
+def real_row(cfg: CompareConfig, judge: Judge, runs_dir: Path) -> dict:
+    """The reference row: real training sentences, as many as samples, scored the same way."""
+    real = random.Random(cfg.sample_seed).sample(judge.corpus.train, min(cfg.num_samples, len(judge.corpus.train)))
+    print(f"scoring {len(real)} real training sentences")
+    row = {"label": "real data", "family": "data", "kind": "real", "run_dir": str(runs_dir / "real-data"),
+           "params": None, "steps": None, "train_seconds": None, "samples": real, "metrics": judge.score(real),
+           "sweep": []}
+    shutil.rmtree(runs_dir / "real-data", ignore_errors=True)
+    log_row(runs_dir / "real-data", row, {"run_name": "real-data", "model": "real data", "family": "data"})
+    return row
+
+
+def published_rows(published: dict) -> list[dict]:
+    """Published figures, shown beside ours in the report."""
+    return [{"label": label, "family": "published", "kind": "published", "run_dir": None, "params": None,
+             "steps": None, "train_seconds": None, "samples": [], "metrics": dict(values), "sweep": []}
+            for label, values in published.items()]
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     cfg, scorer_cfg, entries, published = parse_args(argv)
@@ -355,55 +425,12 @@ def main(argv=None):
     preflight(cfg, entries, runs_dir, tokenizer.itos)
     lock = RunLock(runs_dir).acquire()  # one comparison per experiment folder
     mark_incomplete(report_dir / "report.md")  # until this comparison replaces it
-    evaluator = SampleEvaluator(corpus, tokenizer, references="test")  # the final scoring: test, read once
-    scorer = None
-    if cfg.lm_score:
-        print(f"training the LM-score GPT-2 on {corpus.name}'s training split ({scorer_cfg.steps} steps)")
-        scorer = LMScorer(corpus, tokenizer, scorer_cfg, device)
-
-    rows, reused = [], []
-    # the reference row: real training sentences, as many as samples, scored the same way
-    real = random.Random(cfg.sample_seed).sample(corpus.train, min(cfg.num_samples, len(corpus.train)))
-    print(f"scoring {len(real)} real training sentences")
-    rows.append({"label": "real data", "family": "data", "kind": "real", "run_dir": str(runs_dir / "real-data"),
-                 "params": None, "steps": None, "train_seconds": None, "samples": real,
-                 "metrics": score(real, evaluator, cfg, scorer, scorer_cfg, corpus, tokenizer, device), "sweep": []})
-    shutil.rmtree(runs_dir / "real-data", ignore_errors=True)
-    log_row(runs_dir / "real-data", rows[0], {"run_name": "real-data", "model": "real data", "family": "data"})
-
+    judge = Judge(cfg, scorer_cfg, corpus, tokenizer, device)
+    rows, reused = [real_row(cfg, judge, runs_dir)], []
     for name, family_name, settings in entries:
-        family = FAMILIES[family_name]
-        run_dir = runs_dir / name
-        if cfg.reuse and family.is_trained(run_dir):
-            print(f"[{name}] reusing the finished run in {run_dir}")
-            reused.append(name)
-        else:
-            if run_dir.exists():  # a fresh run: never append new curves to an old run's events
-                print(f"[{name}] replacing the earlier run in {run_dir}")
-                shutil.rmtree(run_dir)
-            print(f"[{name}] training ({family_name} family)")
-            run_dir = family.train(trainer_argv(cfg, runs_dir, name, settings))
-        sampler = family.load(run_dir, corpus, device)
-        t_score = time.time()  # the comparison's own scoring: not in the trainers' max_minutes
-        samples = sampler.sample(cfg.num_samples, temperature=cfg.temperature, seed=cfg.sample_seed)
-        test, val = sampler.nll("test"), sampler.nll("val")
-        metrics = {"nll_test": test["nll"], "nll_test_with_pad": test.get("nll_with_pad"), "nll_val": val["nll"],
-                   "nll_K": test.get("K"), **score(samples, evaluator, cfg, scorer, scorer_cfg, corpus, tokenizer, device)}
-        row = {"label": name, "family": family_name, "kind": "model", "run_dir": str(run_dir), **sampler.info,
-               "samples": samples, "metrics": metrics, "sweep": sweep(sampler, family, cfg, evaluator, samples),
-               "warnings": collapse_warnings(metrics, rows[0]["metrics"], sampler.info.get("adv_nll_rise"))}
-        row["score_seconds"] = time.time() - t_score
-        log_row(run_dir, row, None)
-        rows.append(row)
-        print(f"[{name}] nll_test {metrics['nll_test']:.4f}  bleu2..5 "
-              + " ".join(f"{metrics[f'bleu{n}']:.3f}" for n in (2, 3, 4, 5))
-              + "  self_bleu5 " + f"{metrics['self_bleu5']:.3f}" + f"  (scored in {row['score_seconds']:.0f} s)")
-        for w in row["warnings"]:
-            print(f"[{name}] warning: {w}")
-
-    for label, values in published.items():  # published figures, shown beside ours in the report
-        rows.append({"label": label, "family": "published", "kind": "published", "run_dir": None, "params": None,
-                     "steps": None, "train_seconds": None, "samples": [], "metrics": dict(values), "sweep": []})
+        run_dir = trained_run(cfg, runs_dir, name, family_name, settings, reused)
+        rows.append(model_row(cfg, judge, name, family_name, run_dir, rows[0]["metrics"]))
+    rows += published_rows(published)
     metric_names = sorted({k for r in rows if r["kind"] != "published" for k, v in r["metrics"].items()
                            if isinstance(v, (int, float))})
     write_experiment_summary(runs_dir, metric_names)
@@ -417,7 +444,6 @@ def main(argv=None):
     print(f"wall time {results['wall_seconds']:.0f}s")
     lock.release()
     return results
-
 
 if __name__ == "__main__":
     cli.run(main)

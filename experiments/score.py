@@ -32,7 +32,7 @@ Figures (computed by experiments.scoring.samples.SampleEvaluator and experiments
     nll                       (--ckpt) NLL per token, in nats, of the checkpoint's model on the
                               reference lines: padding excluded, <eos> included, a word
                               outside its vocabulary scored as <unk>. For a GAN checkpoint
-                              (EMA generator) it is evaluate.latent_nll, a log-mean-exp over
+                              (EMA generator) it is scoring.nll.latent_nll, a log-mean-exp over
                               nll_K latents from the prior: an UPPER bound on the NLL
     nll_oov_rate              (--ckpt) share of reference tokens (<eos> not counted) that are
                               <unk> under the checkpoint's vocabulary

@@ -1,7 +1,7 @@
 """GAN parts for text: mapping z -> w, a style-based transformer generator, a transformer
 discriminator over vocabulary distributions, relaxations of discrete sampling, and losses.
 
-- gan/mapping.py: StyleGAN mapping network, truncation trick, style mixing.
+- gan/mapping.py: StyleGAN mapping network and truncation trick.
 - gan/generator.py: Generator, a latent-variable LM p(x_t | x_<t, z) with noise injection
   and style by cross-attention or AdaLN; teacher-forced `forward` (the LM protocol of
   baselines/) and free-running `sample` with a KV cache.
@@ -10,11 +10,13 @@ discriminator over vocabulary distributions, relaxations of discrete sampling, a
 - gan/encoder.py: PosteriorEncoder q(z | x), for pretraining the generator as a VAE decoder
   (so that it uses z) and as the proposal of its NLL estimate.
 - gan/relax.py: what D sees of a fake (Gumbel-softmax, straight-through, softmax), beta schedules.
-- gan/ema.py: the moving average of the generator's weights that runs sample and evaluate.
+- gan/ema.py: the moving average of the generator's weights, the copy a GAN run samples and evaluates.
 - gan/losses.py: D and G losses as pure functions (LOSSES registry), gradient penalty, R1,
   InfoGAN's latent-recovery term, the VAE's KL with free bits.
 
-MODELS is a literal registry: name -> (model class, config class).
+Literal registries, keyed by the names a run's configuration chooses from: LOSSES
+(name -> (D loss, G loss)), RELAXATIONS (name -> relaxation function) and STYLE_LAYERS
+(GeneratorConfig.style_mode -> style layer class).
 """
 
 from gan.discriminator import Discriminator, DiscriminatorConfig
@@ -22,20 +24,14 @@ from gan.generator import STYLE_LAYERS, Generator, GeneratorConfig, NoiseInjecti
 from gan.ema import ema_update
 from gan.encoder import PosteriorEncoder
 from gan.losses import LOSSES, free_bits_kl, gaussian_kl, gradient_penalty, info_loss, r1_penalty
-from gan.mapping import MappingConfig, MappingNetwork, mix_styles
+from gan.mapping import MappingConfig, MappingNetwork
 from gan.relax import RELAXATIONS, beta_schedule, gumbel_softmax, real_inputs, softmax_relax, straight_through
 
-MODELS = {
-    "mapping": (MappingNetwork, MappingConfig),
-    "generator": (Generator, GeneratorConfig),
-    "discriminator": (Discriminator, DiscriminatorConfig),
-}
-
 __all__ = [
-    "MODELS", "LOSSES", "RELAXATIONS", "STYLE_LAYERS",
+    "LOSSES", "RELAXATIONS", "STYLE_LAYERS",
     "Generator", "GeneratorConfig", "NoiseInjection",
     "Discriminator", "DiscriminatorConfig",
-    "MappingNetwork", "MappingConfig", "mix_styles",
+    "MappingNetwork", "MappingConfig",
     "gradient_penalty", "r1_penalty", "info_loss", "gaussian_kl", "free_bits_kl", "PosteriorEncoder",
     "ema_update", "beta_schedule", "gumbel_softmax", "softmax_relax", "straight_through", "real_inputs",
 ]

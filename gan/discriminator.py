@@ -7,10 +7,10 @@ token ids (B, T) are accepted too and looked up in the same weight. Then learned
 positional embeddings, pre-LayerNorm blocks of bidirectional self-attention (Vaswani et
 al. 2017; every position sees every valid position, a key padding mask hides the rest;
 written out so that gradient penalties can differentiate it twice)
-and a GELU MLP, and a score read from a CLS token (as in BERT, Devlin et al. 2019) or from
-the mean over valid positions. The score is a raw logit (B,), for any loss in
-gan/losses.py. With `latent_dim > 0` a second linear head on the same pooled features
-predicts the z a fake was generated from (InfoGAN's Q, see losses.info_loss).
+and a GELU feed-forward network, and a score read from a CLS token (as in BERT, Devlin et
+al. 2019) or from the mean over valid positions. The score is a raw logit (B,), for any loss in
+gan/losses.py. With `Discriminator(config, latent_dim=k)`, k > 0, a second linear head on
+the same pooled features predicts the z a fake was generated from (InfoGAN's Q, see losses.info_loss).
 
 `spectral_norm=True` wraps every linear map (the input map included) in
 torch.nn.utils.parametrizations.spectral_norm (Miyato et al. 2018). LayerNorm is kept:
@@ -42,7 +42,6 @@ class DiscriminatorConfig:
     bias: bool = True            # biases in Linear and LayerNorm
     pool: str = "cls"            # "cls": score from a CLS token; "mean": mean over valid positions
     spectral_norm: bool = False  # spectral normalisation of every linear map (Miyato et al. 2018)
-    latent_dim: int = 0          # > 0: a second head Q(z | x) that predicts the generator's z (InfoGAN); 0 = none
 
     def __post_init__(self):
         for name in ("n_layer", "n_head", "n_embd"):
@@ -54,8 +53,6 @@ class DiscriminatorConfig:
             raise ValueError(f"DiscriminatorConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.pool not in ("cls", "mean"):
             raise ValueError(f"DiscriminatorConfig.pool must be 'cls' or 'mean', got {self.pool!r}")
-        if self.latent_dim < 0:
-            raise ValueError(f"DiscriminatorConfig.latent_dim must be >= 0, got {self.latent_dim}")
         if self.vocab_size < 0 or self.block_size < 0:
             raise ValueError("DiscriminatorConfig.vocab_size and block_size must be >= 0 (0 = take from the dataset)")
 
@@ -90,7 +87,9 @@ class SelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
 
-class MLP(nn.Module):
+class FeedForward(nn.Module):
+    """The encoder block's position-wise feed-forward network: Linear(C, 4C), exact GELU, Linear(4C, C)."""
+
     def __init__(self, config: DiscriminatorConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
@@ -107,7 +106,7 @@ class EncoderBlock(nn.Module):
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.attn = SelfAttention(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.mlp = FeedForward(config)
 
     def forward(self, x, key_mask):
         x = x + self.attn(self.ln_1(x), key_mask)  # pre-LN, as in GPT-2
@@ -116,8 +115,12 @@ class EncoderBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, config: DiscriminatorConfig):
+    def __init__(self, config: DiscriminatorConfig, latent_dim: int = 0):
+        """latent_dim > 0 adds InfoGAN's Q head predicting a z of that size; the GAN trainer sets it to
+        mapping.z_dim when info_weight > 0 (it follows from those two settings, so it is not one)."""
         super().__init__()
+        if latent_dim < 0:
+            raise ValueError(f"latent_dim must be >= 0, got {latent_dim}")
         if config.vocab_size <= 0 or config.block_size <= 0:
             raise ValueError("DiscriminatorConfig.vocab_size and block_size must be set (they come from the dataset)")
         self.config = config
@@ -134,7 +137,7 @@ class Discriminator(nn.Module):
         self.head = nn.Linear(C, 1)
         # InfoGAN's Q network shares D's trunk (Chen et al. 2016, sec. 5): a linear head on the
         # pooled features gives the mean of a unit-variance Gaussian over z
-        self.latent_head = nn.Linear(C, config.latent_dim) if config.latent_dim else None
+        self.latent_head = nn.Linear(C, latent_dim) if latent_dim else None
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):  # GPT-2's scaled residual init
@@ -164,7 +167,8 @@ class Discriminator(nn.Module):
         if not return_latent:
             return scores
         if self.latent_head is None:
-            raise ValueError("this discriminator has no latent head: set DiscriminatorConfig.latent_dim > 0")
+            raise ValueError("this discriminator has no latent head: build it with "
+                             "Discriminator(config, latent_dim=k), k > 0")
         return scores, self.latent_head(pooled)  # (B,), (B, latent_dim)
 
     def features(self, inp, mask=None):

@@ -11,7 +11,7 @@ to the prior the GAN samples from. A strong autoregressive decoder can still ign
 (posterior collapse); "free bits" (Kingma et al. 2016, "Improved Variational Inference
 with Inverse Autoregressive Flow") remove the KL penalty below a target of `free_bits`
 nats per sentence, so the encoder is free to pass that much information and the decoder
-gains by using it. See gan.losses.vae_kl.
+gains by using it. See gan.losses.gaussian_kl and free_bits_kl.
 
 Architecture: the discriminator's bidirectional transformer encoder (gan/discriminator.py)
 over the sentence's token ids, <eos> included, padding masked, CLS pooling, then a linear
@@ -19,7 +19,8 @@ head giving the mean and log-variance of a diagonal Gaussian over z. The head st
 zero, so q(z | x) starts as the prior N(0, I) and KL as 0.
 
 The encoder serves only pretraining and, afterwards, as the importance-sampling proposal
-of the NLL estimate (evaluate.posterior_nll): the GAN samples z from the prior.
+of the NLL estimate (posterior_nll in experiments/scoring/nll.py): the GAN samples z from
+the prior.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class PosteriorEncoder(nn.Module):
         super().__init__()
         if z_dim <= 0:
             raise ValueError(f"z_dim must be positive, got {z_dim}")
-        self.config = dataclasses.replace(config, latent_dim=0, spectral_norm=False)
+        self.config = dataclasses.replace(config, spectral_norm=False)
         self.z_dim = z_dim
         self.body = Discriminator(self.config)
         del self.body.head  # features() only: the posterior head below replaces the score

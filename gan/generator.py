@@ -4,13 +4,16 @@ StyleGAN (Karras et al. 2019, "A Style-Based Generator Architecture for Generati
 Adversarial Networks") carried over to a transformer that writes a sentence one token at
 a time:
 
-- z -> mapping network -> w (gan/mapping.py); one w per styled block (n_styles = n_layer),
-  so that styles can be mixed between blocks and truncated towards the average w.
+- z -> mapping network -> w (gan/mapping.py), truncated towards the average w when psi < 1;
+  each styled block reads its own slot of a per-block style tensor (B, n_styles, w_dim),
+  n_styles = n_layer, which a single w fills by repetition.
 - Input at step t: embedding of the token produced at step t-1 (<bos> at t = 0), fed
   back as a hard token without gradient, + positional embedding + a fresh Gaussian noise
   vector of noise_dim channels through a learned linear map (the per-step randomness;
   the map starts at zero, as the noise scales do).
-- n_layer NoiseBlocks, post-LayerNorm in the order of the design issue:
+- n_layer NoiseBlocks, post-LayerNorm (the residual sum is normalised after each sublayer,
+  unlike in the pre-LN GPT-2 blocks, so the noise and the style act on a normalised stream),
+  the sublayers in the order of a StyleGAN synthesis layer (computation, noise, style):
       causal self-attention; residual and LayerNorm
       noise injection: x + scale * noise, one Gaussian per token broadcast over channels,
           a learned per-channel scale initialised at zero (stylegan2-pytorch's NoiseInjection)
@@ -23,8 +26,8 @@ a time:
   * "adaln": StyleGAN's AdaIN in transformer form (as in DiT, Peebles & Xie 2023):
     a LayerNorm without affine whose gain (1 + .) and bias are linear functions of w, after the
     noise, the order of StyleGAN's conv -> noise -> AdaIN.
-- n_out_layers plain GPT-2 blocks (pre-LN causal self-attention + MLP, no style), a final
-  LayerNorm and the vocabulary head, tied to the token embedding.
+- n_out_layers plain GPT-2 blocks (pre-LN causal self-attention + feed-forward, no style),
+  a final LayerNorm and the vocabulary head, tied to the token embedding.
 
 Teacher-forced `forward(idx, targets, z=..., noise=...) -> (logits, loss)` serves MLE
 pretraining and NLL estimation with the LM protocol of baselines/ (random z and noise when
@@ -51,9 +54,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from baselines.gpt2 import MLP, Block, CausalSelfAttention, KVCache
-from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID
-from gan.mapping import MappingConfig, MappingNetwork, mix_styles
+from baselines.gpt2 import Block, CausalSelfAttention, FeedForward, KVCache
+from baselines.loss import lm_loss
+from datasets.tokenizers import BOS_ID, EOS_ID, PAD_ID
+from gan.mapping import MappingConfig, MappingNetwork
 
 
 @dataclass
@@ -181,11 +185,11 @@ class NoiseBlock(nn.Module):
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.noise = NoiseInjection(config.n_embd)
         self.style = STYLE_LAYERS[config.style_mode](config)
-        self.mlp = MLP(config)
+        self.mlp = FeedForward(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
 
     def forward(self, x, style_context, noise, cache=None):
-        x = self.ln_1(x + self.attn(x, cache))  # post-LN: the order of the design issue
+        x = self.ln_1(x + self.attn(x, cache))  # post-LN: noise and style act on the normalised stream
         x = self.noise(x, noise)
         x = self.style(x, style_context)
         x = self.ln_2(x + self.mlp(x))
@@ -232,7 +236,7 @@ class Generator(nn.Module):
         # use (the gradient w.r.t. this weight, noise x upstream, is not zero)
         nn.init.zeros_(self.transformer.noise_proj.weight)
         # GPT-2's residual-projection scaling, counted over every branch that ends in a
-        # c_proj: self-attention and MLP in each block, cross-attention in each NoiseBlock
+        # c_proj: self-attention and feed-forward in each block, cross-attention in each NoiseBlock
         n_residual = 2 * (config.n_layer + config.n_out_layers) + config.n_layer * (config.style_mode == "cross_attn")
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
@@ -277,13 +281,6 @@ class Generator(nn.Module):
         if w.size(0) != batch_size:
             raise ValueError(f"the latent has batch {w.size(0)}, the tokens {batch_size}")
         return w
-
-    def style_mix(self, z1, z2, crossover, psi: float = 1.0):
-        """Per-layer styles (B, L, w_dim) for style mixing: blocks < crossover take mapping(z1),
-        the others mapping(z2); crossover an int or a (B,) tensor (see mapping.mix_styles).
-        Pass the result as `w=` to forward or sample."""
-        w1, w2 = self.mapping(z1), self.mapping(z2)
-        return self.mapping.truncate(mix_styles(w1, w2, self.n_styles, crossover), psi)
 
     def style_context(self, w):
         """w (B, L, w_dim) -> one style context per NoiseBlock (what the cache keeps per sequence)."""
@@ -330,25 +327,19 @@ class Generator(nn.Module):
         if cache is not None:
             cache.pos += T
         logits = self.lm_head(tr.ln_f(x))  # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1),
-                                   ignore_index=IGNORE_INDEX)
+        loss = lm_loss(logits, targets) if targets is not None else None
         return logits, loss
 
     # ----- free running -----
 
     def sample(self, batch_size: int, max_len: int, z=None, w=None, noise=None, psi: float = 1.0,
-               temperature: float = 1.0, generator: torch.Generator | None = None, relax=None,
-               return_logits: bool = False) -> dict:
+               temperature: float = 1.0, generator: torch.Generator | None = None, relax=None) -> dict:
         """Generate from <bos> for max_len steps with the KV cache -> dict of
           ids   (B, max_len) long: the sentence without <bos>; <eos>, then <pad> after it
           mask  (B, max_len) bool: valid positions, up to and including <eos>
           w     (B, L, w_dim): the styles used (for mapping.update_w_avg)
           soft  (B, max_len, V), only with relax: the distributions D reads, with gradient;
                 one-hot <pad> where mask is False (the layout of relax.real_inputs)
-          logits (B, max_len, V), only with return_logits: the raw logits of every step
-                (zeros after every row has ended)
 
         relax: None for plain multinomial sampling (run under no_grad), or a function
         relax(logits (B, V), generator=...) -> (soft (B, V), hard (B,)) from gan/relax.py
@@ -377,13 +368,11 @@ class Generator(nn.Module):
             ids = torch.full((B, max_len), PAD_ID, dtype=torch.long, device=device)
             mask = torch.zeros(B, max_len, dtype=torch.bool, device=device)
             done = torch.zeros(B, dtype=torch.bool, device=device)
-            soft_steps, logit_steps = [], []
+            soft_steps = []
             tok = torch.full((B, 1), BOS_ID, dtype=torch.long, device=device)
             for t in range(max_len):
                 logits, _ = self(tok, noise=noise[:, t:t + 1], cache=cache)
                 logits = logits[:, -1, :]  # (B, V)
-                if return_logits:
-                    logit_steps.append(logits)
                 scaled = logits / temperature
                 if relax is None:
                     nxt = torch.multinomial(F.softmax(scaled.float(), dim=-1), 1, generator=generator).squeeze(1)
@@ -399,16 +388,11 @@ class Generator(nn.Module):
                     break
                 tok = nxt[:, None]  # the hard token, fed back without gradient
             out = {"ids": ids, "mask": mask, "w": cache.w}
-            n_left = max_len - (t + 1)
             if relax is not None:
+                n_left = max_len - (t + 1)
                 soft = torch.stack(soft_steps, dim=1)  # (B, t + 1, V)
                 if n_left:
                     pad_rows = F.one_hot(torch.full((B, n_left), PAD_ID, device=device), soft.size(-1))
                     soft = torch.cat([soft, pad_rows.to(soft.dtype)], dim=1)
                 out["soft"] = soft  # (B, max_len, V)
-            if return_logits:
-                lg = torch.stack(logit_steps, dim=1)  # (B, t + 1, V)
-                if n_left:
-                    lg = torch.cat([lg, lg.new_zeros(B, n_left, lg.size(-1))], dim=1)
-                out["logits"] = lg  # (B, max_len, V)
         return out

@@ -13,8 +13,6 @@ z (B, z_dim) -> pixel norm -> n_mlp x [EqualLinear(lr_mul) -> LeakyReLU(0.2)] ->
   map and cannot disentangle anything.
 - `w_avg` is a running mean of w for the truncation trick, w_avg + psi * (w - w_avg): psi < 1
   trades diversity for quality, psi = 0 gives the "average sentence" for every z.
-- `mix_styles` builds per-layer styles from two latents (style mixing regularisation):
-  layers before the crossover take w1, the others w2.
 
 Dimension letters: B batch, L style layers (the generator's n_styles), D z_dim or w_dim.
 """
@@ -125,18 +123,3 @@ class MappingNetwork(nn.Module):
         if psi == 1.0:
             return w
         return self.w_avg + psi * (w - self.w_avg)
-
-
-def mix_styles(w1, w2, n_styles: int, crossover):
-    """Per-layer styles from two latents: layers < crossover take w1, layers >= crossover take w2.
-
-    w1, w2: (B, w_dim). crossover: an int, or a (B,) long tensor for a crossover per sample
-    (style mixing regularisation draws it uniformly from 1..n_styles-1). Returns (B, L, w_dim)
-    with L = n_styles, the shape the generator accepts as `w`.
-    """
-    if w1.shape != w2.shape or w1.dim() != 2:
-        raise ValueError(f"w1 and w2 must both be (B, w_dim), got {tuple(w1.shape)} and {tuple(w2.shape)}")
-    layer = torch.arange(n_styles, device=w1.device)  # (L,)
-    crossover = torch.as_tensor(crossover, device=w1.device)
-    use_w2 = layer >= crossover.reshape(-1, 1)  # (B or 1, L)
-    return torch.where(use_w2[..., None], w2[:, None, :], w1[:, None, :])  # (B, L, w_dim)

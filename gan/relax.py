@@ -24,8 +24,7 @@ not to write better sentences. The remedies:
 - `straight_through`: the forward value is exactly the one-hot sample, the backward pass
   that of the Gumbel-softmax (Bengio et al. 2013; Jang et al. 2017): nothing to tell
   apart by sparsity, at the price of a biased gradient.
-- `softmax_relax`: the plain softmax of the seed code, kept as the baseline that has the
-  sparsity problem.
+- `softmax_relax`: the plain softmax, kept as the baseline that has the sparsity problem.
 
 Real inputs go through `real_inputs`, which turns the dataset's target rows into the same
 (one-hot (B, T, V), mask (B, T)) pair that `Generator.sample` returns for fakes.
@@ -70,7 +69,7 @@ def straight_through(logits, beta: float = 1.0, generator=None):
 
 
 def softmax_relax(logits, beta: float = 1.0, generator=None):
-    """The seed's relaxation: soft = softmax(beta * logits), hard ~ multinomial(softmax(logits)).
+    """The plain softmax relaxation: soft = softmax(beta * logits), hard ~ multinomial(softmax(logits)).
 
     beta = 1 is the plain softmax. Dense rows: see the sparsity problem above.
     """

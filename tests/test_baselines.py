@@ -97,6 +97,16 @@ def test_loss_at_init_is_near_ln_vocab(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_loss_is_the_mean_nll_over_non_ignored_targets(name):
+    x, y = sequence_batch([11, 3, 7, 1])
+    model = ready(build(name), x, y)
+    logits, loss = model(x, y)
+    valid = y != IGNORE_INDEX
+    nll = -logits.float().log_softmax(-1)[valid].gather(-1, y[valid][:, None])  # (N, 1)
+    assert torch.allclose(loss, nll.mean(), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_causal(name):
     x, y = sequence_batch([11, 11, 11, 11])
     model = ready(build(name), x, y)

@@ -11,10 +11,10 @@ from torch.nn.utils import parametrize
 
 from baselines.sampling import generate
 from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID, UNK_ID
-from gan import (LOSSES, MODELS, RELAXATIONS, STYLE_LAYERS, Discriminator, DiscriminatorConfig, Generator,
+from gan import (LOSSES, RELAXATIONS, STYLE_LAYERS, Discriminator, DiscriminatorConfig, Generator,
                  GeneratorConfig, MappingConfig, MappingNetwork, NoiseInjection, beta_schedule,
-                 PosteriorEncoder, free_bits_kl, gaussian_kl, gradient_penalty, gumbel_softmax, info_loss, mix_styles, r1_penalty, real_inputs, softmax_relax,
-                 straight_through)
+                 PosteriorEncoder, free_bits_kl, gaussian_kl, gradient_penalty, gumbel_softmax, info_loss, r1_penalty,
+                 real_inputs, softmax_relax, straight_through)
 from gan.generator import CrossAttentionStyle
 from gan.losses import (d_loss_hinge, d_loss_rsgan, d_loss_standard, d_loss_wgan, g_loss_hinge, g_loss_rsgan,
                         g_loss_standard, g_loss_wgan)
@@ -50,10 +50,10 @@ def tiny_gen(style_mode="cross_attn", **kw):
     return g
 
 
-def tiny_disc(**kw):
+def tiny_disc(latent_dim=0, **kw):
     torch.manual_seed(1)
     return Discriminator(DiscriminatorConfig(**{**dict(vocab_size=V, block_size=BLOCK, n_layer=2, n_head=2,
-                                                       n_embd=16), **kw}))
+                                                       n_embd=16), **kw}), latent_dim=latent_dim)
 
 
 def seeded(seed):
@@ -107,25 +107,6 @@ def test_truncation_psi_zero_gives_w_avg():
     a, _ = g(idx, z=torch.randn(1, 8), noise=noise, psi=0.0)
     b, _ = g(idx, z=torch.randn(1, 8), noise=noise, psi=0.0)
     assert torch.allclose(a, b, atol=1e-6)
-
-
-def test_mix_styles():
-    w1, w2 = torch.zeros(3, 4), torch.ones(3, 4)
-    mixed = mix_styles(w1, w2, n_styles=5, crossover=2)
-    assert mixed.shape == (3, 5, 4)
-    assert mixed[:, :2].eq(0).all() and mixed[:, 2:].eq(1).all()
-    per_sample = mix_styles(w1, w2, n_styles=5, crossover=torch.tensor([0, 3, 5]))
-    assert per_sample[0].eq(1).all() and per_sample[2].eq(0).all()
-    assert per_sample[1, :3].eq(0).all() and per_sample[1, 3:].eq(1).all()
-    # the generator takes per-layer styles; mixing changes its output
-    g = tiny_gen()
-    z1, z2 = torch.randn(2, 8), torch.randn(2, 8)
-    idx, noise = torch.randint(0, V, (2, 5)), g.make_noise(2, 5)
-    a, _ = g(idx, w=g.mapping(z1), noise=noise)
-    b, _ = g(idx, w=mix_styles(g.mapping(z1), g.mapping(z1), g.n_styles, 1), noise=noise)
-    c, _ = g(idx, w=g.style_mix(z1, z2, crossover=1), noise=noise)
-    assert torch.allclose(a, b, atol=1e-6) and (a - c).abs().max() > 1e-5
-    assert torch.allclose(g.style_mix(z1, z2, 1), mix_styles(g.mapping(z1), g.mapping(z2), g.n_styles, 1))
 
 
 # ----- generator -----
@@ -188,13 +169,26 @@ def test_kv_cache_sampling_matches_teacher_forcing(style_mode):
     g = tiny_gen(style_mode)
     B = 5
     z, noise = torch.randn(B, 8), g.make_noise(B, BLOCK)
-    out = g.sample(B, BLOCK, z=z, noise=noise, generator=seeded(0), return_logits=True)
+    seen = []
+
+    def recording_relax(logits, generator=None):
+        """A relaxation in sample's relax=(logits, generator) -> (soft, hard) form that records
+        each step's logits (temperature 1: as the model produced them)."""
+        seen.append(logits.detach())
+        probs = F.softmax(logits.detach(), dim=-1)
+        return probs, torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+    out = g.sample(B, BLOCK, z=z, noise=noise, generator=seeded(0), relax=recording_relax)
     ids, mask = out["ids"], out["mask"]
+    steps = torch.stack(seen, dim=1)  # (B, n_steps, V): sampling stops once every row has ended
+    n_steps = steps.size(1)
+    assert not mask[:, n_steps:].any()
     # the tokens fed during sampling: <bos>, then every produced token (<pad> after <eos>)
     idx = torch.cat([torch.full((B, 1), BOS_ID), ids[:, :-1]], dim=1)
     logits, _ = g(idx, z=z, noise=noise)
     assert mask.any()
-    assert torch.allclose(out["logits"][mask], logits[mask], atol=1e-5)
+    valid = mask[:, :n_steps]
+    assert torch.allclose(steps[valid], logits[:, :n_steps][valid], atol=1e-5)
     # layout: valid up to and including <eos>, <pad> after
     for row, m in zip(ids, mask):
         n = int(m.sum())
@@ -437,7 +431,6 @@ def test_losses_hand_computed():
     assert d_loss_hinge(r, f).item() == pytest.approx(0.5 + 1.0)
     assert g_loss_hinge(r, f).item() == pytest.approx(0.0)
     assert set(LOSSES) == {"standard", "rsgan", "wgan-gp", "hinge"}
-    assert set(MODELS) == {"mapping", "generator", "discriminator"}
 
 
 def test_gradient_penalty_and_r1_on_linear_critic():
@@ -497,7 +490,7 @@ def test_latent_head_shares_the_trunk_and_is_optional():
     with pytest.raises(ValueError, match="latent_dim"):
         tiny_disc()(real, mask, return_latent=True)
     with pytest.raises(ValueError, match="latent_dim"):
-        DiscriminatorConfig(latent_dim=-1)
+        tiny_disc(latent_dim=-1)
 
 
 def test_info_term_makes_the_generator_use_z():

@@ -1,13 +1,17 @@
-"""NLL-test variants: the padding-included text-GAN figure, temperature, and the latent estimator."""
+"""NLL-test variants: the padding-included text-GAN figure, temperature, and the latent estimator;
+then hand-computed checks that fail on an input/target misalignment, on pooling batches by their
+means instead of per token, on a latent estimator other than the log-mean-exp over K draws, and
+the VAE objective."""
 
 import math
 
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from datasets.tokenizers import IGNORE_INDEX
-from experiments.scoring.nll import latent_nll, lm_nll
+from experiments.scoring.nll import latent_nll, lm_nll, posterior_nll, vae_objective
 
 V, M = 6, 3
 
@@ -128,3 +132,143 @@ def test_latent_nll_is_deterministic_given_the_seed():
     assert a == latent_nll(model, batches, 3, "cpu", draw_latent=draw_z, seed=5)["nll"]
     with pytest.raises(ValueError, match="K"):
         latent_nll(model, batches, 0, "cpu", draw_latent=draw_z)
+
+
+# ---- models whose predictions depend on their input in a known way
+
+L = 5.0  # logit of the predicted token; every other token gets 0
+HIT = math.log(1 + (V - 1) * math.exp(-L))  # -log p of the predicted token
+MISS = math.log(math.exp(L) + V - 1)  # -log p of any other token
+
+
+class Successor(nn.Module):
+    """Predicts (current token + 1) mod V with logit L: on a sequence that counts up, every
+    target is predicted (HIT nats) when inputs and targets are aligned as x_t -> y_t = x_{t+1};
+    scored one position off, every target is missed (MISS nats). Takes and ignores the
+    latent-variable keywords, so every estimator can score it."""
+
+    def forward(self, idx, targets=None, z=None, noise=None, psi=None):
+        return L * F.one_hot((idx + 1) % V, V).float(), None
+
+    def make_noise(self, B, T, generator=None):
+        return torch.zeros(B, T, 1)
+
+
+class PriorEncoder(nn.Module):
+    """q(z | x) = N(0, I) for every x: the importance weights p(z) / q(z | x) are exactly 1."""
+
+    def posterior(self, y):
+        return torch.zeros(y.size(0), 2), torch.zeros(y.size(0), 2)
+
+    @staticmethod
+    def sample(mean, logvar, generator=None):
+        return mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=generator)
+
+
+def counting(start, length, width):
+    """x = start, start+1, ... (the inputs), y = x shifted by one (the targets), padded to width."""
+    x = torch.zeros(width, dtype=torch.long)
+    y = torch.full((width,), IGNORE_INDEX)
+    x[:length] = (start + torch.arange(length)) % V
+    y[:length] = (start + 1 + torch.arange(length)) % V
+    return x, y
+
+
+def batch(*rows):
+    return torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows])
+
+
+ESTIMATORS = {
+    "lm_nll": lambda m, b, **kw: lm_nll(m, b, "cpu", **kw),
+    "latent_nll": lambda m, b, **kw: latent_nll(m, b, 3, "cpu", draw_latent=lambda *a: {"z": None}, **kw),
+    "posterior_nll": lambda m, b, **kw: posterior_nll(m, PriorEncoder(), b, 2, "cpu", **kw),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_inputs_and_targets_are_aligned(name):
+    """A model that knows every next token scores ~0 only if position t of the logits is
+    scored against target t: one position off, every target costs MISS ~ L nats."""
+    x, y = batch(counting(0, 6, 6), counting(3, 4, 6), counting(5, 1, 6))
+    out = ESTIMATORS[name](Successor(), [(x, y)])
+    assert out["tokens"] == 11 and out["sequences"] == 3
+    assert out["nll"] == pytest.approx(HIT, rel=1e-4) and out["nll"] < 0.05
+    # the same model scored against targets one position late (what a misaligned loop computes)
+    late = y.roll(-1, dims=1)
+    late[y == IGNORE_INDEX] = IGNORE_INDEX
+    late[torch.arange(3), (y != IGNORE_INDEX).sum(1) - 1] = IGNORE_INDEX
+    assert ESTIMATORS[name](Successor(), [(x, late)])["nll"] == pytest.approx(MISS, rel=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_batches_of_different_sizes_are_pooled_per_token(name):
+    """Batch 1: 8 predicted tokens (HIT each); batch 2: 2 missed tokens (MISS each). The figure
+    is the token-weighted mean (8 HIT + 2 MISS) / 10, not the mean of the batch means."""
+    b1 = batch(counting(0, 5, 5), counting(2, 3, 5))
+    x2, y2 = batch(counting(1, 2, 5))
+    y2[0, :2] = torch.tensor([4, 0])  # after 1 comes 4 (Successor says 2), after 2 comes 0 (it says 3)
+    out = ESTIMATORS[name](Successor(), [b1, (x2, y2)], pad_len=5)
+    want = (8 * HIT + 2 * MISS) / 10
+    assert out["nll"] == pytest.approx(want, rel=1e-5)
+    assert out["nll"] != pytest.approx((HIT + MISS) / 2, rel=0.1)  # the mean of the batch means
+    assert out["tokens"] == 10 and out["sequences"] == 3
+    assert out["nll_with_pad"] == pytest.approx((8 * HIT + 2 * MISS) / (3 * 5), rel=1e-5)
+    assert out["bits"] == pytest.approx(want / math.log(2), rel=1e-5)
+    assert out["ppl"] == pytest.approx(math.exp(want), rel=1e-5)
+
+
+def test_latent_nll_is_the_log_mean_exp_over_k_draws():
+    """With the K latents of each batch known, log p^(x) = log (1/K) sum_k p(x | z_k) per row,
+    computed here in plain Python: not the mean of log p(x | z_k) (the K = 1 bound's average),
+    nor the max."""
+    model = Mixture()
+    draws = [[0, 2], [1, 1], [2, 0], [1, 0], [0, 0], [2, 2]]  # z per row, for K = 3 draws x 2 batches
+    calls = []
+
+    def draw(model, B, T, generator):
+        calls.append((B, T))
+        return {"z": torch.tensor(draws[len(calls) - 1])}
+
+    y1 = torch.tensor([[1, 2, 3], [5, 0, IGNORE_INDEX]])
+    y2 = torch.tensor([[4, 4, IGNORE_INDEX], [0, IGNORE_INDEX, IGNORE_INDEX]])
+    batches = [(torch.zeros_like(y1), y1), (torch.zeros_like(y2), y2)]
+    out = latent_nll(model, batches, 3, "cpu", draw_latent=draw)
+    assert calls == [(2, 3)] * 6  # K draws per batch, in batch order
+
+    logq = model.table.detach().log_softmax(-1).tolist()  # (M, V)
+    total, mean_of_logs = 0.0, 0.0
+    for b, (_, y) in enumerate(batches):
+        for row in range(2):
+            tokens = [t for t in y[row].tolist() if t != IGNORE_INDEX]
+            lp = [sum(logq[draws[3 * b + k][row]][t] for t in tokens) for k in range(3)]
+            total -= math.log(sum(math.exp(v) for v in lp) / 3)
+            mean_of_logs -= sum(lp) / 3
+    assert out["nll"] == pytest.approx(total / 8, rel=1e-5)
+    assert out["tokens"] == 8 and out["K"] == 3
+    assert abs(total - mean_of_logs) / 8 > 0.05  # the hand value tells the two apart
+
+
+def test_vae_objective_by_hand():
+    """q(z | x) = the prior, so the KL is 0 and the free-bits term is free_bits per sentence:
+    (reconstruction NLL + sentences x free_bits) / tokens."""
+    b1 = batch(counting(0, 5, 5), counting(2, 3, 5))
+    x2, y2 = batch(counting(1, 2, 5))
+    y2[0, :2] = torch.tensor([4, 0])
+    model, enc = Successor(), PriorEncoder()
+    for free_bits in (0.0, 3.0):
+        got = vae_objective(model, enc, [b1, (x2, y2)], free_bits, "cpu", seed=0)
+        assert got == pytest.approx((8 * HIT + 2 * MISS + 3 * free_bits) / 10, rel=1e-5)
+    assert model.training and enc.training
+    model.eval()
+    vae_objective(model, enc, [b1], 0.0, "cpu")
+    assert not model.training and enc.training  # each module gets its own mode back
+
+
+def test_modes_are_restored_even_when_a_pass_fails():
+    x, y = batch(counting(0, 5, 5))
+    model = Successor()
+    with pytest.raises(ValueError, match="pad_len"):
+        lm_nll(model, [(x, y)], "cpu", pad_len=3)
+    assert model.training
+    with pytest.raises(ValueError, match="temperature"):
+        posterior_nll(model, PriorEncoder(), [(x, y)], 1, "cpu", temperature=0.0)

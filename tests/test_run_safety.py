@@ -104,6 +104,40 @@ def test_data_derived_sizes_cannot_be_set():
         train_gan.parse_args(["--discriminator.vocab_size", "7"])
 
 
+GAN_TINY = ["--dataset", "numbers", "--generator.n_layer", "1", "--generator.n_out_layers", "1",
+            "--generator.n_head", "2", "--generator.n_embd", "16", "--noise_dim", "4", "--n_style_tokens", "2",
+            "--z_dim", "8", "--w_dim", "8", "--n_mlp", "2", "--discriminator.n_layer", "1",
+            "--discriminator.n_head", "2", "--discriminator.n_embd", "16", "--batch_size", "8",
+            "--eval_interval", "4", "--eval_batch_size", "1024", "--eval_samples", "8", "--final_samples", "8",
+            "--num_samples", "2", "--progress", "false"]
+
+
+def test_a_nan_gradient_in_the_gan_never_reaches_the_weights(tmp_path, monkeypatch):
+    """A finite discriminator loss whose gradient is NaN (the torch.where trap) from the 7th
+    discriminator step on (step 8): the shared guard stops at the gradient norm, before the update,
+    so last.pt (the evaluation at step 6) keeps finite weights. Without the check the NaN update
+    would reach D and be caught only by the weight check at the next save, two steps later."""
+    import gan as ganlib
+    d_loss, g_loss = ganlib.LOSSES["rsgan"]
+    calls = []
+
+    def poisoned(d_real, d_fake):
+        calls.append(1)
+        s = d_real.sum()
+        trap = torch.where(torch.tensor(True), 0 * s, torch.sqrt(-s * s - 1))  # value 0, gradient NaN
+        return d_loss(d_real, d_fake) + (trap if len(calls) >= 7 else 0)
+
+    monkeypatch.setitem(ganlib.LOSSES, "rsgan", (poisoned, g_loss))
+    with pytest.raises(FloatingPointError, match=r"non-finite gradient norm \(nan\) at step 8; .*last\.pt "
+                                                 r"\(step 6\) is intact"):
+        train_gan.main(GAN_TINY + ["--out_dir", str(tmp_path), "--run_name", "r", "--pretrain_steps", "2",
+                                   "--adv_steps", "10"])
+    ckpt = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 6
+    assert all(bool(torch.isfinite(t).all()) for key in ("model", "ema", "discriminator")
+               for t in ckpt[key].values() if t.is_floating_point())
+
+
 def test_a_gan_checkpoint_given_to_sample_points_to_sample_gan(tmp_path):
     save_checkpoint(tmp_path / "last.pt", {"model_name": "gan", "model": {}})
     with pytest.raises(CheckpointError, match="is a GAN checkpoint.*python -m experiments.sample_gan --ckpt"):

@@ -33,6 +33,7 @@ from datasets.batching import LMData, SequenceSplit
 from datasets.corpora import Corpus
 from datasets.tokenizers import Tokenizer
 from experiments.core import runtime
+from experiments.core.session import Guard, mle_step
 from experiments.scoring.nll import lm_nll
 
 
@@ -77,15 +78,12 @@ def fit_gpt2(train_texts, val_texts, tokenizer: Tokenizer, block_size: int, cfg:
                           n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)).to(device)
     optimizer = runtime.make_optimizer(model, cfg.lr, cfg.weight_decay, (0.9, 0.99), device)
     best_val, best_state = math.inf, None
+    guard = Guard(advice=f"Lower the scorer's learning rate (--scorer.lr, now {cfg.lr})")
     for step in range(cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = runtime.lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.steps)
         x, y = data.train_batch(step, cfg.batch_size, cfg.train_seed)
-        _, loss = model(x.to(device), y.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        mle_step(model, optimizer, x, y, guard, step, grad_clip=1.0)
         if (step + 1) % cfg.val_interval == 0 or step + 1 == cfg.steps:
             val = lm_nll(model, data.eval_batches("val", 256), device)["nll"]
             if val < best_val:

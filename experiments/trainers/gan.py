@@ -1,10 +1,5 @@
-"""Train the text GAN: a style-based transformer generator against a transformer discriminator.
-
-    python -m experiments.train_gan --config experiments/configs/gan/numbers.toml
-    python -m experiments.train_gan --dataset numbers --pretrain_steps 0 --adv_steps 3000
-    python -m experiments.train_gan --dataset coco --loss rsgan --beta_max 1000 --generator.n_embd 128
-    python -m experiments.train_gan --config experiments/configs/gan/coco.toml --pretrain_steps 0 \
-        --init_from runs/gan/coco-gan/pretrained.pt --run_name coco-gan-b   # another adversarial phase
+"""The GAN trainer behind `python -m experiments.train_gan` (and experiments.compare): a
+style-based transformer generator against a transformer discriminator.
 
 Two phases, one run directory:
 1. MLE pretraining (optional, `pretrain_steps > 0`). The generator is a latent-variable
@@ -43,10 +38,10 @@ TensorBoard events, config.json, pretrained.pt, last.pt, samples.txt and metrics
 TensorBoard: train/loss, lr, grad_norm during pretraining; gan/d_loss, gan/g_loss,
 gan/d_real and gan/d_fake (mean raw scores), gan/grad_norm_d, gan/grad_norm_g, gan/beta
 during adversarial training; at every evaluation val/nll (per token, padding excluded, of
-the EMA generator: evaluate.latent_nll over nll_samples draws of z and noise from a fixed
+the EMA generator: scoring.nll.latent_nll over nll_samples draws of z and noise from a fixed
 seed, an upper bound on the latent NLL), and the sample metrics of experiments/scoring/samples.py under the
 LMs' tags (eval/bleu*, eval/self_bleu*, eval/nll_oracle, eval/precision, eval/novelty,
-eval/unique_share), and eval/latent_mi (evaluate.latent_usage: how much the predictions
+eval/unique_share), and eval/latent_mi (scoring.nll.latent_usage: how much the predictions
 depend on z, in nats per token; ~0 means the truncation trick can do nothing); text
 samples; hparams at the end.
 
@@ -57,8 +52,10 @@ route variation through z. With info_weight, D gets a second head Q that predict
 from a fake, both players minimise info_weight * gan.losses.info_loss(Q(fake), z), and
 the generator learns to write z into its sentences (gan/info_d, gan/info_g).
 
-Divergence guard: a non-finite loss, or non-finite weights about to be saved, stops the
-run with FloatingPointError naming the last good checkpoint, which is left intact.
+Divergence guard (experiments/core/session.py, shared with the LM trainer): a non-finite
+loss or gradient norm of any of the three optimisers stops the run before the update, and
+non-finite weights are never saved; the FloatingPointError names the last good checkpoint,
+which is left intact.
 Collapse warnings, relative to real data (experiments.scoring.samples.collapse_warnings): at every
 evaluation the samples' Self-BLEU-5 and share of distinct samples are compared with those of
 as many real training sentences scored alike, and the EMA generator's validation NLL with its
@@ -73,10 +70,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import json
 import math
-import sys
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,20 +82,18 @@ from tqdm import tqdm
 
 from datasets import CorpusError, DataConfig, LMData, build_tokenizer
 from datasets.tokenizers import IGNORE_INDEX, PAD_ID, UNK_ID
-from experiments.core import cli, config as cfglib
+from experiments.core import config as cfglib
 from experiments.core import runtime
 from experiments.core.budget import PROBE_SAMPLES, Deadline, probe, timed
-from experiments.core.checkpoint import (CheckpointError, check_compatible, load_checkpoint, load_resume_checkpoint,
-                                    save_checkpoint, write_text)
-from experiments.scoring.nll import latent_nll, latent_usage, posterior_nll
-from experiments.core.logger import RunLogger
+from experiments.core.checkpoint import CheckpointError, check_compatible, load_checkpoint
+from experiments.core.session import RunSession, mle_step, optimizer_update
 from experiments.generation import gan_texts
+from experiments.scoring.nll import latent_nll, latent_usage, posterior_nll, vae_objective
 from experiments.scoring.samples import (NLL_RISE_MARGIN, SELF_BLEU_MARGIN, UNIQUE_MARGIN, SampleEvaluator,
-                                  collapse_warnings)
-from experiments.core.runlock import RunLock
+                                         collapse_warnings)
 from gan import (LOSSES, RELAXATIONS, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig,
-                 MappingConfig, PosteriorEncoder, beta_schedule, free_bits_kl, gaussian_kl, gradient_penalty,
-                 ema_update, info_loss, r1_penalty, real_inputs)
+                 MappingConfig, PosteriorEncoder, beta_schedule, ema_update, free_bits_kl, gaussian_kl,
+                 gradient_penalty, info_loss, r1_penalty, real_inputs)
 
 
 @dataclass
@@ -222,407 +216,471 @@ def pad_to(y, T):
     return torch.nn.functional.pad(y, (0, T - y.size(1)), value=IGNORE_INDEX)
 
 
-def check_finite(name, value, step, last_path):
-    """The divergence guard: stop at once, leaving the last good checkpoint as it is."""
-    if not math.isfinite(value):
-        saved = (f"The last good checkpoint, {last_path}, is intact" if Path(last_path).is_file()
-                 else "No checkpoint had been written yet")
-        raise FloatingPointError(f"non-finite {name} ({value}) at step {step}; the run diverged and stops here. "
-                                 f"{saved}. Lower the learning rates, set grad_clip, or use another loss")
-
-
 def run_dir_of(cfg) -> Path:
     """out_dir/run_name; the default run name is <dataset>-gan."""
     return Path(cfg.out_dir) / (cfg.run_name or f"{Path(cfg.dataset).stem}-gan")
+
+
+class GANRun:
+    """The state the phases of one run share: settings, data, the four networks (G, its EMA, D and,
+    for VAE pretraining, the encoder E), their optimisers, the run session (lock, guard,
+    checkpoints, logger, timing) and where each phase stands."""
+
+    def __init__(self, cfg: GANTrainConfig, gen_cfg, disc_cfg, dist):
+        self.cfg, self.dist, self.device = cfg, dist, dist.device
+        if cfg.batch_size % dist.world:
+            raise cfglib.ConfigError(f"batch_size {cfg.batch_size} must be divisible by the world size {dist.world}")
+        self.dtype = runtime.resolve_dtype(cfg.dtype, self.device)
+        runtime.seed_everything(cfg.seed)  # the same initial weights on every rank
+        self.session = RunSession(cfg, run_dir_of(cfg), dist,
+                                  advice="Lower the learning rates, set grad_clip, or use another loss")
+        self.pre_path = self.session.run_dir / "pretrained.pt"
+        self._data(cfg, gen_cfg)
+        self._networks(cfg, gen_cfg, disc_cfg)
+        # the step budget: pretraining first, the adversarial phase gets what max_steps leaves
+        self.pre_total = min(cfg.pretrain_steps, cfg.max_steps) if cfg.max_steps else cfg.pretrain_steps
+        self.adv_total = min(cfg.adv_steps, cfg.max_steps - self.pre_total) if cfg.max_steps else cfg.adv_steps
+        self.beta_total = cfg.beta_steps or max(self.adv_total, 1)
+        self.phase = "pretrain" if self.pre_total > 0 else "adversarial"
+        self.pre_step, self.adv_step, self.best_val, self.best_state, self.best_encoder = 0, 0, math.inf, None, None
+        self.adv_start_nll = None  # val NLL of the generator the adversarial phase starts from
+        if self.session.ckpt:
+            self.restore(self.session.ckpt)
+        elif cfg.init_from:  # another run's pretrained generator stands in for phase 1
+            init = load_checkpoint(cfg.init_from)
+            check_compatible(init, "gan", asdict(self.gen_cfg), self.tokenizer.itos, data=cfg.data_settings())
+            self.G.load_state_dict(init["model"])
+            load_encoder(self.E, init, cfg.init_from)
+            self.best_state, self.best_val, self.phase = copy.deepcopy(self.G.state_dict()), init["best_val"], "pretrain"
+
+    def _data(self, cfg, gen_cfg) -> None:
+        """Vocabulary from the training split (on resume it must equal the checkpoint's); every
+        sentence, real or fake, is read at T tokens (<eos> included)."""
+        self.corpus = cfg.load()
+        if self.corpus.mode != "sequence":
+            raise CorpusError(f"{self.corpus.name} is read as one stream; the GAN needs one sentence per example: "
+                              "give --mode sequence (one example per line)")
+        self.tokenizer = build_tokenizer(self.corpus)
+        self.data = LMData(self.corpus, self.tokenizer, block_size=gen_cfg.block_size)
+        self.T = self.data.block_size
+
+    def _networks(self, cfg, gen_cfg, disc_cfg) -> None:
+        """G, EMA, D, E and the optimisers; sizes the data decides are filled in here, once."""
+        V, T = self.tokenizer.vocab_size, self.T
+        self.gen_cfg = dataclasses.replace(gen_cfg, vocab_size=V, block_size=T)
+        self.z_dim = self.gen_cfg.mapping.z_dim
+        self.disc_cfg = dataclasses.replace(disc_cfg, vocab_size=V, block_size=T)
+        self.G = Generator(self.gen_cfg).to(self.device)
+        # with the InfoGAN term, D's latent head Q reads back a z of the mapping's size
+        self.D = Discriminator(self.disc_cfg, latent_dim=self.z_dim if cfg.info_weight > 0 else 0).to(self.device)
+        # VAE pretraining: q(z | x) with the discriminator's sizes; trained with G, then kept as the
+        # proposal of the NLL estimate (nll)
+        self.E = (PosteriorEncoder(self.disc_cfg, self.z_dim).to(self.device)
+                  if cfg.pretrain_latent == "posterior" else None)
+        self.mle_model = self.G if self.E is None else torch.nn.ModuleList([self.G, self.E])  # what pretraining fits
+        self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_mle = runtime.make_optimizer(self.mle_model, cfg.pretrain_lr, cfg.weight_decay, betas, self.device)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.g_lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=betas)
+        if self.dist.rank:  # from here on each rank draws its own z, noise and Gumbel noise
+            torch.manual_seed(cfg.seed + 7919 * self.dist.rank)
+
+    def restore(self, ckpt: dict) -> None:
+        check_compatible(ckpt, "gan", asdict(self.gen_cfg), self.tokenizer.itos, data=self.cfg.data_settings())
+        if ckpt["discriminator_config"] != asdict(self.disc_cfg):
+            raise CheckpointError(f"checkpoint discriminator config {ckpt['discriminator_config']} differs from "
+                                  f"this run's {asdict(self.disc_cfg)}")
+        self.G.load_state_dict(ckpt["model"])
+        self.ema.load_state_dict(ckpt["ema"])
+        self.D.load_state_dict(ckpt["discriminator"])
+        load_encoder(self.E, ckpt, self.session.last_path)
+        for opt, key in ((self.opt_mle, "optimizer_mle"), (self.opt_g, "optimizer_g"), (self.opt_d, "optimizer_d")):
+            if ckpt[key]:
+                opt.load_state_dict(ckpt[key])
+        self.phase, self.pre_step, self.adv_step = ckpt["phase"], ckpt["pretrain_step"], ckpt["adv_step"]
+        self.best_val, self.adv_start_nll = ckpt["best_val"], ckpt.get("adv_start_nll")
+        runtime.set_rng_state(ckpt["rng"])
+        if self.dist.rank:  # the checkpoint holds rank 0's stream; keep the others apart
+            torch.manual_seed(self.cfg.seed + 7919 * self.dist.rank + 104729 * self.step)
+        self.session.resumed(f"in the {self.phase} phase at step {self.step}")
+
+    @property
+    def step(self) -> int:
+        """Steps of both phases: the x axis of every curve."""
+        return self.pre_step + self.adv_step
+
+    def amp(self):
+        return runtime.autocast(self.device, self.dtype)
+
+    def beta_at(self, s: int) -> float:
+        return beta_schedule(s, self.beta_total, self.cfg.beta_max, self.cfg.beta_schedule)
+
+    def checkpoint(self, path: Path) -> None:
+        self.session.save(path, {
+            "model_name": "gan", "model_config": asdict(self.gen_cfg), "model": self.G.state_dict(),
+            "ema": self.ema.state_dict(),
+            "discriminator_config": asdict(self.disc_cfg), "discriminator": self.D.state_dict(),
+            "encoder": self.E.state_dict() if self.E is not None else None,
+            "optimizer_mle": self.opt_mle.state_dict(), "optimizer_g": self.opt_g.state_dict(),
+            "optimizer_d": self.opt_d.state_dict(), "tokenizer": self.tokenizer.state_dict(),
+            "phase": self.phase, "pretrain_step": self.pre_step, "adv_step": self.adv_step,
+            "best_val": self.best_val, "adv_start_nll": self.adv_start_nll,
+        }, {"generator": self.G, "EMA generator": self.ema, "discriminator": self.D}, self.step)
+
+    def draw(self, gen, n: int, seed: int, psi: float | None = None, temperature: float | None = None) -> list[str]:
+        psi = self.cfg.psi if psi is None else psi
+        if psi != 1.0:  # truncation needs the average style of this generator's mapping
+            gen.mapping.estimate_w_avg(self.cfg.w_avg_samples,
+                                       generator=torch.Generator(device=self.device).manual_seed(seed))
+        return gan_texts(gen, self.tokenizer, n, self.T, self.cfg.temperature if temperature is None else temperature,
+                         psi, seed)
+
+    def nll(self, gen, split: str) -> dict:
+        """NLL per token on a split, latents from the prior (K = nll_samples): the estimator of
+        every GAN run and every point of a psi sweep. With an encoder also the importance-
+        sampled bound with q(z | x) as proposal (K = nll_samples): another upper bound, which
+        with the free bits' KL may be the looser of the two (research/gan)."""
+        cfg = self.cfg
+        out = latent_nll(gen, self.data.eval_batches(split, cfg.eval_batch_size), cfg.nll_samples, self.device,
+                         seed=cfg.seed)
+        if self.E is not None:
+            out["nll_posterior"] = posterior_nll(gen, self.E, self.data.eval_batches(split, cfg.eval_batch_size),
+                                                 cfg.nll_samples, self.device, seed=cfg.seed)["nll"]
+        return out
+
+    def usage(self, gen) -> float:
+        """eval/latent_mi on fixed real prefixes: how much the predictions depend on z."""
+        return latent_usage(gen, *self.usage_batch, seed=self.cfg.seed)
+
+    def warn_collapse(self, scores: dict, real: dict, val_nll: float, step: int) -> list[str]:
+        """Collapse warnings against real data (and, adversarial phase, the NLL at its start): printed,
+        logged as TensorBoard text; returns them."""
+        cfg = self.cfg
+        rise = val_nll / self.adv_start_nll - 1 if self.adv_start_nll else None
+        found = collapse_warnings(scores, real, rise, cfg.collapse_self_bleu, cfg.collapse_unique, cfg.collapse_nll)
+        for w in found:
+            self.session.say(f"warning: step {step}: {w}")
+        if found:
+            self.session.log.text("warnings", "  \n".join(found), step)
+        return found
+
+    def evaluate(self, gen, step: int) -> tuple[float, dict]:
+        """val/nll, latent use, the periodic sample metrics and the collapse warnings; (val NLL, scores)."""
+        cfg, log = self.cfg, self.session.log
+        val = self.nll(gen, "val")
+        log.scalar("val/nll", val["nll"], step)
+        log.scalar("val/bits", val["bits"], step)
+        if "nll_posterior" in val:
+            log.scalar("val/nll_posterior", val["nll_posterior"], step)
+        log.scalar("eval/latent_mi", self.usage(gen), step)
+        texts = self.draw(copy.deepcopy(gen) if cfg.psi != 1.0 else gen, cfg.eval_samples, seed=cfg.seed + step)
+        scores = self.evaluator(texts, step, log)
+        self.warn_collapse(scores, self.real_val, val["nll"], step)
+        log.samples("samples", texts[:cfg.num_samples], step)
+        log.flush()
+        return val["nll"], scores
+
+    def vae_objective(self) -> float:
+        """Posterior pretraining's own objective on val, (reconstruction NLL + free-bits KL) per token
+        with z ~ q(z | x) from a fixed seed: what best-on-val selects on in that mode. The NLL bound
+        (val/nll) charges the KL under the free bits in full, so it would prefer the early generator
+        that ignores z, the very thing this mode is for undoing."""
+        return vae_objective(self.G, self.E, self.data.eval_batches("val", self.cfg.eval_batch_size),
+                             self.cfg.free_bits, self.device, seed=self.cfg.seed)
+
+
+# ---------------------------------------------------------------------------------------
+# phase 1: MLE pretraining, teacher forcing with z from the prior (or the posterior)
+
+
+def pretrain_loss(run: GANRun, logged: dict):
+    """loss_fn for mle_step: G's own teacher-forcing loss (a fresh z from the prior and fresh noise
+    per sentence), or, as a VAE decoder, (token NLL + KL with free bits) per token with z ~ q(z | x);
+    its parts go into `logged`."""
+    G, E, cfg = run.G, run.E, run.cfg
+    if E is None:
+        return lambda _, x, y: G(x, y)[1]
+
+    def vae_loss(_, x, y):
+        valid = y != IGNORE_INDEX
+        mean, logvar = E.posterior(y)
+        if cfg.word_dropout > 0:  # the decoder's inputs (not the encoder's) lose tokens to <unk>
+            drop = torch.rand(x.shape, device=x.device) < cfg.word_dropout
+            drop[:, 0] = False  # <bos>
+            x = x.masked_fill(drop & (x != PAD_ID), UNK_ID)
+        _, rec = G(x, y, z=E.sample(mean, logvar).to(G.lm_head.weight.dtype))
+        kl = gaussian_kl(mean, logvar)  # (B, z_dim)
+        logged.update(rec=rec, kl=kl)
+        return rec + free_bits_kl(kl, cfg.free_bits) / (valid.sum() / valid.size(0))
+
+    return vae_loss
+
+
+def pretrain(run: GANRun, deadline: Deadline, bar) -> None:
+    cfg, session = run.cfg, run.session
+    logged = {}
+    loss_fn = pretrain_loss(run, logged)
+    t_phase = time.time()
+    while run.phase == "pretrain" and run.pre_step < run.pre_total:
+        lr = runtime.lr_at(run.pre_step, cfg.pretrain_lr, cfg.pretrain_min_lr, cfg.warmup_steps, run.pre_total)
+        for group in run.opt_mle.param_groups:
+            group["lr"] = lr
+        x, y = run.data.train_batch(run.pre_step, cfg.batch_size, cfg.seed)
+        loss, grad_norm, _ = mle_step(run.mle_model, run.opt_mle, x, y, session.guard, run.pre_step,
+                                      grad_clip=cfg.grad_clip, loss_fn=loss_fn, dist=run.dist, amp=run.amp,
+                                      average_grads=True)
+        run.pre_step += 1
+        bar.update(1)
+        if run.pre_step % cfg.log_interval == 0:
+            session.log.scalars({"train/loss": loss, "lr": lr, "grad_norm": grad_norm}, run.pre_step)
+            if run.E is not None:  # reconstruction NLL per token, and the KL per sentence without free bits
+                session.log.scalars({"train/rec": logged["rec"].item(),
+                                     "train/kl": logged["kl"].sum(-1).mean().item()}, run.pre_step)
+            bar.set_postfix(loss=f"{loss:.4f}", best_val=f"{run.best_val:.4f}")
+        phase_over = cfg.pretrain_minutes > 0 and run.dist.any((time.time() - t_phase) / 60 >= cfg.pretrain_minutes)
+        stop = phase_over or deadline.expired()
+        if run.pre_step % cfg.eval_interval == 0 or run.pre_step == run.pre_total or stop:
+            pretrain_evaluation(run, deadline, loss)
+        if stop:
+            session.say(f"pretraining stopped by its wall-clock budget at step {run.pre_step}")
+            break
+    if run.phase == "pretrain":
+        start_adversarial_phase(run)
+
+
+def pretrain_evaluation(run: GANRun, deadline: Deadline, loss: float) -> None:
+    """Evaluate G (the EMA is a copy of G while pretraining: no averaging yet), keep the best on
+    validation (the VAE objective in posterior mode) in memory and in pretrained.pt, save last.pt."""
+    run.ema.load_state_dict(run.G.state_dict())
+    (val, scores), seconds = timed(run.evaluate, run.G, run.pre_step)
+    deadline.observe(seconds)
+    if run.E is not None:  # select on the objective being trained (see vae_objective)
+        val = run.vae_objective()
+        run.session.log.scalar("val/vae_objective", val, run.pre_step)
+    run.session.say(f"pretrain step {run.pre_step}: train loss {loss:.4f}, val {'objective' if run.E else 'nll'} "
+                    f"{val:.4f} | {brief(scores)}")
+    if val < run.best_val:  # every rank computes the same val (same weights, same z)
+        run.best_val, run.best_state = val, copy.deepcopy(run.G.state_dict())
+        run.best_encoder = copy.deepcopy(run.E.state_dict()) if run.E is not None else None
+        run.checkpoint(run.pre_path)
+    run.checkpoint(run.session.last_path)
+
+
+def start_adversarial_phase(run: GANRun) -> None:
+    """Pretraining is done: the adversarial phase starts from the best-on-validation generator (in
+    memory on every rank; from pretrained.pt only when this process resumed past the best)."""
+    best = ({"model": run.best_state, "encoder": run.best_encoder} if run.best_state is not None
+            else load_checkpoint(run.pre_path))
+    run.G.load_state_dict(best["model"])
+    if run.E is not None and best.get("encoder") is not None:  # the proposal that goes with that generator
+        run.E.load_state_dict(best["encoder"])
+    run.G.mapping.estimate_w_avg(run.cfg.w_avg_samples,
+                                 generator=torch.Generator(device=run.device).manual_seed(run.cfg.seed))
+    run.ema.load_state_dict(run.G.state_dict())
+    if run.cfg.init_from:  # this run's own record of where its adversarial phase started
+        run.checkpoint(run.pre_path)
+    run.phase = "adversarial"
+    run.adv_start_nll = run.nll(run.G, "val")["nll"]  # the collapse warnings' yardstick for the NLL
+    run.checkpoint(run.session.last_path)
+
+
+# ---------------------------------------------------------------------------------------
+# phase 2: adversarial training
+
+
+def new_z(run: GANRun):
+    """z for this rank's share of a batch, drawn here so that both players know the fakes' z."""
+    return torch.randn(run.cfg.batch_size // run.dist.world, run.z_dim, device=run.device,
+                       dtype=run.G.lm_head.weight.dtype)
+
+
+def critic_steps(run: GANRun, z_g, fake_g, relax) -> dict:
+    """n_critic discriminator steps on fresh real batches and detached fakes; the last step reads
+    the generator step's own sample (detached). Returns the last step's figures and its real batch
+    (rsgan's generator loss pairs the fakes with it)."""
+    cfg, D, G, info = run.cfg, run.D, run.G, run.cfg.info_weight > 0
+    d_loss_fn = LOSSES[cfg.loss][0]
+    B = cfg.batch_size // run.dist.world
+    D.requires_grad_(True)
+    for k in range(cfg.n_critic):
+        _, y = run.data.train_batch(run.adv_step * cfg.n_critic + k, cfg.batch_size, cfg.seed + 1)
+        real, real_mask = real_inputs(pad_to(y[run.dist.rank::run.dist.world], run.T).to(run.device),
+                                      run.tokenizer.vocab_size)
+        if k == cfg.n_critic - 1:
+            z, fake = z_g, {"soft": fake_g["soft"].detach(), "mask": fake_g["mask"]}
+        else:
+            z = new_z(run)
+            with torch.no_grad(), run.amp():
+                fake = G.sample(B, run.T, z=z, relax=relax)
+        with run.amp():
+            d_real, d_fake = D(real, real_mask), D(fake["soft"], fake["mask"], return_latent=info)
+            out = {}
+            if info:  # Q (D's latent head) learns to read z back from the fake
+                d_fake, z_pred = d_fake
+                out["info_d"] = info_loss(z_pred, z)
+            loss_d = d_loss_fn(d_real, d_fake)
+            if info:
+                loss_d = loss_d + cfg.info_weight * out["info_d"]
+            if cfg.loss == "wgan-gp":
+                loss_d = loss_d + gradient_penalty(D, real, fake["soft"], real_mask | fake["mask"], cfg.gp_weight)
+            if cfg.r1_gamma > 0:
+                loss_d = loss_d + r1_penalty(D, real, real_mask, cfg.r1_gamma)
+        run.session.guard.check("discriminator loss", loss_d.item(), run.step)
+        run.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        grad_norm_d = optimizer_update(D, run.opt_d, cfg.grad_clip, run.session.guard, run.step, run.dist,
+                                       average_grads=True)
+    return {"loss_d": loss_d, "d_real": d_real, "d_fake": d_fake, "grad_norm_d": grad_norm_d,
+            "real": real, "real_mask": real_mask, **out}
+
+
+def generator_step(run: GANRun, z_g, fake_g, real, real_mask) -> dict:
+    """One generator step through its relaxed sample into the updated D (frozen), then the mapping's
+    running w_avg and the EMA generator."""
+    cfg, D, G, info = run.cfg, run.D, run.G, run.cfg.info_weight > 0
+    g_loss_fn = LOSSES[cfg.loss][1]
+    D.requires_grad_(False)
+    out = {}
+    with run.amp():
+        d_fake_g = D(fake_g["soft"], fake_g["mask"], return_latent=info)
+        if info:  # ... and G to write z into the sentence so that Q can
+            d_fake_g, z_pred = d_fake_g
+            out["info_g"] = info_loss(z_pred, z_g)
+        loss_g = g_loss_fn(D(real, real_mask), d_fake_g)
+        if info:
+            loss_g = loss_g + cfg.info_weight * out["info_g"]
+    run.session.guard.check("generator loss", loss_g.item(), run.step)
+    run.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    out["grad_norm_g"] = optimizer_update(G, run.opt_g, cfg.grad_clip, run.session.guard, run.step, run.dist,
+                                          average_grads=True)
+    G.mapping.update_w_avg(fake_g["w"])
+    ema_update(run.ema, G, cfg.ema_decay)
+    return {"loss_g": loss_g, **out}
+
+
+def adversarial(run: GANRun, deadline: Deadline, bar) -> None:
+    """Per iteration: the generator's relaxed sample, drawn first with its graph (its detached copy
+    is also the fake of the last critic step: one sampling pass saved per iteration; sampling, a
+    sequential loop over T steps, is most of the cost on a CPU), n_critic D steps, one G step."""
+    cfg, session = run.cfg, run.session
+    relax_fn = RELAXATIONS[cfg.relax]
+    while run.phase == "adversarial" and run.adv_step < run.adv_total and not deadline.expired():
+        beta = run.beta_at(run.adv_step)
+        relax = functools.partial(relax_fn, beta=beta)
+        z_g = new_z(run)
+        with run.amp():
+            fake_g = run.G.sample(cfg.batch_size // run.dist.world, run.T, z=z_g, relax=relax)
+        d = critic_steps(run, z_g, fake_g, relax)
+        g = generator_step(run, z_g, fake_g, d["real"], d["real_mask"])
+        run.adv_step += 1
+        bar.update(1)
+        if run.adv_step % cfg.log_interval == 0:
+            session.log.scalars({"gan/d_loss": d["loss_d"].item(), "gan/g_loss": g["loss_g"].item(),
+                                 "gan/d_real": d["d_real"].mean().item(), "gan/d_fake": d["d_fake"].mean().item(),
+                                 "gan/grad_norm_d": d["grad_norm_d"], "gan/grad_norm_g": g["grad_norm_g"],
+                                 "gan/beta": beta}, run.step)
+            if "info_d" in d:  # per-dimension NLL of z under Q, without 0.5 log 2 pi (0.5 = Q knows nothing)
+                session.log.scalars({"gan/info_d": d["info_d"].item(), "gan/info_g": g["info_g"].item()}, run.step)
+            bar.set_postfix(d=f"{d['loss_d'].item():.3f}", g=f"{g['loss_g'].item():.3f}", beta=f"{beta:.1f}")
+        stop = deadline.expired()
+        if run.adv_step % cfg.eval_interval == 0 or run.adv_step == run.adv_total or stop:
+            (val, scores), seconds = timed(run.evaluate, run.ema, run.step)
+            deadline.observe(seconds)
+            session.say(f"adversarial step {run.adv_step}: d_loss {d['loss_d'].item():.4f}, g_loss "
+                        f"{g['loss_g'].item():.4f}, beta {beta:.1f}, EMA val nll {val:.4f} | {brief(scores)}")
+            run.checkpoint(session.last_path)
+        if stop:
+            session.say(f"wall-clock budget of {cfg.max_minutes} min reached at adversarial step {run.adv_step}")
+
+
+# ---------------------------------------------------------------------------------------
+# final scoring and the command
+
+
+def final_scoring(run: GANRun, train_seconds: float) -> tuple[dict, dict]:
+    """The EMA generator (and the pretrained one, for reference) on val and test and in samples,
+    scored against test (read here, once); (results, texts by generator)."""
+    cfg = run.cfg
+    results = {"steps": run.step, "pretrain_steps": run.pre_step, "adv_steps": run.adv_step,
+               "train_seconds": train_seconds, "temperature": cfg.temperature, "psi": cfg.psi,
+               "nll_K": cfg.nll_samples, "references": "test", "data/oov_val": run.data.oov["val"],
+               "data/oov_test": run.data.oov["test"]}
+    tester = SampleEvaluator(run.corpus, run.tokenizer, references="test")
+    finals = {"ema": run.ema}
+    if run.pre_path.exists():
+        pretrained = copy.deepcopy(run.G)
+        pretrained.load_state_dict(load_checkpoint(run.pre_path)["model"])
+        finals["pretrained"] = pretrained.eval()
+    texts = {}
+    for name, gen in finals.items():
+        for split in ("val", "test"):
+            nll = run.nll(gen, split)
+            results[f"{name}/{split}_nll"] = nll["nll"]
+            if "nll_posterior" in nll:
+                results[f"{name}/{split}_nll_posterior"] = nll["nll_posterior"]
+        results[f"{name}/latent_mi"] = run.usage(gen)
+        texts[name] = run.draw(copy.deepcopy(gen), cfg.final_samples, seed=cfg.seed)
+        for k, v in tester.score(texts[name]).items():
+            results[f"{name}/{k}"] = v
+    real_test = tester.score(random.Random(cfg.seed).sample(run.corpus.train, min(cfg.final_samples,
+                                                                                  len(run.corpus.train))))
+    ema_scores = {k.split("/", 1)[1]: v for k, v in results.items() if k.startswith("ema/")}
+    results["adv_nll_rise"] = results["ema/val_nll"] / run.adv_start_nll - 1 if run.adv_start_nll else None
+    results["warnings"] = run.warn_collapse(ema_scores, real_test, results["ema/val_nll"], run.step)
+    return results, texts
+
+
+def hparams(run: GANRun) -> dict:
+    return {**asdict(run.cfg), **{f"generator.{k}": v for k, v in asdict(run.gen_cfg).items() if k != "mapping"},
+            **{f"mapping.{k}": v for k, v in asdict(run.gen_cfg.mapping).items()},
+            **{f"discriminator.{k}": v for k, v in asdict(run.disc_cfg).items()}}
+
+
+def describe(run: GANRun) -> str:
+    return (f"generator: {sum(p.numel() for p in run.G.parameters()):,} parameters, discriminator: "
+            f"{sum(p.numel() for p in run.D.parameters()):,} | {run.corpus.name}: vocab {run.tokenizer.vocab_size}, "
+            f"{run.T} tokens per sentence, {len(run.data.splits['train'].x):,} train sentences, "
+            f"{run.data.oov_summary()} | device {run.device} {str(run.dtype).replace('torch.', '')}")
 
 
 def main(argv=None):
     cfg, gen_cfg, disc_cfg = parse_args(sys.argv[1:] if argv is None else argv)
     dist = runtime.Distributed(cfg.device)  # single process unless launched by torchrun
     deadline = Deadline(cfg.max_minutes, dist)  # the whole run, final scoring included
-    device = dist.device
-    if cfg.batch_size % dist.world:
-        raise cfglib.ConfigError(f"batch_size {cfg.batch_size} must be divisible by the world size {dist.world}")
-    dtype = runtime.resolve_dtype(cfg.dtype, device)
-    amp = lambda: runtime.autocast(device, dtype)  # noqa: E731
-    runtime.seed_everything(cfg.seed)  # the same initial weights on every rank
-    run_dir = run_dir_of(cfg)
-    last_path, pre_path = run_dir / "last.pt", run_dir / "pretrained.pt"
-    lock = RunLock(run_dir, enabled=dist.is_main).acquire()  # one writer per run directory
-
-    # ---- data: vocabulary from the training split (or from the checkpoint we resume)
-    corpus = cfg.load()
-    if corpus.mode != "sequence":
-        raise CorpusError(f"{corpus.name} is read as one stream; the GAN needs one sentence per example: "
-                          "give --mode sequence (one example per line)")
-    ckpt = load_resume_checkpoint(last_path) if cfg.resume else None
-    tokenizer = build_tokenizer(corpus)  # deterministic; on resume it must equal the checkpoint's (checked below)
-    data = LMData(corpus, tokenizer, block_size=gen_cfg.block_size)
-    T = data.block_size  # every sentence, real or fake, is read at this length (<eos> included)
-
-    # ---- models: sizes the data decides are filled in here, once
-    gen_cfg = dataclasses.replace(gen_cfg, vocab_size=tokenizer.vocab_size, block_size=T)
-    z_dim = gen_cfg.mapping.z_dim
-    if cfg.info_weight > 0 and disc_cfg.latent_dim not in (0, z_dim):
-        raise cfglib.ConfigError(f"discriminator.latent_dim ({disc_cfg.latent_dim}) must equal mapping.z_dim ({z_dim}) "
-                         "for info_weight > 0; leave it 0 and it is set here")
-    if cfg.info_weight == 0 and disc_cfg.latent_dim:
-        raise cfglib.ConfigError("discriminator.latent_dim > 0 only serves info_weight > 0; set both or neither")
-    disc_cfg = dataclasses.replace(disc_cfg, vocab_size=tokenizer.vocab_size, block_size=T,
-                                   latent_dim=z_dim if cfg.info_weight > 0 else 0)
-    G = Generator(gen_cfg).to(device)
-    D = Discriminator(disc_cfg).to(device)
-    # VAE pretraining: q(z | x) with the discriminator's sizes; trained with G, then kept as the
-    # proposal of the NLL estimate (nll_fn)
-    E = PosteriorEncoder(disc_cfg, z_dim).to(device) if cfg.pretrain_latent == "posterior" else None
-    mle_model = G if E is None else torch.nn.ModuleList([G, E])  # what pretraining optimises
-    ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_mle = runtime.make_optimizer(mle_model, cfg.pretrain_lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), device)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.g_lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.d_lr, betas=(cfg.beta1, cfg.beta2))
-    if dist.rank:  # from here on each rank draws its own z, noise and Gumbel noise
-        torch.manual_seed(cfg.seed + 7919 * dist.rank)
-    d_loss_fn, g_loss_fn = LOSSES[cfg.loss]
-    relax_fn = RELAXATIONS[cfg.relax]
-    # the step budget: pretraining first, the adversarial phase gets what max_steps leaves
-    pre_total = min(cfg.pretrain_steps, cfg.max_steps) if cfg.max_steps else cfg.pretrain_steps
-    adv_total = min(cfg.adv_steps, cfg.max_steps - pre_total) if cfg.max_steps else cfg.adv_steps
-    beta_total = cfg.beta_steps or max(adv_total, 1)
-    phase = "pretrain" if pre_total > 0 else "adversarial"
-    pre_step, adv_step, best_val, best_state, best_encoder = 0, 0, math.inf, None, None
-    adv_start_nll = None  # val NLL of the generator the adversarial phase starts from
-    if ckpt:
-        check_compatible(ckpt, "gan", asdict(gen_cfg), tokenizer.itos,
-                         data=cfg.data_settings())
-        if ckpt["discriminator_config"] != asdict(disc_cfg):
-            raise CheckpointError(f"checkpoint discriminator config {ckpt['discriminator_config']} differs from "
-                                  f"this run's {asdict(disc_cfg)}")
-        G.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        D.load_state_dict(ckpt["discriminator"])
-        load_encoder(E, ckpt, last_path)
-        for opt, key in ((opt_mle, "optimizer_mle"), (opt_g, "optimizer_g"), (opt_d, "optimizer_d")):
-            if ckpt[key]:
-                opt.load_state_dict(ckpt[key])
-        phase, pre_step, adv_step, best_val = ckpt["phase"], ckpt["pretrain_step"], ckpt["adv_step"], ckpt["best_val"]
-        adv_start_nll = ckpt.get("adv_start_nll")
-        runtime.set_rng_state(ckpt["rng"])
-        if dist.rank:  # the checkpoint holds rank 0's stream; keep the others apart
-            torch.manual_seed(cfg.seed + 7919 * dist.rank + 104729 * (pre_step + adv_step))
-        if dist.is_main:
-            print(f"resumed {last_path} in the {phase} phase at step {pre_step + adv_step}")
-            runtime.say_resume_changes(ckpt["train_config"], cfg, ckpt.get("environment"), runtime.environment(dist))
-    elif cfg.init_from:  # another run's pretrained generator stands in for phase 1
-        init = load_checkpoint(cfg.init_from)
-        check_compatible(init, "gan", asdict(gen_cfg), tokenizer.itos,
-                         data=cfg.data_settings())
-        G.load_state_dict(init["model"])
-        load_encoder(E, init, cfg.init_from)
-        best_state, best_val, phase = copy.deepcopy(G.state_dict()), init["best_val"], "pretrain"
-    prior_seconds = (ckpt or {}).get("train_seconds", 0.0)  # wall-clock time of the segments before a resume
-    say = tqdm.write if dist.is_main else (lambda *a, **k: None)
-    say(f"generator: {sum(p.numel() for p in G.parameters()):,} parameters, discriminator: "
-        f"{sum(p.numel() for p in D.parameters()):,} | {corpus.name}: vocab {tokenizer.vocab_size}, "
-        f"{T} tokens per sentence, {len(data.splits['train'].x):,} train sentences, {data.oov_summary()} | device {device} "
-        f"{str(dtype).replace('torch.', '')}")
-    # on resume, hide what a killed process logged after its last checkpoint (whose evaluation stays)
-    log = RunLogger(run_dir, enabled=dist.is_main, purge_step=pre_step + adv_step + 1 if ckpt else None)
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.json", json.dumps(
-            {"train": asdict(cfg), "generator": asdict(gen_cfg), "discriminator": asdict(disc_cfg)}, indent=2))
+    run = GANRun(cfg, gen_cfg, disc_cfg, dist)
+    session = run.session
+    session.say(describe(run))
+    session.open_log(run.step, {"train": cfg, "generator": run.gen_cfg, "discriminator": run.disc_cfg})
     # reference tables built once: the curves are scored against val, the final scoring against test
-    evaluator = SampleEvaluator(corpus, tokenizer)
+    run.evaluator = SampleEvaluator(run.corpus, run.tokenizer)
     # the yardstick of the collapse warnings: as many real training sentences, scored alike
-    real_val = evaluator.score(random.Random(cfg.seed).sample(corpus.train, min(cfg.eval_samples, len(corpus.train))))
-    usage_batch = next(iter(data.eval_batches("val", 64)))  # fixed real prefixes for eval/latent_mi
-
-    def checkpoint(path):
-        if not dist.is_main:
-            return
-        for name, module in (("generator", G), ("EMA generator", ema), ("discriminator", D)):
-            bad = [n for n, p in module.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
-            if bad:  # the guard's second half: never overwrite a good checkpoint with a diverged model
-                kept = f"The last good checkpoint, {path}, is intact" if path.is_file() else "Nothing was saved"
-                raise FloatingPointError(f"non-finite weights in the {name} ({bad[0]}, ...) at step "
-                                         f"{pre_step + adv_step}; not saving. {kept}")
-        save_checkpoint(path, {
-            "model_name": "gan", "model_config": asdict(gen_cfg),
-            "model": G.state_dict(),
-            "ema": ema.state_dict(), "w_avg": G.mapping.w_avg.clone(),
-            "discriminator_config": asdict(disc_cfg), "discriminator": D.state_dict(),
-            "encoder": E.state_dict() if E is not None else None,
-            "optimizer_mle": opt_mle.state_dict(), "optimizer_g": opt_g.state_dict(), "optimizer_d": opt_d.state_dict(),
-            "tokenizer": tokenizer.state_dict(), "train_config": asdict(cfg),
-            "phase": phase, "step": pre_step + adv_step, "pretrain_step": pre_step, "adv_step": adv_step,
-            "beta": beta_at(adv_step), "beta_steps": beta_total, "best_val": best_val, "adv_start_nll": adv_start_nll, "rng": runtime.rng_state(),
-            "environment": runtime.environment(dist), "train_seconds": prior_seconds + time.time() - t_start,
-        })
-
-    def beta_at(s):
-        return beta_schedule(s, beta_total, cfg.beta_max, cfg.beta_schedule)
-
-    def draw(gen, n, seed, psi=cfg.psi, temperature=cfg.temperature):
-        if psi != 1.0:  # truncation needs the average style of this generator's mapping
-            gen.mapping.estimate_w_avg(cfg.w_avg_samples, generator=torch.Generator(device=device).manual_seed(seed))
-        return gan_texts(gen, tokenizer, n, T, temperature, psi, seed)
-
-    def nll_fn(gen, split):
-        """NLL per token on a split, latents from the prior (K = nll_samples): the estimator of
-        every GAN run and every point of a psi sweep. With an encoder also the importance-
-        sampled bound with q(z | x) as proposal (K = nll_samples): another upper bound, which
-        with the free bits' KL may be the looser of the two (research/gan)."""
-        out = latent_nll(gen, data.eval_batches(split, cfg.eval_batch_size), cfg.nll_samples, device, seed=cfg.seed)
-        if E is not None:
-            out["nll_posterior"] = posterior_nll(gen, E, data.eval_batches(split, cfg.eval_batch_size),
-                                                 cfg.nll_samples, device, seed=cfg.seed)["nll"]
-        return out
-
-    def warn_collapse(scores, real, val_nll, step):
-        """Collapse warnings against real data (and, adversarial phase, the NLL at its start): printed,
-        logged as TensorBoard text; returns them."""
-        rise = val_nll / adv_start_nll - 1 if adv_start_nll else None
-        found = collapse_warnings(scores, real, rise, cfg.collapse_self_bleu, cfg.collapse_unique, cfg.collapse_nll)
-        for w in found:
-            say(f"warning: step {step}: {w}")
-        if found:
-            log.text("warnings", "  \n".join(found), step)
-        return found
-
-    def evaluate(gen, step):
-        """val/nll, the periodic sample metrics and the collapse warnings; returns val/nll."""
-        val = nll_fn(gen, "val")
-        log.scalar("val/nll", val["nll"], step)
-        log.scalar("val/bits", val["bits"], step)
-        if "nll_posterior" in val:
-            log.scalar("val/nll_posterior", val["nll_posterior"], step)
-        log.scalar("eval/latent_mi", latent_usage(gen, *usage_batch, seed=cfg.seed), step)
-        texts = draw(copy.deepcopy(gen) if cfg.psi != 1.0 else gen, cfg.eval_samples, seed=cfg.seed + step)
-        scores = evaluator(texts, step, log)
-        warn_collapse(scores, real_val, val["nll"], step)
-        log.samples("samples", texts[:cfg.num_samples], step)
-        log.flush()
-        return val["nll"], scores
-
-    @torch.no_grad()
-    def vae_val_objective():
-        """Posterior pretraining's own objective on val, (reconstruction NLL + free-bits KL) per
-        token with z ~ q(z | x) from a fixed seed: what best-on-val selects on in that mode. The
-        NLL bound (val/nll) charges the KL under the free bits in full, so it would prefer the
-        early generator that ignores z, the very thing this mode is for undoing."""
-        G.eval(), E.eval()
-        g = torch.Generator(device=device).manual_seed(cfg.seed)
-        rec, tokens, kls = 0.0, 0, []
-        for x, y in data.eval_batches("val", cfg.eval_batch_size):
-            x, y = x.to(device), y.to(device)
-            mean, logvar = E.posterior(y)
-            logits, _ = G(x, z=E.sample(mean, logvar, generator=g), noise=G.make_noise(*y.shape, generator=g))
-            rec += torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), y, ignore_index=IGNORE_INDEX,
-                                                     reduction="sum").item()
-            tokens += int((y != IGNORE_INDEX).sum())
-            kls.append(gaussian_kl(mean, logvar))
-        G.train(), E.train()
-        kl = torch.cat(kls)  # (sentences, z_dim)
-        return (rec + kl.size(0) * free_bits_kl(kl, cfg.free_bits).item()) / tokens
-
-    # ---- phase 1: MLE pretraining, teacher forcing with z from the prior (or the posterior)
+    run.real_val = run.evaluator.score(random.Random(cfg.seed).sample(run.corpus.train,
+                                                                      min(cfg.eval_samples, len(run.corpus.train))))
+    run.usage_batch = next(iter(run.data.eval_batches("val", 64)))  # fixed real prefixes for eval/latent_mi
     if cfg.max_minutes:
-        reserve_final_scoring(deadline, cfg, data, G, pre_total > 0 or pre_path.exists(), nll_fn,
-                              lambda n: evaluator.score(draw(copy.deepcopy(G), n, seed=0)),
-                              lambda: latent_usage(G, *usage_batch, seed=cfg.seed))
-    t_start = time.time()
-    out_of_time = lambda minutes, since: minutes > 0 and dist.any((time.time() - since) / 60 >= minutes)  # noqa: E731
-    bar = tqdm(total=pre_total + adv_total, initial=pre_step + adv_step,
+        reserve_final_scoring(deadline, cfg, run.data, run.G, run.pre_total > 0 or run.pre_path.exists(), run.nll,
+                              lambda n: run.evaluator.score(run.draw(copy.deepcopy(run.G), n, seed=0)),
+                              lambda: run.usage(run.G))
+    session.start_clock()
+    bar = tqdm(total=run.pre_total + run.adv_total, initial=run.step,
                disable=not (cfg.progress and dist.is_main), dynamic_ncols=True, desc="gan")
-    t_phase = time.time()
-    while phase == "pretrain" and pre_step < pre_total:
-        lr = runtime.lr_at(pre_step, cfg.pretrain_lr, cfg.pretrain_min_lr, cfg.warmup_steps, pre_total)
-        for group in opt_mle.param_groups:
-            group["lr"] = lr
-        x, y = data.train_batch(pre_step, cfg.batch_size, cfg.seed)
-        x, y = x[dist.rank::dist.world].to(device), y[dist.rank::dist.world].to(device)
-        with amp():
-            if E is None:
-                _, loss = G(x, y)  # a fresh z from the prior and fresh noise per sentence
-            else:  # VAE: z ~ q(z | x), reconstruct x from it; loss = (token NLL + KL) per token
-                valid = y != IGNORE_INDEX
-                mean, logvar = E.posterior(y)
-                if cfg.word_dropout > 0:  # the decoder's inputs (not the encoder's) lose tokens to <unk>
-                    drop = torch.rand(x.shape, device=device) < cfg.word_dropout
-                    drop[:, 0] = False  # <bos>
-                    x = x.masked_fill(drop & (x != PAD_ID), UNK_ID)
-                _, rec = G(x, y, z=E.sample(mean, logvar).to(G.lm_head.weight.dtype))
-                kl = gaussian_kl(mean, logvar)  # (B, z_dim)
-                tokens_per_sentence = valid.sum() / valid.size(0)
-                loss = rec + free_bits_kl(kl, cfg.free_bits) / tokens_per_sentence
-        check_finite("pretraining loss", loss.item(), pre_step, last_path)
-        opt_mle.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = step_update(mle_model, opt_mle, cfg.grad_clip, dist)
-        pre_step += 1
-        bar.update(1)
-        if pre_step % cfg.log_interval == 0:
-            log.scalars({"train/loss": loss.item(), "lr": lr, "grad_norm": grad_norm}, pre_step)
-            if E is not None:  # reconstruction NLL per token, and the KL per sentence without free bits
-                log.scalars({"train/rec": rec.item(), "train/kl": kl.sum(-1).mean().item()}, pre_step)
-            bar.set_postfix(loss=f"{loss.item():.4f}", best_val=f"{best_val:.4f}")
-        stop = out_of_time(cfg.pretrain_minutes, t_phase) or deadline.expired()
-        if pre_step % cfg.eval_interval == 0 or pre_step == pre_total or stop:
-            ema.load_state_dict(G.state_dict())  # no averaging while pretraining: the EMA is a copy of G
-            (val, scores), seconds = timed(evaluate, G, pre_step)
-            deadline.observe(seconds)
-            if E is not None:  # select on the objective being trained (see vae_val_objective)
-                val = vae_val_objective()
-                log.scalar("val/vae_objective", val, pre_step)
-            say(f"pretrain step {pre_step}: train loss {loss.item():.4f}, val {'objective' if E else 'nll'} "
-                f"{val:.4f} | {brief(scores)}")
-            if val < best_val:  # every rank computes the same val (same weights, same z)
-                best_val, best_state = val, copy.deepcopy(G.state_dict())
-                best_encoder = copy.deepcopy(E.state_dict()) if E is not None else None
-                checkpoint(pre_path)
-            checkpoint(last_path)
-        if stop:
-            say(f"pretraining stopped by its wall-clock budget at step {pre_step}")
-            break
-    if phase == "pretrain":  # done: the adversarial phase starts from the best-on-validation generator
-        # in memory on every rank; from pretrained.pt only when this process resumed past the best
-        best = {"model": best_state, "encoder": best_encoder} if best_state is not None else load_checkpoint(pre_path)
-        G.load_state_dict(best["model"])
-        if E is not None and best.get("encoder") is not None:  # the proposal that goes with that generator
-            E.load_state_dict(best["encoder"])
-        G.mapping.estimate_w_avg(cfg.w_avg_samples, generator=torch.Generator(device=device).manual_seed(cfg.seed))
-        ema.load_state_dict(G.state_dict())
-        if cfg.init_from:  # this run's own record of where its adversarial phase started
-            checkpoint(pre_path)
-        phase = "adversarial"
-        adv_start_nll = nll_fn(G, "val")["nll"]  # the collapse warnings' yardstick for the NLL
-        checkpoint(last_path)
-
-    # ---- phase 2: adversarial training
-    info = cfg.info_weight > 0  # InfoGAN term: D's latent head reads z back from the fakes
-    new_z = lambda: torch.randn(cfg.batch_size // dist.world, z_dim, device=device,  # noqa: E731
-                                dtype=G.lm_head.weight.dtype)  # drawn here, so both players know the fakes' z
-    while phase == "adversarial" and adv_step < adv_total and not deadline.expired():
-        step = pre_step + adv_step
-        beta = beta_at(adv_step)
-        relax = functools.partial(relax_fn, beta=beta)
-        B = cfg.batch_size // dist.world
-        # the generator step's relaxed sample, drawn first with its graph: its detached copy is
-        # also the fake of the last discriminator step (one sampling pass saved per iteration;
-        # sampling, a sequential loop over T steps, is most of the cost on a CPU)
-        z_g = new_z()
-        with amp():
-            fake_g = G.sample(B, T, z=z_g, relax=relax)
-        # discriminator: n_critic steps on fresh real batches and detached fakes
-        D.requires_grad_(True)
-        for k in range(cfg.n_critic):
-            _, y = data.train_batch(adv_step * cfg.n_critic + k, cfg.batch_size, cfg.seed + 1)
-            real, real_mask = real_inputs(pad_to(y[dist.rank::dist.world], T).to(device), tokenizer.vocab_size)
-            if k == cfg.n_critic - 1:
-                z, fake = z_g, {"soft": fake_g["soft"].detach(), "mask": fake_g["mask"]}
-            else:
-                z = new_z()
-                with torch.no_grad(), amp():
-                    fake = G.sample(B, T, z=z, relax=relax)
-            with amp():
-                d_real, d_fake = D(real, real_mask), D(fake["soft"], fake["mask"], return_latent=info)
-                if info:  # Q (D's latent head) learns to read z back from the fake
-                    d_fake, z_pred = d_fake
-                    info_d = info_loss(z_pred, z)
-                loss_d = d_loss_fn(d_real, d_fake)
-                if info:
-                    loss_d = loss_d + cfg.info_weight * info_d
-                if cfg.loss == "wgan-gp":
-                    loss_d = loss_d + gradient_penalty(D, real, fake["soft"], real_mask | fake["mask"], cfg.gp_weight)
-                if cfg.r1_gamma > 0:
-                    loss_d = loss_d + r1_penalty(D, real, real_mask, cfg.r1_gamma)
-            check_finite("discriminator loss", loss_d.item(), step, last_path)
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            grad_norm_d = step_update(D, opt_d, cfg.grad_clip, dist)
-        # generator: one step through the relaxed sample into the updated D, D frozen (the last
-        # real batch for rsgan's pairs)
-        D.requires_grad_(False)
-        fake = fake_g
-        with amp():
-            d_fake_g = D(fake["soft"], fake["mask"], return_latent=info)
-            if info:  # ... and G to write z into the sentence so that Q can
-                d_fake_g, z_pred = d_fake_g
-                info_g = info_loss(z_pred, z_g)
-            loss_g = g_loss_fn(D(real, real_mask), d_fake_g)
-            if info:
-                loss_g = loss_g + cfg.info_weight * info_g
-        check_finite("generator loss", loss_g.item(), step, last_path)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        grad_norm_g = step_update(G, opt_g, cfg.grad_clip, dist)
-        G.mapping.update_w_avg(fake["w"])
-        ema_update(ema, G, cfg.ema_decay)
-        adv_step += 1
-        step += 1
-        bar.update(1)
-        if adv_step % cfg.log_interval == 0:
-            log.scalars({"gan/d_loss": loss_d.item(), "gan/g_loss": loss_g.item(), "gan/d_real": d_real.mean().item(),
-                         "gan/d_fake": d_fake.mean().item(), "gan/grad_norm_d": grad_norm_d,
-                         "gan/grad_norm_g": grad_norm_g, "gan/beta": beta}, step)
-            if info:  # per-dimension NLL of z under Q, without 0.5 log 2 pi (0.5 = Q knows nothing)
-                log.scalars({"gan/info_d": info_d.item(), "gan/info_g": info_g.item()}, step)
-            bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}", beta=f"{beta:.1f}")
-        stop = deadline.expired()
-        if adv_step % cfg.eval_interval == 0 or adv_step == adv_total or stop:
-            (val, scores), seconds = timed(evaluate, ema, step)
-            deadline.observe(seconds)
-            say(f"adversarial step {adv_step}: d_loss {loss_d.item():.4f}, g_loss {loss_g.item():.4f}, "
-                f"beta {beta:.1f}, EMA val nll {val:.4f} | {brief(scores)}")
-            checkpoint(last_path)
-        if stop:
-            say(f"wall-clock budget of {cfg.max_minutes} min reached at adversarial step {adv_step}")
+    pretrain(run, deadline, bar)
+    adversarial(run, deadline, bar)
     bar.close()
-    train_seconds = prior_seconds + time.time() - t_start  # accumulated across resumes
+    train_seconds = session.train_seconds()  # accumulated across resumes
     dist.close()
     if not dist.is_main:  # the final scoring reads rank 0's files and writes the run's results
         return {}
-
-    # ---- final: the EMA generator (and the pretrained one, for reference), on test and in samples
-    results = {"steps": pre_step + adv_step, "pretrain_steps": pre_step, "adv_steps": adv_step,
-               "train_seconds": train_seconds, "temperature": cfg.temperature, "psi": cfg.psi,
-               "nll_K": cfg.nll_samples, "references": "test", "data/oov_val": data.oov["val"],
-               "data/oov_test": data.oov["test"]}
-    tester = SampleEvaluator(corpus, tokenizer, references="test")  # test is read here, once
-    finals = {"ema": ema}
-    if pre_path.exists():
-        pretrained = copy.deepcopy(G)
-        pretrained.load_state_dict(load_checkpoint(pre_path)["model"])
-        finals["pretrained"] = pretrained.eval()
-    texts = {}
-    for name, gen in finals.items():
-        for split in ("val", "test"):
-            nll = nll_fn(gen, split)
-            results[f"{name}/{split}_nll"] = nll["nll"]
-            if "nll_posterior" in nll:
-                results[f"{name}/{split}_nll_posterior"] = nll["nll_posterior"]
-        results[f"{name}/latent_mi"] = latent_usage(gen, *usage_batch, seed=cfg.seed)
-        texts[name] = draw(copy.deepcopy(gen), cfg.final_samples, seed=cfg.seed)
-        for k, v in tester.score(texts[name]).items():
-            results[f"{name}/{k}"] = v
-    real_test = tester.score(random.Random(cfg.seed).sample(corpus.train, min(cfg.final_samples, len(corpus.train))))
-    ema_scores = {k.split("/", 1)[1]: v for k, v in results.items() if k.startswith("ema/")}
-    results["adv_nll_rise"] = results["ema/val_nll"] / adv_start_nll - 1 if adv_start_nll else None
-    results["warnings"] = warn_collapse(ema_scores, real_test, results["ema/val_nll"], pre_step + adv_step)
-    log.samples("samples/final", texts["ema"][:cfg.num_samples], pre_step + adv_step)
-    log.hparams({**asdict(cfg), **{f"generator.{k}": v for k, v in asdict(gen_cfg).items() if k != "mapping"},
-                 **{f"mapping.{k}": v for k, v in asdict(gen_cfg.mapping).items()},
-                 **{f"discriminator.{k}": v for k, v in asdict(disc_cfg).items()}},
-                {"hparam/test_nll": results["ema/test_nll"], "hparam/unique_share": results["ema/unique_share"]},
-                pre_step + adv_step)
-    log.close()
-    write_text(run_dir / "metrics.json", json.dumps(results, indent=2))
-    write_text(run_dir / "samples.txt", "\n".join(texts["ema"]) + "\n")
-    say("\n".join(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}" for k, v in results.items()
-                  if k != "warnings"))
-    say("samples (EMA generator):\n" + "\n".join("  " + t for t in texts["ema"][:cfg.num_samples]))
-    say(f"run directory: {run_dir}  (tensorboard --logdir {cfg.out_dir}); {deadline.summary()}")
-    lock.release()
+    results, texts = final_scoring(run, train_seconds)
+    session.finish(results, texts["ema"], hparams(run),
+                   {"hparam/test_nll": results["ema/test_nll"], "hparam/unique_share": results["ema/unique_share"]},
+                   run.step, n_show=cfg.num_samples)
+    session.say("\n".join(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}" for k, v in results.items()
+                          if k != "warnings"))
+    session.say("samples (EMA generator):\n" + "\n".join("  " + t for t in texts["ema"][:cfg.num_samples]))
+    session.say(f"run directory: {session.run_dir}  (tensorboard --logdir {cfg.out_dir}); {deadline.summary()}")
     return results
 
 
@@ -655,18 +713,3 @@ def load_encoder(E, ckpt, path):
 
 def brief(scores):
     return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
-
-
-def step_update(model, optimizer, grad_clip, dist):
-    """Average gradients over ranks (the sampler's many small forwards rule out DDP's hooks),
-    clip, step; returns the gradient norm before clipping."""
-    if dist.enabled:
-        import torch.distributed as tdist
-        for p in model.parameters():
-            if p.grad is not None:
-                tdist.all_reduce(p.grad)
-                p.grad /= dist.world
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
-    optimizer.step()
-    return norm.item()
-

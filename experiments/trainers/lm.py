@@ -1,8 +1,4 @@
-"""Train any registered language model on any corpus.
-
-    python -m experiments.train_lm --model gpt2 --dataset names --max_steps 20000
-    python -m experiments.train_lm --config experiments/configs/lm/shakespeare_char_cpu.toml
-    python -m experiments.train_lm --dataset my_corpus.txt --level word --n_layer 2
+"""The language-model trainer behind `python -m experiments.train_lm` (and experiments.compare).
 
 Settings: TrainConfig below and the model's config (see baselines/), resolved as
 defaults <- preset <- --config FILE <- --key=value. The run directory
@@ -17,15 +13,15 @@ eval_interval steps, resume from last.pt with --resume true.
 Resume is exact (tests/test_resume.py kills a run with SIGKILL): batches are a function of
 (seed, step), and last.pt holds the optimizer, the step, best_val and the global RNG state
 right after that step; evaluation and sampling use their own generators, never the global
-RNG, and wall-clock timing only feeds logs. Keep it so. A non-finite loss or gradient
-norm stops the run before the update, so no checkpoint ever holds broken weights.
+RNG, and wall-clock timing only feeds logs. Keep it so. The run directory's lock, the
+divergence guard (a non-finite loss or gradient norm stops the run before the update, so
+no checkpoint ever holds broken weights), atomic checkpoints and the resume bookkeeping are
+the run session's (experiments/core/session.py), shared with the GAN trainer.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -36,18 +32,16 @@ import torch
 from tqdm import tqdm
 
 from baselines import MODELS
-from baselines.sampling import generate
-from datasets import BOS_ID, DataConfig, LMData, build_tokenizer
-from experiments.core import cli, config as cfglib
+from datasets import DataConfig, LMData, build_tokenizer
+from experiments.core import config as cfglib
 from experiments.core import runtime
 from experiments.core.budget import PROBE_SAMPLES, Deadline, probe, timed
-from experiments.core.checkpoint import (check_compatible, load_checkpoint, load_resume_checkpoint, save_checkpoint, unwrap,
-                                    write_text)
-from experiments.diagnostics import Diagnostics, log_stats
+from experiments.core.checkpoint import check_compatible, load_checkpoint, unwrap
+from experiments.core.session import RunSession, mle_step
+from experiments.diagnostics import Diagnostics, log_stats  # TODO(lead): scoring.probes
+from experiments.generation import lm_texts
 from experiments.scoring.nll import lm_nll
-from experiments.core.logger import RunLogger
 from experiments.scoring.samples import SampleEvaluator
-from experiments.core.runlock import RunLock
 
 
 @dataclass
@@ -147,210 +141,191 @@ def run_dir_of(cfg) -> Path:
     return Path(cfg.out_dir) / (cfg.run_name or f"{Path(cfg.dataset).stem}-{cfg.model}")
 
 
+class LMRun:
+    """The state of one training run that its parts share: settings, data, model, optimizer,
+    the run session (lock, guard, checkpoints, logger, timing), step and best validation NLL."""
+
+    def __init__(self, cfg: TrainConfig, model_cfg, dist):
+        self.cfg, self.dist, self.device = cfg, dist, dist.device
+        if cfg.batch_size % (dist.world * cfg.grad_accum):
+            raise cfglib.ConfigError(f"batch_size {cfg.batch_size} must be divisible by world size x grad_accum "
+                                     f"= {dist.world} x {cfg.grad_accum}, so that every micro-batch has the same rows")
+        self.dtype = runtime.resolve_dtype(cfg.dtype, self.device)
+        runtime.seed_everything(cfg.seed)
+        fp32 = "" if self.dtype == torch.float32 else f", or train in float32 (now {str(self.dtype).replace('torch.', '')})"
+        self.session = RunSession(cfg, run_dir_of(cfg), dist, advice=f"Lower lr (now {cfg.lr}) or keep grad_clip > 0 "
+                                                                     f"(now {cfg.grad_clip}){fp32}")
+        self.best_path = self.session.run_dir / "best.pt"
+        # data: the vocabulary comes from the training split (on resume it must equal the checkpoint's)
+        self.corpus = cfg.load()
+        self.tokenizer = build_tokenizer(self.corpus)
+        self.data = LMData(self.corpus, self.tokenizer, block_size=model_cfg.block_size)
+        # model: sizes the data decides are filled in here, once
+        self.model_cfg = dataclasses.replace(model_cfg, vocab_size=self.tokenizer.vocab_size,
+                                             block_size=self.data.block_size)
+        self.model = MODELS[cfg.model][0](self.model_cfg).to(self.device)
+        self.closed_form = getattr(self.model, "closed_form", False)  # e.g. the count bigram: fitted, not trained
+        self.optimizer = None if self.closed_form else runtime.make_optimizer(
+            self.model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device)
+        self.step, self.best_val = 0, math.inf
+        if self.session.ckpt:
+            self.restore(self.session.ckpt)
+
+    def restore(self, ckpt: dict) -> None:
+        check_compatible(ckpt, self.cfg.model, asdict(self.model_cfg), self.tokenizer.itos,
+                         data=self.cfg.data_settings())
+        self.model.load_state_dict(ckpt["model"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.step, self.best_val = ckpt["step"], ckpt["best_val"]
+        runtime.set_rng_state(ckpt["rng"])
+        self.session.resumed(f"at step {self.step} (best val nll {self.best_val:.4f})")
+
+    def amp(self):
+        return runtime.autocast(self.device, self.dtype)
+
+    def val_nll(self, split: str = "val") -> dict:
+        return lm_nll(self.model, self.data.eval_batches(split, self.cfg.eval_batch_size), self.device, self.amp)
+
+    def draw(self, n: int, seed: int) -> list[str]:
+        return lm_texts(self.model, self.tokenizer, n, self.data.block_size, self.cfg.temperature, self.cfg.top_k,
+                        seed=seed)
+
+    def checkpoint(self, path: Path) -> None:
+        self.session.save(path, {
+            "model_name": self.cfg.model, "model_config": asdict(self.model_cfg),
+            "model": unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
+            "tokenizer": self.tokenizer.state_dict(), "best_val": self.best_val,
+        }, {"model": unwrap(self.model)}, self.step)
+
+    def evaluate_and_checkpoint(self) -> dict:
+        """Validation NLL, text samples and the sample metrics (a fixed seed, so the curve tracks
+        the model); best.pt when val improves, then last.pt."""
+        cfg, log = self.cfg, self.session.log
+        val = self.val_nll()
+        log.scalar("val/nll", val["nll"], self.step)
+        log.scalar("val/bits", val["bits"], self.step)
+        log.samples("samples", self.draw(cfg.num_samples, seed=cfg.seed + self.step), self.step)
+        if self.evaluator is not None:
+            self.evaluator(self.draw(cfg.eval_samples, seed=cfg.seed + 1), self.step, log)
+        if val["nll"] < self.best_val:
+            self.best_val = val["nll"]
+            self.checkpoint(self.best_path)
+        self.checkpoint(self.session.last_path)
+        return val
+
+
+def train_step(run: LMRun, train_model, diag) -> tuple[float, float, float, int]:
+    """One optimizer step at run.step; returns (train loss, lr, gradient norm, target tokens)."""
+    cfg = run.cfg
+    t_step = time.perf_counter()
+    lr = runtime.lr_at(run.step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    # the global batch is the same on every rank; mle_step gives each rank its rows, in micro-batches
+    x, y = run.data.train_batch(run.step, cfg.batch_size, cfg.seed)
+    diagnose = diag is not None and (run.step + 1) % cfg.diagnostics_interval == 0
+    if diagnose:
+        diag.start()  # forward hooks for this step only; removed before the update, which they read
+    loss, grad_norm, tokens = mle_step(run.model, run.optimizer, x, y, run.session.guard, run.step,
+                                       grad_clip=cfg.grad_clip, train_model=train_model, dist=run.dist,
+                                       grad_accum=cfg.grad_accum, amp=run.amp,
+                                       before_step=diag.before_step if diagnose else None)
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)  # kernels are asynchronous: time the finished step
+    if not diagnose:  # a diagnostics step carries hooks and weight copies: left out of the step time
+        run.session.time_step(time.perf_counter() - t_step)
+    run.step += 1
+    if diagnose:
+        log_stats(run.session.log, diag.after_step(), run.step)
+    return loss, lr, grad_norm, tokens
+
+
+def train(run: LMRun, deadline: Deadline) -> None:
+    """Steps until max_steps or the wall-clock budget; evaluation and checkpoints at eval_interval,
+    extra last.pt at ckpt_interval."""
+    cfg, session, log = run.cfg, run.session, run.session.log
+    train_model = run.dist.wrap(runtime.maybe_compile(run.model, cfg.compile, run.device))
+    diag = Diagnostics(run.model) if cfg.diagnostics_interval and run.dist.is_main else None
+    session.start_clock()
+    t_last, tokens_since = time.time(), 0
+    bar = tqdm(total=cfg.max_steps, initial=run.step, disable=not (cfg.progress and run.dist.is_main),
+               dynamic_ncols=True, desc=cfg.model)
+    while run.step < cfg.max_steps:
+        loss, lr, grad_norm, tokens = train_step(run, train_model, diag)
+        tokens_since += tokens
+        bar.update(1)
+        if run.step % cfg.log_interval == 0:
+            now = time.time()
+            log.scalars({"train/loss": loss, "lr": lr, "grad_norm": grad_norm,
+                         "tokens_per_sec": tokens_since / max(now - t_last, 1e-9)}, run.step)
+            bar.set_postfix(loss=f"{loss:.4f}", best_val=f"{run.best_val:.4f}")
+            t_last, tokens_since = now, 0
+        out_of_time = deadline.expired()
+        if run.step % cfg.eval_interval == 0 or run.step == cfg.max_steps or out_of_time:
+            val, seconds = timed(run.evaluate_and_checkpoint)
+            deadline.observe(seconds)
+            session.say(f"step {run.step}: train loss {loss:.4f}, val nll {val['nll']:.4f}")
+        elif cfg.ckpt_interval and run.step % cfg.ckpt_interval == 0:
+            run.checkpoint(session.last_path)
+        if out_of_time:
+            session.say(f"wall-clock budget of {cfg.max_minutes} min reached at step {run.step}")
+            break
+    bar.close()
+
+
+def final_scoring(run: LMRun, train_seconds: float) -> tuple[dict, list[str], dict]:
+    """The best-on-validation checkpoint, scored once on test (and val); (metrics, samples, test NLL)."""
+    cfg = run.cfg
+    if run.best_path.exists():
+        run.model.load_state_dict(load_checkpoint(run.best_path)["model"])
+    test, val = run.val_nll("test"), run.val_nll("val")
+    samples = run.draw(cfg.num_samples, seed=cfg.seed)
+    metrics = {"test/nll": test["nll"], "test/bits": test["bits"], "test/ppl": test["ppl"], "val/nll_best": val["nll"],
+               "params": sum(p.numel() for p in run.model.parameters()), "steps": run.step,
+               "train_seconds": train_seconds,
+               "data/oov_val": run.data.oov["val"], "data/oov_test": run.data.oov["test"],
+               "ms_per_step": run.session.ms_per_step()}
+    return metrics, samples, test
+
+
+def describe(run: LMRun) -> str:
+    data, tok = run.data, run.tokenizer
+    n_train = len(data.splits["train"].x) if data.mode == "sequence" else len(data.splits["train"].tokens)
+    return (f"{run.cfg.model}: {sum(p.numel() for p in run.model.parameters()):,} parameters | {run.corpus.name}: "
+            f"vocab {tok.vocab_size}, block_size {data.block_size}, {n_train:,} train "
+            f"{'sequences' if data.mode == 'sequence' else 'tokens'}, {data.oov_summary()} | device {run.device} "
+            f"{str(run.dtype).replace('torch.', '')}")
+
+
 def main(argv=None):
     cfg, model_cfg = parse_args(sys.argv[1:] if argv is None else argv)
     dist = runtime.Distributed(cfg.device)  # single process unless launched by torchrun
     deadline = Deadline(cfg.max_minutes, dist)  # the whole run, final scoring included
-    device = dist.device
-    if cfg.batch_size % (dist.world * cfg.grad_accum):
-        raise cfglib.ConfigError(f"batch_size {cfg.batch_size} must be divisible by world size x grad_accum "
-                         f"= {dist.world} x {cfg.grad_accum}, so that every micro-batch has the same rows")
-    dtype = runtime.resolve_dtype(cfg.dtype, device)
-    amp = lambda: runtime.autocast(device, dtype)  # noqa: E731
-    runtime.seed_everything(cfg.seed)
-    run_dir = run_dir_of(cfg)
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    lock = RunLock(run_dir, enabled=dist.is_main).acquire()  # one writer per run directory
-
-    # ---- data: the vocabulary comes from the training split (or from the checkpoint we resume)
-    corpus = cfg.load()
-    ckpt = load_resume_checkpoint(last_path) if cfg.resume else None
-    tokenizer = build_tokenizer(corpus)  # deterministic; on resume it must equal the checkpoint's (checked below)
-    data = LMData(corpus, tokenizer, block_size=model_cfg.block_size)
-
-    # ---- model: sizes the data decides are filled in here, once
-    model_cls = MODELS[cfg.model][0]
-    model_cfg = dataclasses.replace(model_cfg, vocab_size=tokenizer.vocab_size, block_size=data.block_size)
-    model = model_cls(model_cfg).to(device)
-    closed_form = getattr(model, "closed_form", False)  # e.g. the count bigram: fitted, not trained
-    optimizer = None if closed_form else runtime.make_optimizer(
-        model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), device)
-    step, best_val = 0, math.inf
-    if ckpt:
-        check_compatible(ckpt, cfg.model, asdict(model_cfg), tokenizer.itos,
-                         data=cfg.data_settings())
-        model.load_state_dict(ckpt["model"])
-        if optimizer is not None:
-            optimizer.load_state_dict(ckpt["optimizer"])
-        step, best_val = ckpt["step"], ckpt["best_val"]
-        runtime.set_rng_state(ckpt["rng"])
-        if dist.is_main:
-            print(f"resumed {last_path} at step {step} (best val nll {best_val:.4f})")
-            runtime.say_resume_changes(ckpt["train_config"], cfg, ckpt.get("environment"), runtime.environment(dist))
-    # wall-clock accounting accumulates across resumes (it only feeds logs and metrics.json)
-    prior = (ckpt or {}).get("timing", {})
-    t_start = time.time()
-    # time inside optimizer steps only (no evaluation, logging, checkpoints, diagnostics)
-    step_seconds, steps_timed = prior.get("step_seconds", 0.0), prior.get("steps_timed", 0)
-    n_params = sum(p.numel() for p in model.parameters())
-    say = tqdm.write if dist.is_main else (lambda *a, **k: None)  # prints without breaking the progress bar
-    say(f"{cfg.model}: {n_params:,} parameters | {corpus.name}: vocab {tokenizer.vocab_size}, "
-          f"block_size {data.block_size}, {len(data.splits['train'].x) if data.mode == 'sequence' else len(data.splits['train'].tokens):,} "
-          f"train {'sequences' if data.mode == 'sequence' else 'tokens'}, {data.oov_summary()} | device {device} "
-          f"{str(dtype).replace('torch.', '')}")
-    train_model = dist.wrap(runtime.maybe_compile(model, cfg.compile, device))
-    log = RunLogger(run_dir, enabled=dist.is_main, purge_step=step + 1 if ckpt else None)
-    diag = Diagnostics(model) if cfg.diagnostics_interval and dist.is_main else None
+    run = LMRun(cfg, model_cfg, dist)
+    session = run.session
+    session.say(describe(run))
+    session.open_log(run.step, {"train": cfg, "model": run.model_cfg})
     # reference tables built once; sequence corpora only (BLEU needs one example per line)
-    evaluator = SampleEvaluator(corpus, tokenizer) if cfg.eval_samples and data.mode == "sequence" and dist.is_main else None
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.json", json.dumps({"train": asdict(cfg), "model": asdict(model_cfg)}, indent=2))
-
-    saved_step = step if ckpt else None  # step of the newest last.pt, for error messages
-
-    def non_finite(what, value):
-        kept = f"{last_path} (step {saved_step}) is intact" if saved_step is not None else "no checkpoint was written yet"
-        fp32 = "" if dtype == torch.float32 else f", or train in float32 (now {str(dtype).replace('torch.', '')})"
-        return FloatingPointError(f"non-finite {what} ({value}) at step {step}; stopped before it reached the weights "
-                                  f"or a checkpoint, and {kept}. Lower lr (now {cfg.lr}) or keep grad_clip > 0 "
-                                  f"(now {cfg.grad_clip}){fp32}; then resume")
-
-    def checkpoint(path):
-        nonlocal saved_step
-        bad = [n for n, p in unwrap(model).named_parameters() if not bool(torch.isfinite(p).all())]
-        if bad:  # never overwrite a good checkpoint with broken weights
-            raise non_finite("parameters", ", ".join(bad[:5]))
-        saved_step = step if path == last_path else saved_step
-        if not dist.is_main:
-            return
-        save_checkpoint(path, {
-            "model_name": cfg.model, "model_config": asdict(model_cfg), "model": unwrap(model).state_dict(),
-            "optimizer": optimizer.state_dict() if optimizer is not None else {},
-            "tokenizer": tokenizer.state_dict(), "train_config": asdict(cfg),
-            "step": step, "best_val": best_val, "rng": runtime.rng_state(), "environment": runtime.environment(dist),
-            "timing": {"train_seconds": prior.get("train_seconds", 0.0) + time.time() - t_start,
-                       "step_seconds": step_seconds, "steps_timed": steps_timed},
-        })
-
-    def draw_samples(n, seed):
-        g = torch.Generator(device=device).manual_seed(seed)
-        start = torch.full((n, 1), BOS_ID, dtype=torch.long, device=device)
-        out = generate(model, start, data.block_size, temperature=cfg.temperature,
-                       top_k=cfg.top_k or None, generator=g)
-        return [tokenizer.decode(row[1:].tolist()) for row in out]
-
-    def evaluate_and_checkpoint():
-        nonlocal best_val
-        val = lm_nll(model, data.eval_batches("val", cfg.eval_batch_size), device, amp)
-        log.scalar("val/nll", val["nll"], step)
-        log.scalar("val/bits", val["bits"], step)
-        samples = draw_samples(cfg.num_samples, seed=cfg.seed + step)
-        log.samples("samples", samples, step)
-        if evaluator is not None:  # the eval/ tags every trainer shares; a fixed seed, so the curve tracks the model
-            evaluator(draw_samples(cfg.eval_samples, seed=cfg.seed + 1), step, log)
-        if val["nll"] < best_val:
-            best_val = val["nll"]
-            checkpoint(best_path)
-        checkpoint(last_path)
-        return val
-
+    run.evaluator = (SampleEvaluator(run.corpus, run.tokenizer)
+                     if cfg.eval_samples and run.data.mode == "sequence" and dist.is_main else None)
     if cfg.max_minutes:
-        reserve_final_scoring(deadline, data, cfg, evaluator, lambda: lm_nll(
-            model, data.eval_batches("val", cfg.eval_batch_size), device, amp), draw_samples)
-
-    # ---- training
-    if closed_form and step == 0:
-        # counted in one complete pass over the training split, no gradient descent
-        model.fit((x.to(device), y.to(device)) for x, y in data.eval_batches("train", cfg.eval_batch_size))
-        evaluate_and_checkpoint()
-    t_start, t_last, tokens_since = time.time(), time.time(), 0
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not (cfg.progress and dist.is_main), dynamic_ncols=True, desc=cfg.model)
-    while step < cfg.max_steps and not closed_form:
-        t_step = time.perf_counter()
-        lr = runtime.lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        # the global batch is the same on every rank; each rank takes its rows, in micro-batches
-        x, y = data.train_batch(step, cfg.batch_size, cfg.seed)
-        n_global = int((y >= 0).sum())  # target tokens in the global batch
-        micro = list(zip(x[dist.rank::dist.world].chunk(cfg.grad_accum), y[dist.rank::dist.world].chunk(cfg.grad_accum)))
-        diagnose = diag is not None and (step + 1) % cfg.diagnostics_interval == 0
-        if diagnose:
-            diag.start()  # forward hooks for this step only
-        optimizer.zero_grad(set_to_none=True)
-        loss_sum, n_rank = 0.0, 0
-        for i, (xm, ym) in enumerate(micro):
-            xm, ym = xm.to(device), ym.to(device)
-            n_micro = int((ym >= 0).sum())
-            # only the last micro-step all-reduces gradients across ranks
-            last_micro = i == len(micro) - 1
-            with (contextlib.nullcontext() if last_micro or not dist.enabled else train_model.no_sync()):
-                with amp():
-                    _, loss = train_model(xm, ym)
-                if not torch.isfinite(loss):
-                    raise non_finite("training loss", loss.item())
-                # this micro-batch's share of the global per-token mean (x world, because DDP
-                # averages gradients over ranks): the same gradient as one big batch
-                (loss * (n_micro / n_global) * dist.world).backward()
-            loss_sum, n_rank = loss_sum + loss.item() * n_micro, n_rank + n_micro
-        loss = torch.tensor(loss_sum / max(n_rank, 1))  # mean over this rank's tokens, for logging
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-        if not torch.isfinite(grad_norm):  # the same on every rank (gradients are all-reduced)
-            raise non_finite("gradient norm", grad_norm.item())
-        if diagnose:
-            diag.before_step()  # removes the hooks; gradients as the optimizer gets them, weights before the step
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)  # kernels are asynchronous: time the finished step
-        if not diagnose:  # a diagnostics step carries hooks and weight copies: left out of the step time
-            step_seconds, steps_timed = step_seconds + time.perf_counter() - t_step, steps_timed + 1
-        step += 1
-        if diagnose:
-            log_stats(log, diag.after_step(), step)
-        tokens_since += n_global
-        bar.update(1)
-        if step % cfg.log_interval == 0:
-            now = time.time()
-            log.scalars({"train/loss": loss.item(), "lr": lr, "grad_norm": grad_norm.item(),
-                         "tokens_per_sec": tokens_since / max(now - t_last, 1e-9)}, step)
-            bar.set_postfix(loss=f"{loss.item():.4f}", best_val=f"{best_val:.4f}")
-            t_last, tokens_since = now, 0
-        out_of_time = deadline.expired()
-        if step % cfg.eval_interval == 0 or step == cfg.max_steps or out_of_time:
-            val, seconds = timed(evaluate_and_checkpoint)
-            deadline.observe(seconds)
-            say(f"step {step}: train loss {loss.item():.4f}, val nll {val['nll']:.4f}")
-        elif cfg.ckpt_interval and step % cfg.ckpt_interval == 0:
-            checkpoint(last_path)
-        if out_of_time:
-            say(f"wall-clock budget of {cfg.max_minutes} min reached at step {step}")
-            break
-    bar.close()
-    train_seconds = prior.get("train_seconds", 0.0) + time.time() - t_start
-
-    # ---- final: the best-on-validation checkpoint, scored once on test
-    if best_path.exists():
-        model.load_state_dict(load_checkpoint(best_path)["model"])
-    test = lm_nll(model, data.eval_batches("test", cfg.eval_batch_size), device, amp)
-    val = lm_nll(model, data.eval_batches("val", cfg.eval_batch_size), device, amp)
-    samples = draw_samples(cfg.num_samples, seed=cfg.seed)
-    metrics = {"test/nll": test["nll"], "test/bits": test["bits"], "test/ppl": test["ppl"], "val/nll_best": val["nll"],
-               "params": n_params, "steps": step, "train_seconds": train_seconds,
-               "data/oov_val": data.oov["val"], "data/oov_test": data.oov["test"],
-               "ms_per_step": 1000 * step_seconds / steps_timed if steps_timed else None}
-    log.samples("samples/final", samples, step)
-    log.hparams({**asdict(cfg), **{f"model.{k}": v for k, v in asdict(model_cfg).items()}},
-                {"hparam/test_nll": test["nll"], "hparam/val_nll": val["nll"]}, step)
-    log.close()
+        reserve_final_scoring(deadline, run.data, cfg, run.evaluator, run.val_nll, run.draw)
+    if run.closed_form and run.step == 0:  # counted in one complete pass over the training split, no descent
+        run.model.fit((x.to(run.device), y.to(run.device)) for x, y in run.data.eval_batches("train", cfg.eval_batch_size))
+        run.evaluate_and_checkpoint()
+    if not run.closed_form:
+        train(run, deadline)
+    metrics, samples, test = final_scoring(run, session.train_seconds())
     dist.close()
+    session.finish(metrics, samples, {**asdict(cfg), **{f"model.{k}": v for k, v in asdict(run.model_cfg).items()}},
+                   {"hparam/test_nll": test["nll"], "hparam/val_nll": metrics["val/nll_best"]}, run.step,
+                   n_show=cfg.num_samples)
     if dist.is_main:
-        write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-        write_text(run_dir / "samples.txt", "\n".join(samples) + "\n")
         print(f"test nll {test['nll']:.4f} nats/token ({test['bits']:.4f} bits, ppl {test['ppl']:.3f}) "
-              f"over {test['tokens']:,} tokens; val nll {val['nll']:.4f}; {step} steps in {train_seconds:.0f}s")
+              f"over {test['tokens']:,} tokens; val nll {metrics['val/nll_best']:.4f}; {run.step} steps in "
+              f"{metrics['train_seconds']:.0f}s")
         print("samples:\n" + "\n".join("  " + t for t in samples))
-        print(f"run directory: {run_dir}  (tensorboard --logdir {cfg.out_dir}); {deadline.summary()}")
-    lock.release()
+        print(f"run directory: {session.run_dir}  (tensorboard --logdir {cfg.out_dir}); {deadline.summary()}")
     return metrics
-
