@@ -142,6 +142,17 @@ class Block(nn.Module):
         return x
 
 
+def init_weights(module):
+    """GPT-2's initialisation, for Module.apply: N(0, 0.02) weights, zero biases (the GAN generator,
+    a GPT-2 with styles and noise, starts the same way)."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+
 class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -159,20 +170,12 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         # weight tying (Press & Wolf 2017): the input embedding is the output projection
         self.transformer.wte.weight = self.lm_head.weight
-        self.apply(self._init_weights)
+        self.apply(init_weights)
         # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer), since each block
         # adds two branches to the residual stream and its variance would grow with depth
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-
-    def _init_weights(self, module):
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def num_params(self, non_embedding=True):
         """Parameters; the position table is left out by default, as in GPT-2's counts."""

@@ -114,9 +114,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TEXTDUEL_CACHE_DIR") or Path.home() / ".cache" / "textduel")
 
 
+def find_data_dir(data_dir: str | Path | None = None, shared_fallback: bool = False) -> str | Path | None:
+    """The data directory: `data_dir` (the data_dir setting), else $TEXTDUEL_DATA_DIR, else None;
+    with shared_fallback, shared/data beside the repository (../shared/data from its root) instead
+    of None, where the benchmarks look for COCO. An empty value counts as not set."""
+    found = data_dir or os.environ.get("TEXTDUEL_DATA_DIR")
+    if not found and shared_fallback:
+        return Path(__file__).resolve().parents[2] / "shared" / "data"
+    return found or None
+
+
 def resolve_file(remote: RemoteFile, data_dir: str | None = None, download: bool = True) -> Path:
     """Find `remote` locally (data dir, then cache) or download it into the cache."""
-    data_dir = data_dir or os.environ.get("TEXTDUEL_DATA_DIR")
+    data_dir = find_data_dir(data_dir)
     candidates = ([Path(data_dir) / remote.filename] if data_dir else []) + [cache_dir() / remote.filename]
     for path in candidates:
         if path.is_file():

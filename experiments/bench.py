@@ -7,7 +7,7 @@ BLEU against nltk.
 
 What each figure is:
 - train tok/s, ms/iter: one optimizer step = zero_grad, forward, backward, gradient
-  clipping at 1.0, AdamW step (the trainer's step), timed over `steps` steps after
+  clipping at 1.0, AdamW step (the trainers' own mle_step, guard included), timed over `steps` steps after
   `warmup` untimed ones. Tokens are target tokens, padding excluded. Every model at its
   default size (baselines/<model>.py) on names-like data: vocabulary 30, block 16, batch
   32, lengths uniform in 3..15. The count bigram has no optimizer step: its figure is
@@ -44,7 +44,6 @@ import contextlib
 import ctypes
 import gc
 import math
-import os
 import platform
 import random
 import resource
@@ -59,11 +58,13 @@ import torch
 from baselines import MODELS
 from baselines.gpt2 import GPT, GPTConfig
 from baselines.sampling import generate
+from datasets.corpora import find_data_dir
 from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID
 from experiments.core import cli, config as cfglib
 from experiments.core import runtime
-
-REPO = Path(__file__).resolve().parents[1]
+from experiments.core.session import Guard, mle_step
+from experiments.core.budget import timed
+from experiments.scoring.metrics import DEFAULT_NS, BleuReference, nltk_bleu_scores
 
 # dense bf16 tensor-core peak, FLOP/s, by a substring of torch.cuda.get_device_name()
 # (most specific first). MFU is reported only for GPUs listed here.
@@ -195,14 +196,11 @@ def train_speed(model, batches, cfg, setup):
         else:
             optimizer = runtime.make_optimizer(model, 1e-3, 0.1, (0.9, 0.99), device, fused=setup["fused"])
             fwd = torch.compile(model) if setup["compile"] else model
+            guard = Guard(advice="the benchmark's random batches should never diverge; report it")
 
-            def step(x, y):
-                optimizer.zero_grad(set_to_none=True)
-                with runtime.autocast(device, dtype):
-                    _, loss = fwd(x, y)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
+            def step(x, y):  # the trainers' own step (experiments/core/session.py), guard and all
+                mle_step(model, optimizer, x, y, guard, 0, grad_clip=1.0, train_model=fwd,
+                         amp=lambda: runtime.autocast(device, dtype))
         model.train()
         warmup = cfg.warmup + (10 if setup["compile"] and not cfg.quick else 0)  # compiling happens here
         for i in range(warmup):
@@ -262,10 +260,9 @@ def gpt2_throughput(sizes, vocab_size, block_size, batch_size, cfg, setup):
 # ---------------------------------------------------------------------------- BLEU
 
 def bleu_speed(cfg):
-    from experiments.bench_bleu import NS, nltk_scores, timed
-    from experiments.scoring.metrics import BleuReference
+    import nltk.translate.bleu_score  # noqa: F401  (its ~1 s import is not part of nltk's timed figure)
 
-    data_dir = Path(cfg.data_dir or os.environ.get("TEXTDUEL_DATA_DIR") or REPO.parent / "shared" / "data")
+    data_dir = Path(find_data_dir(cfg.data_dir, shared_fallback=True))
     coco = (data_dir / "image_coco.txt", data_dir / "image_coco_test.txt")
     if not cfg.quick and all(p.is_file() for p in coco):
         hyps = [line.split() for line in coco[0].read_text(encoding="utf-8").splitlines()][:2000]
@@ -278,12 +275,12 @@ def bleu_speed(cfg):
         n_refs, n_hyps = (200, 20) if cfg.quick else (5000, 1000)
         refs, hyps = [sentence() for _ in range(n_refs)], [sentence() for _ in range(n_hyps)]
         source, n_nltk = "synthetic sentences (no COCO in the data directory)", 3 if cfg.quick else 10
-    table, t_build = timed(BleuReference, refs, max(NS))
-    _, t_score = timed(table.corpus_scores, hyps, NS)
+    table, t_build = timed(BleuReference, refs, max(DEFAULT_NS))
+    _, t_score = timed(table.corpus_scores, hyps, DEFAULT_NS)
     subset = hyps[:n_nltk]
-    theirs, t_nltk = timed(lambda: [nltk_scores(refs, h) for h in subset])
-    ours = [table.sentence_scores(h, NS) for h in subset]
-    diff = max(abs(a[n] - b[n]) for a, b in zip(ours, theirs) for n in NS)
+    theirs, t_nltk = timed(lambda: [nltk_bleu_scores(refs, h) for h in subset])
+    ours = [table.sentence_scores(h, DEFAULT_NS) for h in subset]
+    diff = max(abs(a[n] - b[n]) for a, b in zip(ours, theirs) for n in DEFAULT_NS)
     t_nltk_all = t_nltk * len(hyps) / len(subset)
     return {"source": source, "refs": len(refs), "hyps": len(hyps), "n_nltk": len(subset), "build_s": t_build,
             "score_s": t_score, "nltk_s_measured": t_nltk, "nltk_s_extrapolated": t_nltk_all,
@@ -333,30 +330,15 @@ def main(argv=None):
         gc.unfreeze()
 
 
-def run(argv):
-    config_path, pairs = cfglib.split_cli(sys.argv[1:] if argv is None else argv)
-    cfg = cfglib.resolve({"bench": BenchConfig()}, cfglib.load_file(config_path) if config_path else {}, pairs)["bench"]
-    if cfg.quick:
-        cfg = cfglib.resolve({"bench": cfg}, {}, [("steps", "3"), ("warmup", "1"), ("sample_batch", "4")])["bench"]
-    setup, notes = resolve_setup(cfg)
+def models_table(cfg, setup, results) -> None:
+    """Every registered model at its default sizes, on names-like data: training and sampling speed."""
     device = setup["device"]
-    torch.manual_seed(cfg.seed)
-    results = {"setup": {k: str(v) for k, v in setup.items()}, "notes": notes, "models": {}}
-    dname = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    print(f"TextDuel benchmark | torch {torch.__version__} | device {device} ({dname}), {torch.get_num_threads()} "
-          f"threads | dtype {str(setup['dtype']).replace('torch.', '')} | compile {'on' if setup['compile'] else 'off'}"
-          f" | fused AdamW {'on' if setup['fused'] else 'off'}{' | quick' if cfg.quick else ''}")
-    for note in notes:
-        print(f"note: {note}")
-
-    # ---- every registered model, default sizes, names-like data
     print(f"\nmodels at their default sizes on names-like data (vocab {cfg.vocab_size}, block {cfg.block_size}, "
           f"batch {cfg.batch_size}); {cfg.steps} timed steps each; sampling {cfg.sample_batch} rows x "
           f"{cfg.block_size - 1} tokens")
     cuda = device.type == "cuda"
-    head = (f"{'model':<14}{'params':>9}{'train tok/s':>13}{'ms/iter':>9}{'sample tok/s':>14}{'no cache':>10}"
-            f"{'peak mem':>12}" + (f"{'MFU':>8}" if cuda else ""))
-    print(head)
+    print(f"{'model':<14}{'params':>9}{'train tok/s':>13}{'ms/iter':>9}{'sample tok/s':>14}{'no cache':>10}"
+          f"{'peak mem':>12}" + (f"{'MFU':>8}" if cuda else ""))
     batches = names_like_batches(4, cfg.batch_size, cfg.block_size, cfg.vocab_size, cfg.seed)
     # one untimed run first, so that one-off costs (thread pools, allocator arenas, kernel
     # selection) are not charged to whichever model happens to come first
@@ -380,47 +362,63 @@ def run(argv):
               f"{mib(mem):>12}" + (f"{util:>8}" if cuda else ""))
         del model
 
-    # ---- GPT-2 at nanoGPT's CPU config
+
+def cuda_effects(cfg, setup, results) -> None:
+    """What bf16 autocast, torch.compile and fused AdamW each buy, on nanoGPT's GPU config."""
+    print("\nGPT-2 at nanoGPT's shakespeare-char GPU config (6 layers, 6 heads, 384 wide, block 256, batch 64):")
+    print(f"{'variant':<26}{'ms/iter':>9}{'tok/s':>10}{'MFU':>8}{'peak mem':>12}")
+    big = dict(n_layer=6, n_head=6, n_embd=384)
+    bf16 = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    variants = [("all on", bf16, True, True), ("bf16 autocast off", torch.float32, True, True),
+                ("torch.compile off", bf16, False, True), ("fused AdamW off", bf16, True, False),
+                ("all off", torch.float32, False, False)]
+    if cfg.quick:
+        variants = [v for v in variants if not v[2]]  # no compile in a smoke test
+    results["cuda_effects"] = {}
+    for label, dt, comp, fus in variants:
+        s = {"device": setup["device"], "dtype": dt, "compile": comp, "fused": fus}
+        if comp:
+            torch._dynamo.reset()  # compile each variant afresh
+        r = gpt2_throughput(big, 65, 256, 64, cfg, s)
+        results["cuda_effects"][label] = r
+        m = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+        print(f"{label:<26}{r['ms_per_iter']:>9.1f}{human(r['tokens_per_sec']):>10}{m:>8}{mib(r['peak_bytes']):>12}")
+
+
+def run(argv):
+    cfg = cfglib.parse({"bench": BenchConfig()}, argv)["bench"]
+    if cfg.quick:
+        cfg = cfglib.resolve({"bench": cfg}, {}, [("steps", "3"), ("warmup", "1"), ("sample_batch", "4")])["bench"]
+    setup, notes = resolve_setup(cfg)
+    device = setup["device"]
+    torch.manual_seed(cfg.seed)
+    results = {"setup": {k: str(v) for k, v in setup.items()}, "notes": notes, "models": {}}
+    dname = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    print(f"TextDuel benchmark | torch {torch.__version__} | device {device} ({dname}), {torch.get_num_threads()} "
+          f"threads | dtype {str(setup['dtype']).replace('torch.', '')} | compile {'on' if setup['compile'] else 'off'}"
+          f" | fused AdamW {'on' if setup['fused'] else 'off'}{' | quick' if cfg.quick else ''}")
+    for note in notes:
+        print(f"note: {note}")
+    models_table(cfg, setup, results)
+    # GPT-2 at nanoGPT's CPU config
     nano = dict(n_layer=4, n_head=4, n_embd=128)
     r = gpt2_throughput(nano, 65, 64, 12, cfg, setup)
     results["nanogpt_cpu"] = r
     print(f"\nGPT-2 at nanoGPT's CPU config (4 layers, 4 heads, 128 wide, block 64, batch 12, vocab 65, "
           f"{r['params'] / 1e6:.2f}M params): {r['ms_per_iter']:.1f} ms/iter, {human(r['tokens_per_sec'])} tokens/s, "
           f"peak mem {mib(r['peak_bytes'])}" + (f", MFU {100 * r['mfu']:.2f}%" if r["mfu"] is not None else ""))
-
-    # ---- CUDA: what bf16 autocast, torch.compile and fused AdamW each buy
-    if cuda and cfg.effects:
-        print("\nGPT-2 at nanoGPT's shakespeare-char GPU config (6 layers, 6 heads, 384 wide, block 256, batch 64):")
-        print(f"{'variant':<26}{'ms/iter':>9}{'tok/s':>10}{'MFU':>8}{'peak mem':>12}")
-        big = dict(n_layer=6, n_head=6, n_embd=384)
-        bf16 = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-        variants = [("all on", bf16, True, True), ("bf16 autocast off", torch.float32, True, True),
-                    ("torch.compile off", bf16, False, True), ("fused AdamW off", bf16, True, False),
-                    ("all off", torch.float32, False, False)]
-        if cfg.quick:
-            variants = [v for v in variants if not v[2]]  # no compile in a smoke test
-        results["cuda_effects"] = {}
-        for label, dt, comp, fus in variants:
-            s = {"device": device, "dtype": dt, "compile": comp, "fused": fus}
-            if comp:
-                torch._dynamo.reset()  # compile each variant afresh
-            r = gpt2_throughput(big, 65, 256, 64, cfg, s)
-            results["cuda_effects"][label] = r
-            m = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
-            print(f"{label:<26}{r['ms_per_iter']:>9.1f}{human(r['tokens_per_sec']):>10}{m:>8}{mib(r['peak_bytes']):>12}")
-
-    # ---- BLEU against nltk
+    if device.type == "cuda" and cfg.effects:
+        cuda_effects(cfg, setup, results)
     if cfg.bleu:
         b = bleu_speed(cfg)
         results["bleu"] = b
         print(f"\nBLEU-2..5 of {b['hyps']} hypotheses against {b['refs']} references, {b['source']}:")
-        print(f"  experiments.scoring.metrics: {b['build_s'] + b['score_s']:.2f} s ({b['build_s']:.2f} s reference table, "
-              f"{b['score_s']:.2f} s scoring), {b['hyps'] / b['score_s']:,.0f} hyps/s")
+        print(f"  experiments.scoring.metrics: {b['build_s'] + b['score_s']:.2f} s ({b['build_s']:.2f} s reference "
+              f"table, {b['score_s']:.2f} s scoring), {b['hyps'] / b['score_s']:,.0f} hyps/s")
         print(f"  nltk sentence_bleu:  {b['nltk_s_measured']:.2f} s for {b['n_nltk']} hyps, "
               f"{b['nltk_s_extrapolated']:.1f} s extrapolated; speedup {b['speedup']:,.0f}x, "
               f"max |ours - nltk| {b['max_abs_diff']:.1e}")
     return results
-
 
 if __name__ == "__main__":
     cli.run(main)

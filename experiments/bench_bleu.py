@@ -8,77 +8,68 @@ subset both implementations must agree. Run from the repo root:
 
     python -m experiments.bench_bleu [--data-dir DIR] [--n-hyps 2000]
 
-The data folder is --data-dir, else $TEXTDUEL_DATA_DIR, else ../shared/data next to the
-repo root.
+The data folder is --data-dir (or --data_dir), else $TEXTDUEL_DATA_DIR, else ../shared/data
+next to the repo root.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+import nltk.translate.bleu_score  # noqa: F401  (imported before timing: its ~1 s is not part of nltk's figure)
 
-from experiments.scoring.metrics import BleuReference, self_bleu
+from datasets.corpora import find_data_dir
+from experiments.core import cli, config as cfglib
+from experiments.core.budget import timed
+from experiments.scoring.metrics import DEFAULT_NS, BleuReference, nltk_bleu_scores, self_bleu
 
-NS = (2, 3, 4, 5)
-REPO_ROOT = Path(__file__).resolve().parents[1]
+
+@dataclass
+class BenchBleuConfig:
+    data_dir: str = ""        # folder with image_coco.txt and image_coco_test.txt
+                              # ("" = $TEXTDUEL_DATA_DIR, else ../shared/data next to the repo root)
+    n_hyps: int = 2000        # hypotheses (and self-BLEU samples)
+    n_nltk: int = 20          # hypotheses nltk is timed on for BLEU
+    n_nltk_self: int = 5      # hypotheses nltk is timed on for self-BLEU
+    n_check_self: int = 100   # samples on which self_bleu is checked in full against the naive nltk loop
+
+    def __post_init__(self):
+        for name in ("n_hyps", "n_nltk", "n_nltk_self", "n_check_self"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
 def load_lines(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def nltk_scores(refs, hyp) -> dict[int, float]:
-    """The Texygen loop body: one nltk call per n."""
-    smooth = SmoothingFunction().method1
-    return {n: sentence_bleu(refs, hyp, (1 / n,) * n, smoothing_function=smooth) for n in NS}
-
-
-def timed(fn, *args):
-    t0 = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - t0
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="folder with image_coco.txt and image_coco_test.txt")
-    parser.add_argument("--n-hyps", type=int, default=2000, help="hypotheses (and self-BLEU samples)")
-    parser.add_argument("--n-nltk", type=int, default=20, help="hypotheses nltk is timed on for BLEU")
-    parser.add_argument("--n-nltk-self", type=int, default=5,
-                        help="hypotheses nltk is timed on for self-BLEU")
-    parser.add_argument("--n-check-self", type=int, default=100,
-                        help="samples on which self_bleu is checked in full against the naive nltk loop")
-    args = parser.parse_args()
-
-    data_dir = args.data_dir or Path(os.environ.get("TEXTDUEL_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
+def main(argv=None):
+    cfg = cfglib.parse({"bench_bleu": BenchBleuConfig()}, argv)["bench_bleu"]
+    data_dir = Path(find_data_dir(cfg.data_dir, shared_fallback=True))
     refs = load_lines(data_dir / "image_coco_test.txt")
-    hyps = load_lines(data_dir / "image_coco.txt")[: args.n_hyps]
+    hyps = load_lines(data_dir / "image_coco.txt")[: cfg.n_hyps]
     n_hyps = len(hyps)
 
     # --- BLEU against the test set
-    table, t_build = timed(BleuReference, refs, max(NS))
-    scores, t_score = timed(table.corpus_scores, hyps, NS)
-    subset = hyps[: args.n_nltk]
-    n_self = min(args.n_nltk_self, n_hyps)
-    nltk_sub, t_nltk = timed(lambda: [nltk_scores(refs, h) for h in subset])
-    fast_sub = [table.sentence_scores(h, NS) for h in subset]
-    diff = max(abs(f[n] - g[n]) for f, g in zip(fast_sub, nltk_sub) for n in NS)
+    table, t_build = timed(BleuReference, refs, max(DEFAULT_NS))
+    scores, t_score = timed(table.corpus_scores, hyps, DEFAULT_NS)
+    subset = hyps[: cfg.n_nltk]
+    n_self = min(cfg.n_nltk_self, n_hyps)
+    nltk_sub, t_nltk = timed(lambda: [nltk_bleu_scores(refs, h) for h in subset])
+    fast_sub = [table.sentence_scores(h, DEFAULT_NS) for h in subset]
+    diff = max(abs(f[n] - g[n]) for f, g in zip(fast_sub, nltk_sub) for n in DEFAULT_NS)
 
     # --- self-BLEU over the hypotheses
-    sb, t_self = timed(self_bleu, hyps, NS)
-    _, t_nltk_self = timed(lambda: [nltk_scores(hyps[:j] + hyps[j + 1:], hyps[j])
+    sb, t_self = timed(self_bleu, hyps, DEFAULT_NS)
+    _, t_nltk_self = timed(lambda: [nltk_bleu_scores(hyps[:j] + hyps[j + 1:], hyps[j])
                                     for j in range(n_self)])
     t_nltk_self_ex = t_nltk_self * n_hyps / n_self
     # exactness of self_bleu itself (the leave-one-out bookkeeping), on a small set in full
-    small = hyps[: args.n_check_self]
-    fast_small = self_bleu(small, NS)
-    naive = [nltk_scores(small[:j] + small[j + 1:], s) for j, s in enumerate(small)]
-    self_diff = max(abs(fast_small[n] - sum(d[n] for d in naive) / len(naive)) for n in NS)
+    small = hyps[: cfg.n_check_self]
+    fast_small = self_bleu(small, DEFAULT_NS)
+    naive = [nltk_bleu_scores(small[:j] + small[j + 1:], s) for j, s in enumerate(small)]
+    self_diff = max(abs(fast_small[n] - sum(d[n] for d in naive) / len(naive)) for n in DEFAULT_NS)
 
     t_fast = t_build + t_score
     t_nltk_ex = t_nltk * n_hyps / len(subset)
@@ -100,10 +91,10 @@ def main():
     print(f"{'  speedup':<44}{t_nltk_self_ex / t_self:>9.0f}x")
     print(f"{f'  max |fast - naive nltk|, {len(small)} samples in full':<44}{self_diff:>10.1e}")
     print()
-    print(f"{'':<12}" + "".join(f"{f'n={n}':>9}" for n in NS))
-    print(f"{'BLEU':<12}" + "".join(f"{scores[n]:>9.4f}" for n in NS))
-    print(f"{'self-BLEU':<12}" + "".join(f"{sb[n]:>9.4f}" for n in NS))
+    print(f"{'':<12}" + "".join(f"{f'n={n}':>9}" for n in DEFAULT_NS))
+    print(f"{'BLEU':<12}" + "".join(f"{scores[n]:>9.4f}" for n in DEFAULT_NS))
+    print(f"{'self-BLEU':<12}" + "".join(f"{sb[n]:>9.4f}" for n in DEFAULT_NS))
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

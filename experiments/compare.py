@@ -126,8 +126,8 @@ DATA_KEYS = set(DataConfig().data_settings()) | {"data_dir"}
 
 def parse_args(argv) -> tuple[CompareConfig, ScorerConfig, list[tuple[str, str, dict]], dict]:
     """-> (compare config, scorer config, [(entry, family, trainer settings)], published rows)."""
-    config_path, pairs = cfglib.split_cli(argv)
-    file_values = dict(cfglib.load_file(config_path)) if config_path else {}
+    file_values, pairs = cfglib.read_cli(argv)
+    file_values = dict(file_values)
     tables = file_values.pop("models") if isinstance(file_values.get("models"), dict) else {}
     published = file_values.pop("published", {})
     per_entry = {name: dict(settings) for name, settings in tables.items()}

@@ -54,7 +54,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from baselines.gpt2 import Block, CausalSelfAttention, FeedForward, KVCache
+from baselines.gpt2 import Block, CausalSelfAttention, FeedForward, KVCache, init_weights
 from baselines.loss import lm_loss
 from datasets.tokenizers import BOS_ID, EOS_ID, PAD_ID
 from gan.mapping import MappingConfig, MappingNetwork
@@ -230,7 +230,7 @@ class Generator(nn.Module):
         self.transformer.wte.weight = self.lm_head.weight  # weight tying, as in GPT-2
         # GPT-2's initialisation for nn.Linear and nn.Embedding; the mapping's EqualLinear
         # layers and the zero noise scales are other classes and keep their own
-        self.apply(self._init_weights)
+        self.apply(init_weights)
         # the input noise starts switched off, like the zero-initialised NoiseInjection scales:
         # the generator begins as an LM conditioned on z and learns how much per-step noise to
         # use (the gradient w.r.t. this weight, noise x upstream, is not zero)
@@ -241,19 +241,6 @@ class Generator(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(n_residual))
-
-    def _init_weights(self, module):
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-
-    def num_params(self, non_embedding=True):
-        """Parameters; the position table is left out by default, as in GPT-2's counts."""
-        n = sum(p.numel() for p in self.parameters())
-        return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
     # ----- latents and noise -----
 

@@ -16,7 +16,7 @@ from experiments.core.config import ConfigError
 from experiments.core.logger import RunLogger
 
 REPO = Path(__file__).resolve().parent.parent
-NS = (2, 3, 4, 5)
+from experiments.scoring.metrics import DEFAULT_NS as NS  # noqa: E402
 TINY = ["--experiment", "tiny", "--models", "bigram,gpt2", "--max_steps", "20", "--eval_interval", "10",
         "--eval_samples", "12", "--num_samples", "24", "--temperatures", "0.8,1.0", "--n_show", "3",
         "--scorer.steps", "10", "--scorer.val_interval", "5", "--scorer.n_layer", "1", "--scorer.n_embd", "16",
@@ -57,8 +57,40 @@ def test_report_and_figures(tiny):
     gpt2 = saved["rows"][2]
     assert gpt2["steps"] == 20 and len(gpt2["samples"]) == 24
     assert [p["temperature"] for p in gpt2["sweep"]] == [0.8, 1.0]
-    assert gpt2["metrics"]["nll_test_with_pad"] < gpt2["metrics"]["nll_test"]
     assert results["rows"][0]["metrics"]["precision"] == 1.0  # real number names are all valid
+
+
+def test_nll_with_pad_counts_every_position_up_to_block_size(tiny):
+    """nll_test_with_pad is the text-GAN figure: the NLL summed over the real targets of every
+    test sequence (<eos> included; the pads after it predicted with probability 1, adding 0),
+    divided by sequences x block_size; nll_test divides the same sum by the real targets."""
+    import torch
+    import torch.nn.functional as F
+
+    from datasets.tokenizers import BOS_ID, EOS_ID, PAD_ID
+    from experiments.generation import load_model
+
+    _, results = tiny
+    corpus = compare.parse_args(TINY)[0].load()
+    for row in results["rows"][1:]:  # bigram, gpt2
+        model, tok = load_model(Path(row["run_dir"]) / "best.pt", "cpu")
+        L, N = model.block_size, len(corpus.test)
+        x = torch.full((N, L), PAD_ID)
+        y = torch.full((N, L), PAD_ID)
+        lengths = torch.zeros(N, dtype=torch.long)
+        for i, line in enumerate(corpus.test):
+            ids = tok.encode(line)
+            x[i, :len(ids) + 1], y[i, :len(ids) + 1] = torch.tensor([BOS_ID] + ids), torch.tensor(ids + [EOS_ID])
+            lengths[i] = len(ids) + 1
+        with torch.no_grad():
+            logits, _ = model(x)
+        nll = -F.log_softmax(logits.double(), -1).gather(-1, y[..., None])[..., 0]  # (N, L)
+        real = torch.arange(L)[None, :] < lengths[:, None]
+        total = nll[real].sum().item()
+        metrics = row["metrics"]
+        assert metrics["nll_test"] == pytest.approx(total / real.sum().item(), rel=1e-5), row["label"]
+        assert metrics["nll_test_with_pad"] == pytest.approx(total / (N * L), rel=1e-5), row["label"]
+        assert metrics["nll_test_with_pad"] < metrics["nll_test"] * 0.99  # some positions are pads
 
 
 def test_report_re_renders_from_results_json(tiny, capsys):

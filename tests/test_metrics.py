@@ -5,8 +5,11 @@ import random
 import warnings
 
 import pytest
+import torch
+import torch.nn.functional as F
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu as nltk_sentence_bleu
 
+from datasets import oracle as oracle_mod
 from experiments.scoring.metrics import (
     BleuReference,
     bleu,
@@ -16,6 +19,7 @@ from experiments.scoring.metrics import (
     length_stats,
     length_tv_distance,
     numbers_metrics,
+    oracle_nll,
     self_bleu,
 )
 
@@ -171,3 +175,47 @@ def test_numbers_metrics_hand_case():
         "novelty": 1 / 3,  # four is the only distinct valid sample outside train
         "recall": 1 / 2,  # four produced, five not
     }
+
+
+def oracle_nll_by_hand(o, ids):
+    """Summed NLL (nats) of one sequence of oracle ids under the oracle, one token at a time:
+    its LSTM cell written out (PyTorch's gate order i, f, g, o), fed the start token and then
+    each token in turn, with log_softmax over the head's logits for the next one."""
+    W_ih, W_hh = o.lstm.weight_ih_l0.double(), o.lstm.weight_hh_l0.double()
+    b = (o.lstm.bias_ih_l0 + o.lstm.bias_hh_l0).double()
+    E, W_out, b_out = o.emb.weight.double(), o.head.weight.double(), o.head.bias.double()
+    h = c = torch.zeros(oracle_mod.HIDDEN, dtype=torch.float64)
+    prev, total = oracle_mod.START_TOKEN, 0.0
+    for tok in ids:
+        i, f, g, out = (W_ih @ E[prev] + W_hh @ h + b).chunk(4)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(out) * torch.tanh(c)
+        total -= F.log_softmax(W_out @ h + b_out, dim=-1)[tok].item()
+        prev = tok
+    return total
+
+
+def test_oracle_nll_matches_a_step_by_step_oracle():
+    o = oracle_mod.Oracle()
+    full = o.sample(3, seed=11).tolist()  # typical sequences, where the oracle is peaked
+    gen = torch.Generator().manual_seed(0)
+    seqs = [
+        full[0],                                                    # all SEQ_LEN tokens
+        full[1][:7],                                                # ended early: 7 tokens
+        [4999],                                                     # one token, the last id
+        torch.randint(oracle_mod.VOCAB, (13,), generator=gen).tolist(),  # uniform noise, 13 tokens
+        full[2] + [5, 6, 7],                                        # past the horizon: first SEQ_LEN scored
+    ]
+    samples = [[str(i) for i in s] for s in seqs] + [["12", "<unk>"], []]  # two that cannot be scored
+    scored = [s[:oracle_mod.SEQ_LEN] for s in seqs]
+    n_tokens = sum(len(s) for s in scored)
+    assert n_tokens == 20 + 7 + 1 + 13 + 20
+    want = sum(oracle_nll_by_hand(o, s) for s in scored) / n_tokens  # mean per scored token
+    for batch_size in (2, 256):  # over several batches and in one
+        got = oracle_nll(samples, o, seq_len=oracle_mod.SEQ_LEN, vocab_size=oracle_mod.VOCAB, batch_size=batch_size)
+        assert got["scored"] == 5 and got["invalid"] == pytest.approx(2 / 7)
+        assert got["nll"] == pytest.approx(want, rel=1e-5)
+    # each sequence alone: the per-token mean of its own tokens
+    for s in scored:
+        alone = oracle_nll([[str(i) for i in s]], o, seq_len=oracle_mod.SEQ_LEN, vocab_size=oracle_mod.VOCAB)
+        assert alone["nll"] == pytest.approx(oracle_nll_by_hand(o, s) / len(s), rel=1e-5)

@@ -9,9 +9,9 @@ import copy
 
 import pytest
 
-from experiments.report import write_report
+from experiments.reporting.comparison import write_report
 
-NS = (2, 3, 4, 5)
+from experiments.scoring.metrics import DEFAULT_NS as NS  # noqa: E402
 
 
 def metrics(base: float, **extra) -> dict:

@@ -1,9 +1,11 @@
-"""The periodic sample evaluator: values on hand cases, dataset-specific metrics, tags."""
+"""The sample evaluator (experiments/scoring/samples.py): values on hand cases, dataset-specific
+metrics, tags."""
 
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -77,14 +79,17 @@ def test_numbers_precision_novelty_recall():
 
 
 class RecordingOracle:
-    """Stands in for datasets.oracle.Oracle: records what it is asked to score."""
+    """Stands in for datasets.oracle.Oracle: records what it is asked to score and, like the
+    real oracle's nll(ids, lengths), returns a mean per valid token: here of a per-token value
+    that is simply the token id, so the pooled figure can be computed by hand."""
 
     def __init__(self):
         self.calls = []
 
     def nll(self, ids, lengths):
         self.calls.append((ids.tolist(), lengths.tolist()))
-        return float(lengths.sum())  # any value; the test checks the token-weighted pooling
+        valid = torch.arange(ids.size(1))[None, :] < lengths[:, None]
+        return (ids[valid].sum() / valid.sum()).item()
 
 
 def test_oracle_nll_maps_tokens_to_ids_and_skips_what_it_cannot_score():
@@ -95,21 +100,61 @@ def test_oracle_nll_maps_tokens_to_ids_and_skips_what_it_cannot_score():
     (ids, lengths), = oracle.calls
     assert lengths == [2, 20]  # the long sample truncated to the oracle's horizon
     assert ids[0][:2] == [7, 4999] and ids[1] == list(range(20))
+    assert out["nll"] == pytest.approx((7 + 4999 + sum(range(20))) / 22)
     assert math.isnan(oracle_nll([["x"], ["y"]], oracle, 20, 5000)["nll"])
+
+
+def test_oracle_nll_pools_batches_by_their_token_counts():
+    # three batches of 2 with 2, 8 and 40 scored tokens: per-token values are the token ids
+    samples = [["1"], ["3"], ["100"] * 4, ["200"] * 4, ["10"] * 20, ["20"] * 25]
+    oracle = RecordingOracle()
+    out = oracle_nll(samples, oracle, seq_len=20, vocab_size=5000, batch_size=2)
+    assert [lengths for _, lengths in oracle.calls] == [[1, 1], [4, 4], [20, 20]]
+    want = (1 + 3 + 100 * 4 + 200 * 4 + 10 * 20 + 20 * 20) / (2 + 8 + 40)  # mean over all scored tokens
+    assert out["nll"] == pytest.approx(want, rel=1e-12)
+    mean_of_batch_means = (2 + 150 + 15) / 3
+    assert abs(want - mean_of_batch_means) > 1  # the two poolings are far apart on this case
+
+
+def oracle_token_nll(o, ids):
+    """Per-token NLL (B, T) of oracle ids under the oracle, by hand from its logits."""
+    logp = F.log_softmax(o._logits(ids), dim=-1)
+    return -logp.gather(-1, ids[..., None])[..., 0]
 
 
 def test_oracle_evaluator_scores_with_the_oracle():
     # a small corpus around the real oracle (loading the full `oracle` corpus samples 14,000 sequences)
     o = oracle_mod.Oracle()
+    rows = o.sample(400, seed=5)
+    lines = [" ".join(map(str, row)) for row in rows.tolist()]
+    corpus = Corpus("oracle-small", "word", "sequence", lines[:50], lines[50:75], lines[75:100],
+                    fixed_vocab=[str(i) for i in range(oracle_mod.VOCAB)], extras={"oracle": o})
+    ev = SampleEvaluator(corpus, build_tokenizer(corpus), references="test")
+    # 300 scorable samples, more than one batch of oracle_nll (256): short ones first, full-length
+    # ones last, so the two batches hold very different token counts; the last one runs past
+    # the oracle's horizon (scored on its first SEQ_LEN tokens)
+    T = oracle_mod.SEQ_LEN
+    lengths = [1 + i % 5 for i in range(256)] + [T] * 44
+    samples = [" ".join(map(str, rows[100 + i, :n].tolist())) for i, n in enumerate(lengths)]
+    samples[-1] += " 7 7"
+    m = ev(samples + ["<unk> 3", ""])
+    assert m["oracle_invalid"] == pytest.approx(2 / 302)
+    nll = oracle_token_nll(o, rows[100:400])  # (300, T): a causal model, so a prefix scores as in the full row
+    valid = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
+    want = (nll[valid].sum() / valid.sum()).item()
+    assert m["nll_oracle"] == pytest.approx(want, rel=1e-5)
+    mean_of_batch_means = (nll[:256][valid[:256]].mean() + nll[256:][valid[256:]].mean()).item() / 2
+    mean_of_sample_means = ((nll * valid).sum(1) / valid.sum(1)).mean().item()
+    assert min(abs(want - mean_of_batch_means), abs(want - mean_of_sample_means)) > 100 * 1e-5 * want
+    assert m["length_mean"] == pytest.approx((sum(lengths) + 2 + 2) / 302)
+
+
+def test_oracle_evaluator_bleu_against_real_references():
+    o = oracle_mod.Oracle()
     lines = [" ".join(map(str, row)) for row in o.sample(300, seed=5).tolist()]
     corpus = Corpus("oracle-small", "word", "sequence", lines[:100], lines[100:150], lines[150:],
                     fixed_vocab=[str(i) for i in range(oracle_mod.VOCAB)], extras={"oracle": o})
-    ev = SampleEvaluator(corpus, build_tokenizer(corpus), references="test")
-    real = lines[150:]
-    m = ev(real + ["<unk> 3", ""])
-    assert m["oracle_invalid"] == pytest.approx(2 / 152)
-    ids = torch.tensor([[int(t) for t in s.split()] for s in real])
-    assert m["nll_oracle"] == pytest.approx(o.nll(ids), rel=1e-5)
+    m = SampleEvaluator(corpus, build_tokenizer(corpus), references="test")(lines[150:] + ["<unk> 3", ""])
     assert m["length_mean"] == pytest.approx((150 * oracle_mod.SEQ_LEN + 2) / 152)
     assert m["bleu2"] >= 150 / 152 - 1e-12  # 150 samples are references (BLEU 1), two are not
 

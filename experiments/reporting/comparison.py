@@ -6,7 +6,7 @@ recorded numbers and TensorBoard runs, without re-scoring):
     report.md                results tables, temperature sweep, samples side by side, figures
     results.json             every number in the report (and the samples)
     learning_curves.png      train/loss, val/nll and the periodic eval/ metrics against step,
-                             read back from each run's TensorBoard events (EventAccumulator),
+                             read back from each run's TensorBoard events (reporting/events.py),
                              never from text logs
     bleu.png                 BLEU-2..5 and Self-BLEU-2..5 bars, real data and published rows included
     quality_diversity.png    the temperature (and psi) sweep, one curve per model, as in
@@ -36,19 +36,18 @@ import math
 from pathlib import Path
 
 from matplotlib.figure import Figure
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from experiments.core.checkpoint import write_text
-from experiments.scoring.metrics import length_histogram
+from experiments.reporting.events import read_scalars
+from experiments.scoring.metrics import DEFAULT_NS, length_histogram
 
-NS = (2, 3, 4, 5)
 CURVE_TAGS = ["train/loss", "val/nll", "eval/bleu5", "eval/self_bleu5", "eval/precision", "eval/nll_oracle"]
 
 # (key, header, format) of the two results tables; a column appears when some row has it
 LIKELIHOOD_COLUMNS = [("params", "params", "{:,}"), ("steps", "steps", "{:,}"), ("train_seconds", "train s", "{:.0f}"),
                       ("nll_test", "NLL-test", "{:.3f}"), ("nll_test_with_pad", "NLL-test w/ pad†", "{:.3f}")]
-LIKELIHOOD_COLUMNS += [(f"bleu{n}", f"BLEU-{n}", "{:.3f}") for n in NS]
-LIKELIHOOD_COLUMNS += [(f"self_bleu{n}", f"Self-BLEU-{n}", "{:.3f}") for n in NS]
+LIKELIHOOD_COLUMNS += [(f"bleu{n}", f"BLEU-{n}", "{:.3f}") for n in DEFAULT_NS]
+LIKELIHOOD_COLUMNS += [(f"self_bleu{n}", f"Self-BLEU-{n}", "{:.3f}") for n in DEFAULT_NS]
 SAMPLE_COLUMNS = [("distinct1", "distinct-1", "{:.3f}"), ("distinct2", "distinct-2", "{:.3f}"),
                   ("unique_share", "unique", "{:.3f}"), ("length_mean", "length", "{:.2f}"),
                   ("length_tv", "length TV", "{:.3f}"), ("lm_score", "LM score", "{:.3f}"),
@@ -206,17 +205,6 @@ def _save(fig: Figure, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def read_curves(run_dir: str, tags=CURVE_TAGS) -> dict[str, tuple[list[int], list[float]]]:
-    """{tag: (steps, values)} of the scalar tags present in a run's TensorBoard events;
-    {} when the run directory is gone (a results.json re-rendered on another machine)."""
-    if not run_dir or not Path(run_dir).is_dir():
-        return {}
-    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})  # 0 = keep every point
-    acc.Reload()
-    have = set(acc.Tags()["scalars"])
-    return {t: ([e.step for e in acc.Scalars(t)], [e.value for e in acc.Scalars(t)]) for t in tags if t in have}
-
-
 def _colors(rows: list[dict]) -> dict[str, str]:
     """One colour per row, the same in every figure."""
     return {r["label"]: f"C{i % 10}" for i, r in enumerate(rows)}
@@ -225,7 +213,8 @@ def _colors(rows: list[dict]) -> dict[str, str]:
 def plot_learning_curves(rows: list[dict], path: Path) -> list[str]:
     """Draws the curves; returns the labels of the model rows whose runs have none to draw."""
     color = _colors(rows)
-    curves = {r["label"]: read_curves(r["run_dir"]) for r in rows if r["kind"] == "model"}
+    # {} for a run directory that is not there (a results.json re-rendered on another machine)
+    curves = {r["label"]: read_scalars(r["run_dir"], CURVE_TAGS) for r in rows if r["kind"] == "model"}
     tags = [t for t in CURVE_TAGS if any(t in c for c in curves.values())]
     cols = min(3, max(1, len(tags)))
     nrows = max(1, math.ceil(len(tags) / cols))
@@ -255,12 +244,13 @@ def plot_bleu(rows: list[dict], path: Path, references: str = "test") -> None:
     for j, (prefix, title) in enumerate(((("bleu", f"BLEU-n against the {references} split"),
                                           ("self_bleu", "Self-BLEU-n among the samples (lower = more diverse)")))):
         ax = fig.add_subplot(1, 2, j + 1)
-        shown = [r for r in rows if all(f"{prefix}{n}" in r["metrics"] for n in NS)]
+        shown = [r for r in rows if all(f"{prefix}{n}" in r["metrics"] for n in DEFAULT_NS)]
         width = 0.8 / max(1, len(shown))
         for i, r in enumerate(shown):
-            ax.bar([k + i * width for k in range(len(NS))], [r["metrics"][f"{prefix}{n}"] for n in NS], width,
-                   label=r["label"], color=color[r["label"]], hatch="//" if r["kind"] != "model" else None)
-        ax.set_xticks([k + width * (len(shown) - 1) / 2 for k in range(len(NS))], [f"n={n}" for n in NS])
+            ax.bar([k + i * width for k in range(len(DEFAULT_NS))], [r["metrics"][f"{prefix}{n}"] for n in DEFAULT_NS],
+                   width, label=r["label"], color=color[r["label"]], hatch="//" if r["kind"] != "model" else None)
+        ax.set_xticks([k + width * (len(shown) - 1) / 2 for k in range(len(DEFAULT_NS))],
+                      [f"n={n}" for n in DEFAULT_NS])
         ax.set_ylim(0, 1)
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
@@ -323,15 +313,9 @@ def plot_lengths(rows: list[dict], reference_lengths: list[float], path: Path) -
 # ---------------------------------------------------------------------------------------
 
 
-def write_report(results: dict, report_dir: Path, tokenize=None, test_texts=None) -> Path:
-    """Write report.md, results.json and the figures into report_dir; returns report.md's path.
-
-    tokenize and test_texts (optional): to draw the sample length distributions against
-    the test split's (or histograms already in results, from an earlier write).
-    """
-    report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    rows, cfg = results["rows"], results["config"]
+def _figures(results: dict, report_dir: Path, tokenize, test_texts) -> dict[str, str]:
+    """Draw the figures into report_dir; {file name: caption}."""
+    rows = results["rows"]
     bleu_refs, eval_refs = _references(results)
     figures = {"learning_curves.png": f"Learning curves (from the TensorBoard events): val/nll on the validation "
                                       f"split, eval/* against the {eval_refs} split",
@@ -353,44 +337,66 @@ def write_report(results: dict, report_dir: Path, tokenize=None, test_texts=None
     if results.get("test_length_hist"):
         plot_lengths(rows, results["test_length_hist"], report_dir / "lengths.png")
         figures["lengths.png"] = "Sample lengths against the test split"
+    return figures
 
+
+def _header(results: dict) -> list[str]:
+    """Title, the command that reproduces the report, the budget and how the samples were drawn."""
+    rows, cfg = results["rows"], results["config"]
     models = [r for r in rows if r["kind"] == "model"]
     budget = f"at most {cfg['max_steps']:,} optimizer steps" + (
         f" and {cfg['max_minutes']:g} wall-clock minutes" if cfg["max_minutes"] else "") + " per model"
-    md = [f"# {results['experiment']}: {len(models)} generator{'s' * (len(models) != 1)} on `{results['dataset']}`", "",
-          "Reproduce:", "", "```bash", results["command"], "```", "",
-          f"Budget: {budget} (training seed {cfg['seed']}). Each model drew {cfg['num_samples']:,} samples at "
-          f"temperature {cfg['temperature']:g} (seed {cfg['sample_seed']}); the *real data* row is "
-          f"{cfg['num_samples']:,} training sentences drawn with the same seed and scored the same way. "
-          f"Wall time of the whole comparison: {results['wall_seconds'] / 60:.1f} min"
-          + (f" on {results['device']} with {results['threads']} torch thread(s)" if "threads" in results else "")
-          + f". TensorBoard: "
-          f"`tensorboard --logdir {results['runs_dir']}`. Metric definitions: research/README.md."
-          + (f" Training runs reused from an earlier invocation (--reuse true): {', '.join(results['reused'])}; "
-             "their training time is in the table, not in this wall time; without --reuse true the command "
-             "retrains them." if results.get("reused") else ""), "",
-          *_data_section(results),
+    return [f"# {results['experiment']}: {len(models)} generator{'s' * (len(models) != 1)} on `{results['dataset']}`",
+            "", "Reproduce:", "", "```bash", results["command"], "```", "",
+            f"Budget: {budget} (training seed {cfg['seed']}). Each model drew {cfg['num_samples']:,} samples at "
+            f"temperature {cfg['temperature']:g} (seed {cfg['sample_seed']}); the *real data* row is "
+            f"{cfg['num_samples']:,} training sentences drawn with the same seed and scored the same way. "
+            f"Wall time of the whole comparison: {results['wall_seconds'] / 60:.1f} min"
+            + (f" on {results['device']} with {results['threads']} torch thread(s)" if "threads" in results else "")
+            + f". TensorBoard: "
+            f"`tensorboard --logdir {results['runs_dir']}`. Metric definitions: research/README.md."
+            + (f" Training runs reused from an earlier invocation (--reuse true): {', '.join(results['reused'])}; "
+               "their training time is in the table, not in this wall time; without --reuse true the command "
+               "retrains them." if results.get("reused") else ""), ""]
+
+
+def _definitions(rows: list[dict], bleu_refs: str) -> str:
+    """What each column of the results tables is."""
+    return ("NLL-test: nats per token on the test split, padding excluded, <eos> included; "
+            + ("what each row scores is listed above. " if any(r.get("scored") for r in rows) else
+               "the best-on-validation checkpoint of a language model, the EMA generator at the end of training "
+               "of a GAN. ")
+            + ("≤ x (K=k): a latent model's NLL, estimated from K latents drawn from the prior (log-mean-exp), is "
+               "an upper bound on its NLL in expectation, tightening as K grows (research/README.md, Latent NLL). "
+               if any(r["metrics"].get("nll_K") is not None for r in rows) else
+               "The GAN's NLL-test is an estimate from latents drawn from the prior, an upper bound in "
+               "expectation (research/README.md, Latent NLL). " if any(r.get("family") == "gan" for r in rows) else "")
+            + "† NLL-test w/ pad: the text-GAN papers' figure on the same test split, averaged over all "
+            "block_size positions of every sequence with the pad targets counted as predicted with "
+            "probability 1 (not per token; comparable only with papers that print it). BLEU: each sample "
+            f"against the whole {bleu_refs} split (nltk method1, uniform weights), averaged. Self-BLEU: each "
+            "sample against the other samples of the same set. distinct-n, unique: over the samples; length TV: "
+            "sample lengths against the test split's. LM score: NLL per token of the samples under a small GPT-2 "
+            "trained on the real training split and selected on validation (for the real-data row it has seen "
+            "those very sentences, so its LM score is optimistic); reverse LM: NLL per token on the test split of "
+            "a small GPT-2 trained on the samples. A generator far above the real-data row on BLEU and Self-BLEU "
+            "has collapsed, not improved.")
+
+
+def write_report(results: dict, report_dir: Path, tokenize=None, test_texts=None) -> Path:
+    """Write report.md, results.json and the figures into report_dir; returns report.md's path.
+
+    tokenize and test_texts (optional): to draw the sample length distributions against
+    the test split's (or histograms already in results, from an earlier write).
+    """
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    rows, cfg = results["rows"], results["config"]
+    bleu_refs, _ = _references(results)
+    figures = _figures(results, report_dir, tokenize, test_texts)
+    md = [*_header(results), *_data_section(results),
           "## Results", "", _table(rows, LIKELIHOOD_COLUMNS), "", _table(rows, SAMPLE_COLUMNS), "",
-          *_scored_list(rows),
-          "NLL-test: nats per token on the test split, padding excluded, <eos> included; "
-          + ("what each row scores is listed above. " if any(r.get("scored") for r in rows) else
-             "the best-on-validation checkpoint of a language model, the EMA generator at the end of training "
-             "of a GAN. ")
-          + ("≤ x (K=k): a latent model's NLL, estimated from K latents drawn from the prior (log-mean-exp), is "
-             "an upper bound on its NLL in expectation, tightening as K grows (research/README.md, Latent NLL). "
-             if any(r["metrics"].get("nll_K") is not None for r in rows) else
-             "The GAN's NLL-test is an estimate from latents drawn from the prior, an upper bound in "
-             "expectation (research/README.md, Latent NLL). " if any(r.get("family") == "gan" for r in rows) else "")
-          + "† NLL-test w/ pad: the text-GAN papers' figure on the same test split, averaged over all "
-          "block_size positions of every sequence with the pad targets counted as predicted with "
-          "probability 1 (not per token; comparable only with papers that print it). BLEU: each sample "
-          f"against the whole {bleu_refs} split (nltk method1, uniform weights), averaged. Self-BLEU: each "
-          "sample against the other samples of the same set. distinct-n, unique: over the samples; length TV: "
-          "sample lengths against the test split's. LM score: NLL per token of the samples under a small GPT-2 "
-          "trained on the real training split and selected on validation (for the real-data row it has seen "
-          "those very sentences, so its LM score is optimistic); reverse LM: NLL per token on the test split of "
-          "a small GPT-2 trained on the samples. A generator far above the real-data row on BLEU and Self-BLEU "
-          "has collapsed, not improved.", ""]
+          *_scored_list(rows), _definitions(rows, bleu_refs), ""]
     if any(r["kind"] == "published" for r in rows):
         md += ["Rows in italics other than *real data* are published figures, copied from the papers "
                "named; their protocols (tokenization, reference subset, sample count) differ from ours.", ""]
@@ -409,4 +415,3 @@ def write_report(results: dict, report_dir: Path, tokenize=None, test_texts=None
     write_text(path, "\n".join(md))
     write_text(report_dir / "results.json", json.dumps(results, indent=1, default=str))
     return path
-

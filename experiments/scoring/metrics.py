@@ -194,6 +194,17 @@ def bleu(hypotheses: Sequence[Tokens], references: Sequence[Tokens],
     return BleuReference(references, max_n=max(ns)).corpus_scores(hypotheses, ns)
 
 
+def nltk_bleu_scores(references: Sequence[Tokens], hypothesis: Tokens,
+                     ns: Iterable[int] = DEFAULT_NS) -> dict[int, float]:
+    """{n: nltk's sentence BLEU-n of one hypothesis}, one nltk call per n as Texygen's loop
+    makes them: the slow reference the benchmarks time and check BleuReference against.
+    nltk is imported here, so the rest of this module runs without it."""
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    smooth = SmoothingFunction().method1
+    return {n: sentence_bleu(references, hypothesis, (1 / n,) * n, smoothing_function=smooth) for n in ns}
+
+
 # ---------------------------------------------------------------------------------------
 # self-BLEU
 

@@ -202,10 +202,8 @@ class GANTrainConfig(DataConfig):
 
 def parse_args(argv):
     """defaults <- config file <- command line, for the four sections."""
-    config_path, pairs = cfglib.split_cli(argv)
-    file_values = cfglib.load_file(config_path) if config_path else {}
-    sections = cfglib.resolve({"train": GANTrainConfig(), "generator": GeneratorConfig(), "mapping": MappingConfig(),
-                               "discriminator": DiscriminatorConfig()}, file_values, pairs)
+    sections = cfglib.parse({"train": GANTrainConfig(), "generator": GeneratorConfig(), "mapping": MappingConfig(),
+                             "discriminator": DiscriminatorConfig()}, argv)
     cfglib.refuse_data_derived(sections)
     gen_cfg = dataclasses.replace(sections["generator"], mapping=sections["mapping"])
     return sections["train"], gen_cfg, sections["discriminator"]

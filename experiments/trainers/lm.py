@@ -38,7 +38,7 @@ from experiments.core import runtime
 from experiments.core.budget import PROBE_SAMPLES, Deadline, probe, timed
 from experiments.core.checkpoint import check_compatible, load_checkpoint, unwrap
 from experiments.core.session import RunSession, mle_step
-from experiments.diagnostics import Diagnostics, log_stats  # TODO(lead): scoring.probes
+from experiments.scoring.probes import Diagnostics, log_stats
 from experiments.generation import lm_texts
 from experiments.scoring.nll import lm_nll
 from experiments.scoring.samples import SampleEvaluator
@@ -118,8 +118,7 @@ def reserve_final_scoring(deadline, data, cfg, evaluator, val_nll, draw_samples)
 
 def parse_args(argv) -> tuple[TrainConfig, object]:
     """defaults <- preset <- config file <- command line, for both sections."""
-    config_path, pairs = cfglib.split_cli(argv)
-    file_values = cfglib.load_file(config_path) if config_path else {}
+    file_values, pairs = cfglib.read_cli(argv)
     model_name = cfglib.peek(file_values, pairs, "train", "model", TrainConfig.model)
     if model_name not in MODELS:
         TrainConfig(model=model_name)  # raises with the closest names
