@@ -261,6 +261,12 @@ class GANRun:
         self.tokenizer = build_tokenizer(self.corpus)
         self.data = LMData(self.corpus, self.tokenizer, block_size=gen_cfg.block_size)
         self.T = self.data.block_size
+        # reference tables built once: the curves are scored against val, the final scoring against test
+        self.evaluator = SampleEvaluator(self.corpus, self.tokenizer)
+        # the yardstick of the collapse warnings: as many real training sentences, scored alike
+        real = random.Random(cfg.seed).sample(self.corpus.train, min(cfg.eval_samples, len(self.corpus.train)))
+        self.real_val = self.evaluator.score(real)
+        self.usage_batch = next(iter(self.data.eval_batches("val", 64)))  # fixed real prefixes for eval/latent_mi
 
     def _networks(self, cfg, gen_cfg, disc_cfg) -> None:
         """G, EMA, D, E and the optimisers; sizes the data decides are filled in here, once."""
@@ -651,12 +657,6 @@ def main(argv=None):
     session = run.session
     session.say(describe(run))
     session.open_log(run.step, {"train": cfg, "generator": run.gen_cfg, "discriminator": run.disc_cfg})
-    # reference tables built once: the curves are scored against val, the final scoring against test
-    run.evaluator = SampleEvaluator(run.corpus, run.tokenizer)
-    # the yardstick of the collapse warnings: as many real training sentences, scored alike
-    run.real_val = run.evaluator.score(random.Random(cfg.seed).sample(run.corpus.train,
-                                                                      min(cfg.eval_samples, len(run.corpus.train))))
-    run.usage_batch = next(iter(run.data.eval_batches("val", 64)))  # fixed real prefixes for eval/latent_mi
     if cfg.max_minutes:
         reserve_final_scoring(deadline, cfg, run.data, run.G, run.pre_total > 0 or run.pre_path.exists(), run.nll,
                               lambda n: run.evaluator.score(run.draw(copy.deepcopy(run.G), n, seed=0)),

@@ -159,6 +159,9 @@ class LMRun:
         self.corpus = cfg.load()
         self.tokenizer = build_tokenizer(self.corpus)
         self.data = LMData(self.corpus, self.tokenizer, block_size=model_cfg.block_size)
+        # reference tables built once; sequence corpora only (BLEU needs one example per line)
+        self.evaluator = (SampleEvaluator(self.corpus, self.tokenizer)
+                          if cfg.eval_samples and self.data.mode == "sequence" and dist.is_main else None)
         # model: sizes the data decides are filled in here, once
         self.model_cfg = dataclasses.replace(model_cfg, vocab_size=self.tokenizer.vocab_size,
                                              block_size=self.data.block_size)
@@ -306,9 +309,6 @@ def main(argv=None):
     session = run.session
     session.say(describe(run))
     session.open_log(run.step, {"train": cfg, "model": run.model_cfg})
-    # reference tables built once; sequence corpora only (BLEU needs one example per line)
-    run.evaluator = (SampleEvaluator(run.corpus, run.tokenizer)
-                     if cfg.eval_samples and run.data.mode == "sequence" and dist.is_main else None)
     if cfg.max_minutes:
         reserve_final_scoring(deadline, run.data, cfg, run.evaluator, run.val_nll, run.draw)
     if run.closed_form and run.step == 0:  # counted in one complete pass over the training split, no descent
