@@ -9,6 +9,7 @@ inside a training run does not move the run's own random stream.
 
 from __future__ import annotations
 
+import itertools
 import torch
 
 from baselines import MODELS
@@ -49,7 +50,7 @@ def lm_texts(model, tokenizer, n: int, max_new_tokens: int, temperature: float =
              top_p: float = 1.0, seed: int = 0, batch_size: int = 500) -> list[str]:
     """n decoded samples of a language model, each started from <bos>; one generator across the
     batches, so the result depends on seed and n only."""
-    device = next(iter(model.state_dict().values())).device  # a parameter or, for a counted model, a buffer
+    device = next(itertools.chain(model.parameters(), model.buffers())).device  # a counted model has buffers only
     g = torch.Generator(device=device).manual_seed(seed)
     texts = []
     for start in range(0, n, batch_size):

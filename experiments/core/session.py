@@ -22,6 +22,7 @@ The guarantees, each in one place here:
 
 from __future__ import annotations
 
+import itertools
 import contextlib
 import json
 import math
@@ -105,7 +106,7 @@ def mle_step(model, optimizer, x, y, guard: Guard, step: int, *, grad_clip: floa
     (no_sync on the others). loss_fn(train_model, x, y) -> scalar loss; train_model is the
     (DDP- or compile-) wrapped model, model the raw one whose parameters are clipped."""
     train_model = model if train_model is None else train_model
-    device = next(iter(model.state_dict().values())).device
+    device = next(itertools.chain(model.parameters(), model.buffers())).device
     n_global = int((y >= 0).sum())
     micro = list(zip(x[dist.rank::dist.world].chunk(grad_accum), y[dist.rank::dist.world].chunk(grad_accum)))
     optimizer.zero_grad(set_to_none=True)
