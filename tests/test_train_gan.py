@@ -296,3 +296,24 @@ def test_vae_pretraining_trains_the_encoder_and_scores_with_it(tmp_path):
             "--init_from", str(tmp_path / "prior" / "pretrained.pt"), name="bad")
     with pytest.raises(ValueError, match="needs pretrain_latent"):
         run(tmp_path, "--free_bits", "1", name="bad2")
+
+
+def test_ckpt_interval_saves_between_evaluations_in_both_phases(tmp_path, monkeypatch):
+    # the run session's cadence, shared with the LM trainer: last.pt every ckpt_interval steps of a
+    # phase without evaluating, so a killed run loses at most that many steps
+    lr_at = runtime.lr_at
+
+    def killed_at_step_7(step, *args):
+        if step == 7:
+            raise KeyboardInterrupt
+        return lr_at(step, *args)
+
+    monkeypatch.setattr(runtime, "lr_at", killed_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "--pretrain_steps", "10", "--adv_steps", "4", "--eval_interval", "100", "--ckpt_interval", "3")
+    monkeypatch.setattr(runtime, "lr_at", lr_at)
+    ckpt = load_checkpoint(tmp_path / "r" / "last.pt")
+    assert ckpt["phase"] == "pretrain" and ckpt["pretrain_step"] == 6
+    results = run(tmp_path, "--pretrain_steps", "10", "--adv_steps", "4", "--eval_interval", "100",
+                  "--ckpt_interval", "3", "--resume", "true")
+    assert results["steps"] == 14 and results["ms_per_pretrain_step"] > 0 and results["ms_per_adv_step"] > 0

@@ -140,7 +140,10 @@ class RunSession:
         # wall-clock accounting accumulates across resumes; it only feeds logs and metrics.json
         prior = (self.ckpt or {}).get("timing") or {"train_seconds": (self.ckpt or {}).get("train_seconds", 0.0)}
         self.prior_seconds = prior.get("train_seconds", 0.0)
-        self.step_seconds, self.steps_timed = prior.get("step_seconds", 0.0), prior.get("steps_timed", 0)
+        # seconds and count of timed optimizer steps, by kind (the LM's "step"; the GAN's "pretrain", "adversarial")
+        self.step_times = {k: list(v) for k, v in prior.get("steps", {}).items()}
+        if "steps_timed" in prior:  # a last.pt of an earlier version: the LM trainer's one kind
+            self.step_times["step"] = [prior.get("step_seconds", 0.0), prior["steps_timed"]]
         self.t_start = time.time()
 
     def resumed(self, where: str) -> None:
@@ -162,15 +165,27 @@ class RunSession:
     def start_clock(self) -> None:
         self.t_start = time.time()
 
-    def time_step(self, seconds: float) -> None:
+    def time_step(self, seconds: float, kind: str = "step") -> None:
         """Time inside optimizer steps only (no evaluation, logging, checkpoints), for ms_per_step."""
-        self.step_seconds, self.steps_timed = self.step_seconds + seconds, self.steps_timed + 1
+        total = self.step_times.setdefault(kind, [0.0, 0])
+        total[0], total[1] = total[0] + seconds, total[1] + 1
 
     def train_seconds(self) -> float:
         return self.prior_seconds + time.time() - self.t_start
 
-    def ms_per_step(self) -> float | None:
-        return 1000 * self.step_seconds / self.steps_timed if self.steps_timed else None
+    def ms_per_step(self, kind: str = "step") -> float | None:
+        seconds, count = self.step_times.get(kind, (0.0, 0))
+        return 1000 * seconds / count if count else None
+
+    def due(self, step: int, last_step: int, stop: bool) -> str | None:
+        """The cadence after an optimizer step: "eval" (evaluate and save) every eval_interval steps,
+        at the last step and when the run must stop; "save" (last.pt only) every ckpt_interval
+        steps; else None."""
+        if step % self.cfg.eval_interval == 0 or step == last_step or stop:
+            return "eval"
+        if self.cfg.ckpt_interval and step % self.cfg.ckpt_interval == 0:
+            return "save"
+        return None
 
     def save(self, path: Path, payload: dict, modules: dict, step: int) -> None:
         """An atomic checkpoint of the trainer's payload plus what every resume needs (step, settings,
@@ -184,8 +199,7 @@ class RunSession:
         save_checkpoint(path, {
             **payload, "train_config": asdict(self.cfg), "step": step, "rng": runtime.rng_state(),
             "environment": runtime.environment(self.dist),
-            "timing": {"train_seconds": self.train_seconds(), "step_seconds": self.step_seconds,
-                       "steps_timed": self.steps_timed},
+            "timing": {"train_seconds": self.train_seconds(), "steps": self.step_times},
         })
 
     def finish(self, metrics: dict, samples: list[str], hparams: dict, hparam_metrics: dict, step: int,

@@ -141,6 +141,7 @@ class GANTrainConfig(DataConfig):
     grad_clip: float = 5.0         # max gradient norm of every update (G, D and pretraining); 0 = off
     # --- evaluation and sampling
     eval_interval: int = 250       # steps (of either phase) between evaluations and checkpoints
+    ckpt_interval: int = 0         # steps between extra last.pt checkpoints (preemption insurance); 0 = at evaluations
     log_interval: int = 10         # steps between scalars
     eval_batch_size: int = 256     # validation NLL batches
     nll_samples: int = 1           # K, latents per sentence of the NLL estimate (log-mean-exp; 1 = E_z[-log p(x|z)])
@@ -165,6 +166,7 @@ class GANTrainConfig(DataConfig):
             if getattr(self, name) <= 0:
                 raise ValueError(f"GANTrainConfig.{name} must be positive, got {getattr(self, name)}")
         for name in ("pretrain_steps", "adv_steps", "beta_steps", "max_steps", "max_minutes", "pretrain_minutes",
+                     "ckpt_interval",
                      "gp_weight", "r1_gamma", "info_weight", "grad_clip", "weight_decay", "warmup_steps",
                      "collapse_self_bleu", "collapse_unique", "collapse_nll"):
             if getattr(self, name) < 0:
@@ -249,7 +251,8 @@ class GANRun:
             check_compatible(init, "gan", asdict(self.gen_cfg), self.tokenizer.itos, data=cfg.data_settings())
             self.G.load_state_dict(init["model"])
             load_encoder(self.E, init, cfg.init_from)
-            self.best_state, self.best_val, self.phase = copy.deepcopy(self.G.state_dict()), init["best_val"], "pretrain"
+            self.best_state, self.best_val = copy.deepcopy(self.G.state_dict()), init["best_val"]
+            self.phase = "pretrain"
 
     def _data(self, cfg, gen_cfg) -> None:
         """Vocabulary from the training split (on resume it must equal the checkpoint's); every
@@ -430,10 +433,12 @@ def pretrain(run: GANRun, deadline: Deadline, bar) -> None:
         lr = runtime.lr_at(run.pre_step, cfg.pretrain_lr, cfg.pretrain_min_lr, cfg.warmup_steps, run.pre_total)
         for group in run.opt_mle.param_groups:
             group["lr"] = lr
+        t_step = time.perf_counter()
         x, y = run.data.train_batch(run.pre_step, cfg.batch_size, cfg.seed)
         loss, grad_norm, _ = mle_step(run.mle_model, run.opt_mle, x, y, session.guard, run.pre_step,
                                       grad_clip=cfg.grad_clip, loss_fn=loss_fn, dist=run.dist, amp=run.amp,
                                       average_grads=True)
+        session.time_step(time.perf_counter() - t_step, "pretrain")
         run.pre_step += 1
         bar.update(1)
         if run.pre_step % cfg.log_interval == 0:
@@ -444,8 +449,11 @@ def pretrain(run: GANRun, deadline: Deadline, bar) -> None:
             bar.set_postfix(loss=f"{loss:.4f}", best_val=f"{run.best_val:.4f}")
         phase_over = cfg.pretrain_minutes > 0 and run.dist.any((time.time() - t_phase) / 60 >= cfg.pretrain_minutes)
         stop = phase_over or deadline.expired()
-        if run.pre_step % cfg.eval_interval == 0 or run.pre_step == run.pre_total or stop:
+        due = session.due(run.pre_step, run.pre_total, stop)
+        if due == "eval":
             pretrain_evaluation(run, deadline, loss)
+        elif due == "save":
+            run.checkpoint(session.last_path)
         if stop:
             session.say(f"pretraining stopped by its wall-clock budget at step {run.pre_step}")
             break
@@ -571,6 +579,7 @@ def adversarial(run: GANRun, deadline: Deadline, bar) -> None:
     cfg, session = run.cfg, run.session
     relax_fn = RELAXATIONS[cfg.relax]
     while run.phase == "adversarial" and run.adv_step < run.adv_total and not deadline.expired():
+        t_step = time.perf_counter()
         beta = run.beta_at(run.adv_step)
         relax = functools.partial(relax_fn, beta=beta)
         z_g = new_z(run)
@@ -578,6 +587,7 @@ def adversarial(run: GANRun, deadline: Deadline, bar) -> None:
             fake_g = run.G.sample(cfg.batch_size // run.dist.world, run.T, z=z_g, relax=relax)
         d = critic_steps(run, z_g, fake_g, relax)
         g = generator_step(run, z_g, fake_g, d["real"], d["real_mask"])
+        session.time_step(time.perf_counter() - t_step, "adversarial")  # n_critic D steps and one G step
         run.adv_step += 1
         bar.update(1)
         if run.adv_step % cfg.log_interval == 0:
@@ -589,11 +599,13 @@ def adversarial(run: GANRun, deadline: Deadline, bar) -> None:
                 session.log.scalars({"gan/info_d": d["info_d"].item(), "gan/info_g": g["info_g"].item()}, run.step)
             bar.set_postfix(d=f"{d['loss_d'].item():.3f}", g=f"{g['loss_g'].item():.3f}", beta=f"{beta:.1f}")
         stop = deadline.expired()
-        if run.adv_step % cfg.eval_interval == 0 or run.adv_step == run.adv_total or stop:
+        due = session.due(run.adv_step, run.adv_total, stop)
+        if due == "eval":
             (val, scores), seconds = timed(run.evaluate, run.ema, run.step)
             deadline.observe(seconds)
             session.say(f"adversarial step {run.adv_step}: d_loss {d['loss_d'].item():.4f}, g_loss "
                         f"{g['loss_g'].item():.4f}, beta {beta:.1f}, EMA val nll {val:.4f} | {brief(scores)}")
+        if due:
             run.checkpoint(session.last_path)
         if stop:
             session.say(f"wall-clock budget of {cfg.max_minutes} min reached at adversarial step {run.adv_step}")
@@ -608,7 +620,9 @@ def final_scoring(run: GANRun, train_seconds: float) -> tuple[dict, dict]:
     scored against test (read here, once); (results, texts by generator)."""
     cfg = run.cfg
     results = {"steps": run.step, "pretrain_steps": run.pre_step, "adv_steps": run.adv_step,
-               "train_seconds": train_seconds, "temperature": cfg.temperature, "psi": cfg.psi,
+               "train_seconds": train_seconds, "ms_per_pretrain_step": run.session.ms_per_step("pretrain"),
+               "ms_per_adv_step": run.session.ms_per_step("adversarial"), "temperature": cfg.temperature,
+               "psi": cfg.psi,
                "nll_K": cfg.nll_samples, "references": "test", "data/oov_val": run.data.oov["val"],
                "data/oov_test": run.data.oov["test"]}
     tester = SampleEvaluator(run.corpus, run.tokenizer, references="test")

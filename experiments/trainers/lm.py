@@ -265,11 +265,12 @@ def train(run: LMRun, deadline: Deadline) -> None:
             bar.set_postfix(loss=f"{loss:.4f}", best_val=f"{run.best_val:.4f}")
             t_last, tokens_since = now, 0
         out_of_time = deadline.expired()
-        if run.step % cfg.eval_interval == 0 or run.step == cfg.max_steps or out_of_time:
+        due = session.due(run.step, cfg.max_steps, out_of_time)
+        if due == "eval":
             val, seconds = timed(run.evaluate_and_checkpoint)
             deadline.observe(seconds)
             session.say(f"step {run.step}: train loss {loss:.4f}, val nll {val['nll']:.4f}")
-        elif cfg.ckpt_interval and run.step % cfg.ckpt_interval == 0:
+        elif due == "save":
             run.checkpoint(session.last_path)
         if out_of_time:
             session.say(f"wall-clock budget of {cfg.max_minutes} min reached at step {run.step}")
