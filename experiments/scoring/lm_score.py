@@ -72,23 +72,25 @@ def fit_gpt2(train_texts, val_texts, tokenizer: Tokenizer, block_size: int, cfg:
         raise ValueError("fit_gpt2 needs training and validation texts")
     corpus = Corpus("scorer", tokenizer.level, "sequence", list(train_texts), list(val_texts), list(val_texts))
     data = LMData(corpus, tokenizer, block_size=block_size)
-    g_state = torch.random.get_rng_state()
-    torch.manual_seed(cfg.train_seed)  # model init and dropout; restored below so callers' RNG is untouched
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=block_size, n_layer=cfg.n_layer,
-                          n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)).to(device)
-    optimizer = runtime.make_optimizer(model, cfg.lr, cfg.weight_decay, (0.9, 0.99), device)
-    best_val, best_state = math.inf, None
-    guard = Guard(advice=f"Lower the scorer's learning rate (--scorer.lr, now {cfg.lr})")
-    for step in range(cfg.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = runtime.lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.steps)
-        x, y = data.train_batch(step, cfg.batch_size, cfg.train_seed)
-        mle_step(model, optimizer, x, y, guard, step, grad_clip=1.0)
-        if (step + 1) % cfg.val_interval == 0 or step + 1 == cfg.steps:
-            val = lm_nll(model, data.eval_batches("val", 256), device)["nll"]
-            if val < best_val:
-                best_val, best_state = val, copy.deepcopy(model.state_dict())
-    torch.random.set_rng_state(g_state)
+    device = torch.device(device)
+    # model init and dropout from train_seed, inside a fork of the RNG (CPU and this CUDA device),
+    # so that the caller's random streams are untouched
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.train_seed)
+        model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=block_size, n_layer=cfg.n_layer,
+                              n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)).to(device)
+        optimizer = runtime.make_optimizer(model, cfg.lr, cfg.weight_decay, (0.9, 0.99), device)
+        best_val, best_state = math.inf, None
+        guard = Guard(advice=f"Lower the scorer's learning rate (--scorer.lr, now {cfg.lr})")
+        for step in range(cfg.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = runtime.lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.steps)
+            x, y = data.train_batch(step, cfg.batch_size, cfg.train_seed)
+            mle_step(model, optimizer, x, y, guard, step, grad_clip=1.0)
+            if (step + 1) % cfg.val_interval == 0 or step + 1 == cfg.steps:
+                val = lm_nll(model, data.eval_batches("val", 256), device)["nll"]
+                if val < best_val:  # a NaN val never is: the guard stops a diverging fit first
+                    best_val, best_state = val, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     return model.eval()
 
