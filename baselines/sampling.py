@@ -1,9 +1,13 @@
 """One sampler for every language model in the registry (baselines.MODELS).
 
 Temperature, top-k and nucleus (top-p, Holtzman et al. 2020) filtering, batched, with
-stopping at <eos>. Models that implement `init_cache` are decoded incrementally (KV cache
-or recurrent state: linear in length); others are re-run on the last `block_size` tokens
-at every step.
+stopping at <eos>; `banned` token ids are never drawn. Models that implement `init_cache`
+are decoded incrementally (KV cache or recurrent state: linear in length); others are
+re-run on the last `block_size` tokens at every step.
+
+A fixed-length corpus (the oracles, Corpus.fixed_length = n) is sampled with eos_id=None and
+banned = the special tokens (datasets.tokenizers.SPECIAL_IDS): exactly n tokens, none of
+them special (experiments.generation.lm_texts does this when given fixed_length).
 
 The GAN generator (gan/generator.py) follows the same protocol, so `generate` can decode
 it as well, but GAN runs sample it with its own `Generator.sample`, which also draws the
@@ -38,12 +42,15 @@ def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):
 
 @torch.no_grad()
 def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
-             eos_id=EOS_ID, use_cache=True, generator=None):
+             eos_id=EOS_ID, use_cache=True, generator=None, banned=None):
     """Extend idx (B, T) by up to max_new_tokens sampled tokens -> (B, T + n).
 
     A row that has produced eos_id is padded with PAD_ID afterwards; sampling ends early
-    when every row has finished. `generator` (a torch.Generator) makes sampling
-    reproducible independently of the global RNG.
+    when every row has finished (eos_id=None: never, every row gets max_new_tokens tokens,
+    as far as the context allows). `generator` (a torch.Generator) makes sampling
+    reproducible independently of the global RNG. `banned`: token ids whose logits are set
+    to -inf before temperature and filtering, so they are never drawn (None: none; the
+    random numbers drawn are the same either way).
     """
     was_training = model.training
     model.eval()
@@ -53,13 +60,17 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
     # stay inside the context: the new tokens plus the prompt must fit
     max_new_tokens = min(max_new_tokens, model.block_size - idx.size(1) + 1) if cached else max_new_tokens
     cache = model.init_cache(B) if cached else None
+    banned = torch.as_tensor(list(banned), dtype=torch.long, device=idx.device) if banned else None
     step_input = idx
     for _ in range(max_new_tokens):
         if cached:
             logits, _ = model(step_input, cache=cache)
         else:
             logits, _ = model(idx[:, -model.block_size:])
-        probs = F.softmax(filter_logits(logits[:, -1, :].float(), temperature, top_k, top_p), dim=-1)
+        logits = logits[:, -1, :].float()
+        if banned is not None:
+            logits = logits.index_fill(-1, banned, float("-inf"))
+        probs = F.softmax(filter_logits(logits, temperature, top_k, top_p), dim=-1)
         nxt = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
         nxt = nxt.masked_fill(done[:, None], PAD_ID)
         idx = torch.cat([idx, nxt], dim=1)

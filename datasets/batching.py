@@ -4,6 +4,9 @@ Two layouts:
 - sequence mode, one example per sequence: x = [<bos>, t1 .. tn, <pad> ...] and
   y = [t1 .. tn, <eos>, -1 ...]; the targets at padding are IGNORE_INDEX, so every loss
   and NLL is per real token (the <eos> included, as in makemore), never per pad.
+  On a fixed-length corpus (Corpus.fixed_length = n > 0, the oracles: SeqGAN's protocol)
+  every example is exactly n tokens and has no end token: x = [<bos>, t1 .. t_{n-1}],
+  y = [t1 .. tn], n targets and no <eos> target, block_size n.
 - stream mode (character LM on Shakespeare): windows of block_size tokens cut from one
   long token stream, y = x shifted by one.
 
@@ -34,13 +37,23 @@ def build_tokenizer(corpus: Corpus) -> Tokenizer:
 class SequenceSplit:
     """Padded (N, L) inputs and targets for one split; L = longest example + 1."""
 
-    def __init__(self, lines: list[str], tokenizer: Tokenizer, width: int, encoded: list[list[int]] | None = None):
+    def __init__(self, lines: list[str], tokenizer: Tokenizer, width: int, encoded: list[list[int]] | None = None,
+                 fixed_length: int = 0):
         self.lines = lines
         N = len(lines)
         self.x = torch.full((N, width), PAD_ID, dtype=torch.long)
         self.y = torch.full((N, width), IGNORE_INDEX, dtype=torch.long)
         self.lengths = torch.zeros(N, dtype=torch.long)  # real tokens per example, <eos> included
         for i, ids in enumerate(encoded if encoded is not None else map(tokenizer.encode, lines)):
+            if fixed_length:  # exactly fixed_length tokens, no end token: the last token is a target only
+                if len(ids) != fixed_length:
+                    raise CorpusError(f"example {i + 1} has {len(ids)} tokens; this corpus has fixed-length examples "
+                                      f"of exactly {fixed_length}")
+                n = fixed_length
+                self.x[i, :n] = torch.tensor([BOS_ID] + ids[:-1])
+                self.y[i, :n] = torch.tensor(ids)
+                self.lengths[i] = n
+                continue
             n = len(ids) + 1
             self.x[i, :n] = torch.tensor([BOS_ID] + ids)
             self.y[i, :n] = torch.tensor(ids + [EOS_ID])
@@ -117,21 +130,43 @@ def check_lengths(corpus: Corpus, lengths: dict[str, list[int]]) -> None:
         f"--block_size {longest + 1}")
 
 
+def _check_fixed_length(corpus: Corpus, lengths: dict[str, list[int]], n: int) -> None:
+    """Every example of a fixed-length corpus has exactly n tokens; else say which does not."""
+    for split, ns in lengths.items():
+        for i, k in enumerate(ns):
+            if k != n:
+                where = f"{split} example {i + 1}"
+                if split in corpus.sources:
+                    f, numbers = corpus.sources[split]
+                    where = f"{f}, line {numbers[i]} ({split} split)"
+                raise CorpusError(f"{where} of {corpus.name} has {k} tokens; its examples are all exactly {n} "
+                                  "tokens long (fixed_length, no end token)")
+
+
 class LMData:
     """All three splits of a corpus, tokenized, with deterministic batch schedules.
 
     `oov` holds each split's out-of-vocabulary rate: the share of its tokens (<eos> not
-    counted) that encode as <unk> under the training split's vocabulary.
+    counted) that encode as <unk> under the training split's vocabulary. `fixed_length` is
+    the corpus's (0 in stream mode): what every sampler of a model of this data must be told
+    (experiments.generation.lm_texts / gan_texts).
     """
 
     def __init__(self, corpus: Corpus, tokenizer: Tokenizer, block_size: int = 0):
         self.corpus, self.tokenizer, self.mode = corpus, tokenizer, corpus.mode
+        self.fixed_length = corpus.fixed_length if corpus.mode == "sequence" else 0
         names = ("train", "val", "test")
         if corpus.mode == "sequence":
             encoded = {s: [tokenizer.encode(line) for line in getattr(corpus, s)] for s in names}
             lengths = {s: [len(ids) for ids in encoded[s]] for s in names}
             longest = {s: max(lengths[s]) for s in names}
-            need = max(longest.values()) + 1  # + <bos> (inputs) or + <eos> (targets)
+            if self.fixed_length:
+                _check_fixed_length(corpus, lengths, self.fixed_length)
+            need = self.fixed_length or max(longest.values()) + 1  # + <bos> (inputs) or + <eos> (targets)
+            if block_size and block_size < need and self.fixed_length:
+                raise CorpusError(f"every example of {corpus.name} has exactly {self.fixed_length} tokens (no end "
+                                  f"token), so it needs block_size >= {need}, but block_size = {block_size}. Raise "
+                                  "block_size, or leave it 0 to size it from the data")
             if block_size and block_size < need:
                 split = max(longest, key=longest.get)
                 raise CorpusError(f"the longest {split} example of {corpus.name} has {longest[split]} tokens, so it needs "
@@ -141,7 +176,8 @@ class LMData:
             if not block_size:
                 check_lengths(corpus, lengths)
             self.block_size = block_size or need
-            self.splits = {s: SequenceSplit(getattr(corpus, s), tokenizer, self.block_size, encoded[s]) for s in names}
+            self.splits = {s: SequenceSplit(getattr(corpus, s), tokenizer, self.block_size, encoded[s],
+                                            self.fixed_length) for s in names}
             self.oov = {s: unk_share([i for ids in encoded[s] for i in ids]) for s in names}
         else:
             self.block_size = block_size or corpus.default_block_size

@@ -4,14 +4,19 @@ A corpus is text split into train / val / test, plus how to read it:
 - `level`: "char" or "word" (which tokenizer);
 - `mode`: "sequence" (one example per line: names, numbers, COCO captions, oracle
   sequences, each with <bos>/<eos> and padding) or "stream" (one long text cut into
-  contiguous windows: Shakespeare).
+  contiguous windows: Shakespeare);
+- `fixed_length`: 0 (every corpus but the oracles: an example ends with <eos>) or n > 0
+  (`oracle`, `seqgan_oracle`: SeqGAN's protocol, every example is exactly n tokens with no
+  end token; datasets.batching.LMData then scores n targets per example and no <eos>, and
+  every sampler draws exactly n tokens, never a special token).
 
 Splits (fixed, documented, never drawn from an unseeded RNG):
 
 | corpus | train | val | test |
 |---|---|---|---|
 | numbers | 80% of 1..9999 (seeded shuffle, seed 42) | 10% | 10% |
-| oracle | 10,000 oracle samples | 2,000 | 2,000 (separate sampling seeds) |
+| oracle | 10,000 samples of TextDuel's own random LSTM (seed 88; not SeqGAN's oracle) | 2,000 | 2,000 (separate sampling seeds) |
+| seqgan_oracle | 10,000 samples of SeqGAN's target LSTM (seqgan_oracle.npz) | 2,000 | 2,000 (separate sampling seeds) |
 | names, split=makemore (default) | makemore's train minus its last 1,000 | those last 1,000 of makemore's train | makemore's test: the last 1,000 indices of torch.randperm(32,033) after torch.manual_seed(3407) |
 | names, split=dedup | 80% of the 29,494 unique names (seeded shuffle, seed 42) | 10% | 10% |
 | shakespeare | characters [0, 85%) | [90%, 100%): nanoGPT's val, unchanged | [85%, 90%), carved from nanoGPT's train |
@@ -29,10 +34,19 @@ a duplicated name can sit in both train and test (that is makemore's protocol, a
 numbers quoted against it assume it); the dedup split removes duplicates before
 splitting, so no name is in two splits.
 
+The two oracle corpora (datasets/oracle.py): `seqgan_oracle` is SeqGAN's real oracle, the
+weights of SeqGAN's target LSTM (save/target_params_py3.pkl of the SeqGAN repository,
+converted to numpy arrays in seqgan_oracle.npz), so its NLL-oracle is comparable with
+published figures (the oracle's own samples score 5.750; MLE 9.038, SeqGAN 8.736). `oracle`
+is TextDuel's own random LSTM in SeqGAN's sizes (seed 88): handy offline, but its figures are
+not comparable with published NLL-oracle numbers. Both have fixed_length 20.
+
 File resolution for real corpora, in order: an explicit path; the data directory (the
 `data_dir` setting, else the TEXTDUEL_DATA_DIR environment variable); the cache
 (TEXTDUEL_CACHE_DIR, else ~/.cache/textduel); a download from the canonical URL. Every
-file found or downloaded is checked against its sha256.
+file found or downloaded is checked against its sha256. seqgan_oracle.npz has no URL we can
+verify a download from: without a copy in the data directory or the cache, loading
+`seqgan_oracle` fails with an error that names the file and where to place it.
 """
 
 from __future__ import annotations
@@ -70,6 +84,8 @@ class Corpus:
     min_freq: int = 1                      # vocabulary: training symbols seen fewer times become <unk>
     max_vocab: int = 0                     # vocabulary: the N most frequent training symbols; 0 = all
     sources: dict = field(default_factory=dict)  # split -> (file, line number of each example), files only
+    fixed_length: int = 0                  # 0: examples end with <eos>; n > 0: every example is exactly n
+                                           # tokens, no end token (the oracles: SeqGAN's protocol, n = 20)
 
 
 SPLITS = ("train", "val", "test")
@@ -78,8 +94,9 @@ SPLITS = ("train", "val", "test")
 @dataclass(frozen=True)
 class RemoteFile:
     filename: str
-    url: str
+    url: str          # the canonical download URL; "" = none we can verify a download from
     sha256: str
+    origin: str = ""  # where a file without a URL comes from, said when it is missing or corrupt
 
 
 FILES = {
@@ -93,6 +110,12 @@ FILES = {
     "coco_test": RemoteFile("image_coco_test.txt",
                             "https://raw.githubusercontent.com/geek-ai/Texygen/master/data/testdata/test_coco.txt",
                             "72e25c9fb4d2cd43182ac602c92f6ffc377762147f9709572943b0b09174bcae"),
+    "seqgan_oracle": RemoteFile("seqgan_oracle.npz", "",
+                                "45e58e243f4644198f0354d01798d35828efe6cf17603940db694b2096c36775",
+                                "the weights of SeqGAN's target LSTM, save/target_params_py3.pkl of "
+                                "https://github.com/LantaoYu/SeqGAN (sha256 5ac794a695dd6e0eb2bb689f3dfda55e4e0053e8c0399e6"
+                                "242630a95f1e60e8a), converted to numpy arrays without pickle: embedding, Wi Ui bi Wf Uf bf "
+                                "Wog Uog bog Wc Uc bc, Wo, bo"),
 }
 
 SPLIT_SEED = 42
@@ -125,19 +148,21 @@ def find_data_dir(data_dir: str | Path | None = None, shared_fallback: bool = Fa
 
 
 def resolve_file(remote: RemoteFile, data_dir: str | None = None, download: bool = True) -> Path:
-    """Find `remote` locally (data dir, then cache) or download it into the cache."""
+    """Find `remote` locally (data dir, then cache) or download it into the cache (a file with
+    no URL never is)."""
     data_dir = find_data_dir(data_dir)
+    source = remote.url or f"a verified copy ({remote.origin})"
     candidates = ([Path(data_dir) / remote.filename] if data_dir else []) + [cache_dir() / remote.filename]
     for path in candidates:
         if path.is_file():
             digest = sha256_of(path)
             if digest != remote.sha256:
                 raise CorpusError(f"{path} has sha256 {digest}, expected {remote.sha256}: the file is corrupt or a "
-                                  f"different version. Replace it with {remote.url}")
+                                  f"different version. Replace it with {source}")
             return path
     where = (f"the data directory {data_dir}" if data_dir else
              "a data directory (pass data_dir=... or set TEXTDUEL_DATA_DIR)")
-    if download:
+    if download and remote.url:
         target = cache_dir() / remote.filename
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -154,6 +179,9 @@ def resolve_file(remote: RemoteFile, data_dir: str | None = None, download: bool
         except OSError as e:  # no network, DNS failure, HTTP error, read-only cache
             raise CorpusError(f"could not find {remote.filename} locally and the download from {remote.url} failed "
                               f"({e}). Place the file in {where} or in the cache {cache_dir()}") from None
+    if not remote.url:
+        raise CorpusError(f"{remote.filename} not found, and it cannot be downloaded from a URL we can verify; place it "
+                          f"in {where} or in the cache {cache_dir()}. It is {remote.origin}; sha256 {remote.sha256}")
     raise CorpusError(f"{remote.filename} not found; place it in {where} or in the cache {cache_dir()}")
 
 
@@ -238,11 +266,20 @@ def load_numbers(data_dir=None, split=None):
                   extras={"parse": numbers_mod.parse})
 
 
-def load_oracle(data_dir=None, split=None):
-    oracle, s = oracle_mod.splits()
+def _oracle_corpus(name, oracle, s) -> Corpus:
     vocab = [str(i) for i in range(oracle_mod.VOCAB)]
-    return Corpus("oracle", "word", "sequence", s["train"], s["val"], s["test"], fixed_vocab=vocab,
-                  extras={"oracle": oracle})
+    return Corpus(name, "word", "sequence", s["train"], s["val"], s["test"], fixed_vocab=vocab,
+                  extras={"oracle": oracle}, fixed_length=oracle_mod.SEQ_LEN)
+
+
+def load_oracle(data_dir=None, split=None):
+    """TextDuel's own random oracle (seed 88), not SeqGAN's: see datasets/oracle.py."""
+    return _oracle_corpus("oracle", *oracle_mod.splits())
+
+
+def load_seqgan_oracle(data_dir=None, split=None):
+    """SeqGAN's oracle, from seqgan_oracle.npz in the data directory or the cache (sha256 checked)."""
+    return _oracle_corpus("seqgan_oracle", *oracle_mod.seqgan_splits(resolve_file(FILES["seqgan_oracle"], data_dir)))
 
 
 def makemore_split(words: list[str], seed: int = 3407):
@@ -372,6 +409,7 @@ def drop_long(corpus: Corpus, max_len: int, split_fn) -> Corpus:
 CORPORA = {
     "numbers": load_numbers,
     "oracle": load_oracle,
+    "seqgan_oracle": load_seqgan_oracle,
     "names": load_names,
     "shakespeare": load_shakespeare,
     "coco": load_coco,
@@ -404,6 +442,8 @@ def load_corpus(name: str, data_dir: str | None = None, split: str | None = None
         if mode and mode != corpus.mode:
             corpus.train, corpus.val, corpus.test = (_as_mode(getattr(corpus, s), mode) for s in SPLITS)
             corpus.mode = mode
+            if mode == "stream":
+                corpus.fixed_length = 0  # one text: there are no examples to have a length
     elif looks_like_a_path(name):
         corpus = load_file(name, level or "word", mode or "sequence", val_file, test_file)
     else:
@@ -427,7 +467,7 @@ class DataConfig:
                                    # when val_file and test_file are given; else 90/5/5, seeded)
     split: str = ""                # a named corpus's split variant (names: makemore | dedup)
     level: str = ""                # char | word; "" = the corpus's own (names, shakespeare: char; numbers, oracle,
-                                   # coco: word) and word for a file
+                                   # seqgan_oracle, coco: word) and word for a file
     mode: str = ""                 # sequence (one example per line) | stream (one long text); "" = the corpus's own,
                                    # sequence for a file
     val_file: str = ""             # your validation file (model selection); "" = 5% carved from the dataset file

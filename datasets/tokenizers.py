@@ -21,6 +21,7 @@ from collections import Counter
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+SPECIAL_IDS = (PAD_ID, BOS_ID, EOS_ID, UNK_ID)  # what a fixed-length sampler never draws
 # targets at padding positions; every loss and NLL in TextDuel ignores this value
 IGNORE_INDEX = -1
 

@@ -55,7 +55,7 @@ class LMSampler:
                batch_size: int = 500) -> list[str]:
         _no_psi(psi)
         return lm_texts(self.model, self.tokenizer, n, self.data.block_size, temperature, seed=seed,
-                        batch_size=batch_size)
+                        batch_size=batch_size, fixed_length=self.data.fixed_length)
 
     def nll(self, split: str, temperature: float = 1.0, psi: float = 1.0) -> dict:
         _no_psi(psi)
@@ -111,7 +111,8 @@ class GANSampler:
 
     def sample(self, n: int, temperature: float = 1.0, psi: float = 1.0, seed: int = 0, batch_size: int = 500):
         gen = self.generator
-        return gan_texts(gen, self.tokenizer, n, gen.block_size, temperature, psi, seed, batch_size)
+        return gan_texts(gen, self.tokenizer, n, gen.block_size, temperature, psi, seed, batch_size,
+                         fixed_length=self.data.fixed_length)
 
     def nll(self, split: str = "test", temperature: float = 1.0, psi: float = 1.0) -> dict:
         """Per-token NLL on a split (padding excluded; nll_with_pad the text-GAN figure),

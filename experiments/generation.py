@@ -5,6 +5,11 @@ reports all do: rebuild a model from a checkpoint file alone (its config and voc
 travel with it) and draw n decoded texts reproducibly from a seed. Every draw takes its
 randomness from one torch.Generator seeded here, never from the global RNG, so sampling
 inside a training run does not move the run's own random stream.
+
+On a fixed-length corpus (Corpus.fixed_length = n > 0, the oracles: SeqGAN's protocol) the
+callers pass fixed_length=n (LMData.fixed_length): every sample is then exactly n tokens, no
+special token is ever drawn and there is no <eos>. With fixed_length=0 (every other corpus)
+sampling is what it always was, random numbers included.
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ import torch
 
 from baselines import MODELS
 from baselines.sampling import generate
-from datasets import BOS_ID
-from datasets.tokenizers import Tokenizer
+from datasets import BOS_ID, EOS_ID
+from datasets.tokenizers import SPECIAL_IDS, Tokenizer
 from experiments.core.checkpoint import CheckpointError, load_checkpoint
 from gan import Generator, GeneratorConfig
 
@@ -45,31 +50,43 @@ def load_generator(path, device, which: str = "ema"):
     return gen.to(device).eval(), Tokenizer.from_state(ckpt["tokenizer"]), ckpt
 
 
+def banned_ids(fixed_length: int) -> tuple[int, ...] | None:
+    """The token ids a sampler must never draw: the special tokens on a fixed-length corpus, else none."""
+    return SPECIAL_IDS if fixed_length else None
+
+
 @torch.no_grad()
 def lm_texts(model, tokenizer, n: int, max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
-             top_p: float = 1.0, seed: int = 0, batch_size: int = 500) -> list[str]:
+             top_p: float = 1.0, seed: int = 0, batch_size: int = 500, fixed_length: int = 0) -> list[str]:
     """n decoded samples of a language model, each started from <bos>; one generator across the
-    batches, so the result depends on seed and n only."""
+    batches, so the result depends on seed and n only. fixed_length > 0 (the corpus's): exactly
+    fixed_length tokens each (in place of max_new_tokens), never a special token, no <eos>."""
     device = next(itertools.chain(model.parameters(), model.buffers())).device  # a counted model has buffers only
     g = torch.Generator(device=device).manual_seed(seed)
+    if fixed_length:
+        max_new_tokens = fixed_length
     texts = []
     for start in range(0, n, batch_size):
         idx = torch.full((min(batch_size, n - start), 1), BOS_ID, dtype=torch.long, device=device)
         out = generate(model, idx, max_new_tokens, temperature=temperature, top_k=top_k or None, top_p=top_p,
-                       generator=g)
+                       generator=g, eos_id=None if fixed_length else EOS_ID, banned=banned_ids(fixed_length))
         texts += [tokenizer.decode(row[1:].tolist()) for row in out]
     return texts
 
 
 @torch.no_grad()
 def gan_texts(gen, tokenizer, n: int, max_len: int, temperature: float = 1.0, psi: float = 1.0, seed: int = 0,
-              batch_size: int = 500) -> list[str]:
+              batch_size: int = 500, fixed_length: int = 0) -> list[str]:
     """n decoded sentences of a GAN generator, reproducible from seed (z, noise and tokens all
     come from one torch.Generator). psi != 1 truncates towards the mapping's w_avg, which the
-    caller must have estimated (gen.mapping.estimate_w_avg)."""
+    caller must have estimated (gen.mapping.estimate_w_avg). fixed_length > 0 (the corpus's):
+    exactly fixed_length tokens each (in place of max_len), never a special token, no <eos>."""
     g = torch.Generator(device=gen.lm_head.weight.device).manual_seed(seed)
+    if fixed_length:
+        max_len = fixed_length
     texts = []
     for start in range(0, n, batch_size):
-        out = gen.sample(min(batch_size, n - start), max_len, psi=psi, temperature=temperature, generator=g)
+        out = gen.sample(min(batch_size, n - start), max_len, psi=psi, temperature=temperature, generator=g,
+                         banned=banned_ids(fixed_length))
         texts += [tokenizer.decode(row.tolist()) for row in out["ids"]]
     return texts

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from experiments.core import cli, config as cfglib
 from experiments.core import runtime
+from experiments.core.checkpoint import load_checkpoint
 from experiments.generation import lm_texts, load_model
 
 
@@ -39,8 +40,10 @@ def main(argv=None):
         raise cfglib.ConfigError("give a checkpoint: --ckpt runs/<run>/best.pt")
     device = runtime.resolve_device(cfg.device)
     model, tokenizer = load_model(cfg.ckpt, device)
+    # the corpus's sequence protocol travels with the checkpoint: exactly n tokens (the oracles) or up to <eos>
+    fixed_length = load_checkpoint(cfg.ckpt).get("fixed_length", 0)
     texts = lm_texts(model, tokenizer, cfg.num_samples, cfg.max_new_tokens or model.block_size, cfg.temperature,
-                     cfg.top_k, cfg.top_p, cfg.seed)
+                     cfg.top_k, cfg.top_p, cfg.seed, fixed_length=fixed_length)
     for t in texts:
         print(t)
     return texts

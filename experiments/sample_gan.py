@@ -51,10 +51,11 @@ def main(argv=None):
     if not cfg.ckpt:
         raise cfglib.ConfigError("give a checkpoint: --ckpt runs/<run>/last.pt")
     device = runtime.resolve_device(cfg.device)
-    gen, tokenizer, _ = load_generator(cfg.ckpt, device, cfg.which)
+    gen, tokenizer, ckpt = load_generator(cfg.ckpt, device, cfg.which)
     if cfg.psi != 1.0:  # the average style of this generator, from a fixed seed
         gen.mapping.estimate_w_avg(cfg.w_avg_samples, generator=torch.Generator(device=device).manual_seed(cfg.seed))
-    texts = gan_texts(gen, tokenizer, cfg.num_samples, gen.block_size, cfg.temperature, cfg.psi, cfg.seed)
+    texts = gan_texts(gen, tokenizer, cfg.num_samples, gen.block_size, cfg.temperature, cfg.psi, cfg.seed,
+                      fixed_length=ckpt.get("fixed_length", 0))  # the corpus's sequence protocol
     for t in texts:
         print(t)
     return texts

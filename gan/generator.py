@@ -320,7 +320,8 @@ class Generator(nn.Module):
     # ----- free running -----
 
     def sample(self, batch_size: int, max_len: int, z=None, w=None, noise=None, psi: float = 1.0,
-               temperature: float = 1.0, generator: torch.Generator | None = None, relax=None) -> dict:
+               temperature: float = 1.0, generator: torch.Generator | None = None, relax=None,
+               banned=None) -> dict:
         """Generate from <bos> for max_len steps with the KV cache -> dict of
           ids   (B, max_len) long: the sentence without <bos>; <eos>, then <pad> after it
           mask  (B, max_len) bool: valid positions, up to and including <eos>
@@ -336,6 +337,11 @@ class Generator(nn.Module):
         (B, >= max_len, N): drawn when None. A fixed generator (with fixed z and noise or
         not) gives identical samples; draws are z, then noise, then one per step.
         The module's train/eval mode is left as it is (dropout applies in train mode).
+        banned: token ids whose logits are set to -inf after the temperature, so they are never
+        drawn (nor given mass in soft); None: none, and the draws are the same either way. A
+        fixed-length corpus (Corpus.fixed_length = n) bans the special tokens
+        (datasets.tokenizers.SPECIAL_IDS) with max_len = n: <eos> never comes, every row is n
+        tokens and mask is all True, the layout of its real batches.
         """
         if not 1 <= max_len <= self.block_size:
             raise ValueError(f"max_len must be in [1, block_size={self.block_size}], got {max_len}")
@@ -355,12 +361,15 @@ class Generator(nn.Module):
             ids = torch.full((B, max_len), PAD_ID, dtype=torch.long, device=device)
             mask = torch.zeros(B, max_len, dtype=torch.bool, device=device)
             done = torch.zeros(B, dtype=torch.bool, device=device)
+            banned = torch.as_tensor(list(banned), dtype=torch.long, device=device) if banned else None
             soft_steps = []
             tok = torch.full((B, 1), BOS_ID, dtype=torch.long, device=device)
             for t in range(max_len):
                 logits, _ = self(tok, noise=noise[:, t:t + 1], cache=cache)
                 logits = logits[:, -1, :]  # (B, V)
                 scaled = logits / temperature
+                if banned is not None:
+                    scaled = scaled.index_fill(-1, banned, float("-inf"))
                 if relax is None:
                     nxt = torch.multinomial(F.softmax(scaled.float(), dim=-1), 1, generator=generator).squeeze(1)
                 else:

@@ -63,6 +63,20 @@ def test_oracle_nll_respects_lengths():
     assert o.nll(seqs, lengths=torch.full((4,), 10)) == pytest.approx(full, rel=1e-6)
 
 
+def test_oracle_follows_seqgans_fixed_length_protocol(monkeypatch):
+    # `oracle` (TextDuel's own random oracle, not SeqGAN's) has SeqGAN's sequences of exactly
+    # 20 tokens and no end token. Its NLL-test used to score a 21st target per sequence, an
+    # <eos> (block_size 21) that SeqGAN's data does not have; with fixed_length = 20 it scores
+    # exactly the 20 tokens (the layout itself: tests/test_seqgan_oracle.py)
+    monkeypatch.setattr(oracle, "SIZES", {"train": 30, "val": 5, "test": 5})
+    c = load_corpus("oracle")
+    assert c.fixed_length == oracle.SEQ_LEN == 20 and isinstance(c.extras["oracle"], oracle.Oracle)
+    data = LMData(c, build_tokenizer(c))
+    assert data.block_size == 20 and data.n_tokens("test") == 20 * 5
+    assert load_corpus("oracle", mode="stream").fixed_length == 0  # one text: no examples, no length
+    assert load_corpus("numbers").fixed_length == 0  # every other corpus: examples end with <eos>
+
+
 # ---------------------------------------------------------------- names and the real corpora
 
 def test_makemore_split_equals_makemore_construction(data_dir):

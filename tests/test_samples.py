@@ -123,7 +123,9 @@ def oracle_token_nll(o, ids):
 
 
 def test_oracle_evaluator_scores_with_the_oracle():
-    # a small corpus around the real oracle (loading the full `oracle` corpus samples 14,000 sequences)
+    # a small corpus around the real oracle (loading the full `oracle` corpus samples 14,000 sequences).
+    # Built without fixed_length, it keeps the lenient rule of any corpus (shorter samples scored on
+    # what they have); the oracle corpora themselves are fixed-length: the test after this one
     o = oracle_mod.Oracle()
     rows = o.sample(400, seed=5)
     lines = [" ".join(map(str, row)) for row in rows.tolist()]
@@ -147,6 +149,24 @@ def test_oracle_evaluator_scores_with_the_oracle():
     mean_of_sample_means = ((nll * valid).sum(1) / valid.sum(1)).mean().item()
     assert min(abs(want - mean_of_batch_means), abs(want - mean_of_sample_means)) > 100 * 1e-5 * want
     assert m["length_mean"] == pytest.approx((sum(lengths) + 2 + 2) / 302)
+
+
+def test_oracle_evaluator_under_the_fixed_length_protocol():
+    # the oracle corpora have fixed_length 20 (SeqGAN's protocol): NLL-oracle scores samples of
+    # exactly 20 tokens, and a shorter or longer one (from elsewhere: TextDuel's samplers write
+    # exactly 20 there) counts as invalid instead of being scored on what it has
+    o = oracle_mod.Oracle()
+    rows = o.sample(160, seed=5)
+    lines = [" ".join(map(str, row)) for row in rows.tolist()]
+    T = oracle_mod.SEQ_LEN
+    corpus = Corpus("oracle-small", "word", "sequence", lines[:50], lines[50:75], lines[75:100], fixed_length=T,
+                    fixed_vocab=[str(i) for i in range(oracle_mod.VOCAB)], extras={"oracle": o})
+    ev = SampleEvaluator(corpus, build_tokenizer(corpus), references="test")
+    full = lines[100:160]
+    samples = full[:50] + [" ".join(line.split()[:7]) for line in full[50:55]] + [line + " 7" for line in full[55:]]
+    m = ev(samples + ["<unk> " + " ".join(full[0].split()[1:]), ""])
+    assert m["oracle_invalid"] == pytest.approx(12 / 62)  # 5 short, 5 long, an <unk>, an empty one
+    assert m["nll_oracle"] == pytest.approx(oracle_token_nll(o, rows[100:150]).mean().item(), rel=1e-5)
 
 
 def test_oracle_evaluator_bleu_against_real_references():

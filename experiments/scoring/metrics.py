@@ -26,7 +26,8 @@ calls). Sequences are lists of tokens; tokenisation is the caller's business.
   of samples and of data.
 - Number-name metrics (precision, novelty, recall) for the `numbers` dataset, with the
   grammar checker passed in as a function.
-- NLL-oracle (Yu et al. 2017, SeqGAN) for the `oracle` dataset, with the oracle passed in.
+- NLL-oracle (Yu et al. 2017, SeqGAN) for the `oracle` and `seqgan_oracle` datasets, with the
+  oracle passed in.
 
 Metrics that need a trained language model (LM score, reverse LM score) live in
 experiments/scoring/lm_score.py; NLL-test (and its padding-included and latent forms) in
@@ -378,7 +379,7 @@ def numbers_metrics(samples: Sequence[str], train: set[str], test: set[str],
 
 
 def oracle_nll(samples: Sequence[Tokens], oracle, seq_len: int, vocab_size: int,
-               batch_size: int = 256) -> dict:
+               batch_size: int = 256, exact: bool = False) -> dict:
     """NLL-oracle (Yu et al. 2017, SeqGAN): mean NLL per token of samples under the oracle.
 
     Each sample's tokens are oracle ids written as decimal strings ("17", "4032"). A
@@ -387,6 +388,10 @@ def oracle_nll(samples: Sequence[Tokens], oracle, seq_len: int, vocab_size: int,
     scored by the oracle and is counted in `invalid` instead of being scored. Samples
     longer than seq_len (the oracle's horizon; SeqGAN samples exactly seq_len tokens) are
     scored on their first seq_len tokens; shorter ones on the tokens they have.
+    exact=True, SeqGAN's protocol (a fixed-length corpus, Corpus.fixed_length = seq_len):
+    only samples of exactly seq_len valid tokens are scored, every one on all seq_len; any
+    other length is counted in `invalid` too (TextDuel's samplers never write one there;
+    samples from elsewhere may).
 
     Returns {"nll": mean over the scored tokens (nan if none), "invalid": share of
     samples not scored, "scored": number scored}. oracle.nll(ids (B, T), lengths (B,))
@@ -399,6 +404,8 @@ def oracle_nll(samples: Sequence[Tokens], oracle, seq_len: int, vocab_size: int,
     rows = []
     for s in samples:
         _check_tokens(s, "each sample")
+        if exact and len(s) != seq_len:
+            continue
         try:
             ids = [int(t) for t in s[:seq_len]]
         except ValueError:

@@ -16,7 +16,7 @@ the curves of an MLE model and a GAN overlay on one TensorBoard chart:
     eval/unique_share                   distinct samples / samples
     eval/length_mean                    mean sample length in tokens
     eval/length_tv                      total-variation distance of sample lengths from the references' lengths
-    eval/nll_oracle, eval/oracle_invalid  `oracle` only: NLL under the oracle, share not scorable
+    eval/nll_oracle, eval/oracle_invalid  `oracle`, `seqgan_oracle`: NLL under the oracle, share not scorable
     eval/precision, eval/novelty, eval/recall  `numbers` only (and eval/distinct_valid); recall is of the
                                         reference split
 
@@ -26,10 +26,12 @@ Tokens are `tokenizer.split(text)` for samples and references alike: the same
 tokenization on both sides (lowercased words and punctuation for COCO, characters for
 names), with one exception (`SampleTokenizer`): the literal "<unk>" that decode() writes
 for an unknown symbol is read back as ONE token, <unk>, where the plain split would cut
-it into "<", "unk", ">" (or five characters). It never matches a reference. On `oracle`,
-a sample whose tokens are not all integers in [0, 5000) (an <unk>, an empty sample)
-cannot be scored by the oracle: it is left out of eval/nll_oracle and counted in
-eval/oracle_invalid (see metrics.oracle_nll).
+it into "<", "unk", ">" (or five characters). It never matches a reference. On the
+oracle corpora, a sample whose tokens are not all integers in [0, 5000) (an <unk>, an empty
+sample), or, their length being fixed (Corpus.fixed_length), one that is not exactly 20
+tokens, cannot be scored by the oracle: it is left out of eval/nll_oracle and counted in
+eval/oracle_invalid (see metrics.oracle_nll). TextDuel's samplers write exactly 20 valid
+tokens there; samples from elsewhere may not.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class SampleEvaluator:
         self.reference_tokens = [tokenizer.split(t) for t in getattr(corpus, references)]
         self.bleu_reference = BleuReference(self.reference_tokens, max_n=max(self.ns))
         self.oracle = corpus.extras.get("oracle")
+        self.fixed_length = corpus.fixed_length  # > 0: NLL-oracle scores exactly this many tokens per sample
         self.parse = corpus.extras.get("parse")
         if self.parse is not None:
             self.train_set, self.reference_set = set(corpus.train), set(getattr(corpus, references))
@@ -117,7 +120,8 @@ class SampleEvaluator:
         out["length_mean"] = length_stats(toks)["mean"]
         out["length_tv"] = length_tv_distance(toks, self.reference_tokens)
         if self.oracle is not None:
-            o = oracle_nll(toks, self.oracle, seq_len=oracle_mod.SEQ_LEN, vocab_size=oracle_mod.VOCAB)
+            o = oracle_nll(toks, self.oracle, seq_len=self.fixed_length or oracle_mod.SEQ_LEN,
+                           vocab_size=oracle_mod.VOCAB, exact=self.fixed_length > 0)
             out["nll_oracle"], out["oracle_invalid"] = o["nll"], o["invalid"]
         if self.parse is not None:
             # the splits hold canonical names (single spaces); samples are compared in that form

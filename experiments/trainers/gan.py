@@ -30,8 +30,9 @@ Conventions are train_lm's: settings resolve once (dataclass defaults <- --confi
 with [train], [generator], [mapping], [discriminator] tables <- --key=value, a key shared
 by two sections written as --generator.n_embd); vocabulary and sentence length come from
 the data; checkpoints are written atomically and loaded with weights_only=True, and hold
-everything a resume needs (G, D, EMA, w_avg, all optimisers, phase and step, the beta
-schedule's position, the RNG, the tokenizer and the configs), so a resumed run continues
+everything a resume needs (G with its running w_avg, D, EMA, all optimisers, phase and
+steps (the beta schedule is a function of the step), the RNG, the tokenizer and the
+configs), so a resumed run continues
 exactly as the uninterrupted one would. The run directory (out_dir/run_name) receives
 TensorBoard events, config.json, pretrained.pt, last.pt, samples.txt and metrics.json.
 
@@ -39,8 +40,8 @@ TensorBoard: train/loss, lr, grad_norm during pretraining; gan/d_loss, gan/g_los
 gan/d_real and gan/d_fake (mean raw scores), gan/grad_norm_d, gan/grad_norm_g, gan/beta
 during adversarial training; at every evaluation val/nll (per token, padding excluded, of
 the EMA generator: scoring.nll.latent_nll over nll_samples draws of z and noise from a fixed
-seed, an upper bound on the latent NLL), and the sample metrics of experiments/scoring/samples.py under the
-LMs' tags (eval/bleu*, eval/self_bleu*, eval/nll_oracle, eval/precision, eval/novelty,
+seed, an upper bound on the latent NLL), and the sample metrics of experiments/scoring/samples.py
+under the LMs' tags (eval/bleu*, eval/self_bleu*, eval/nll_oracle, eval/precision, eval/novelty,
 eval/unique_share), and eval/latent_mi (scoring.nll.latent_usage: how much the predictions
 depend on z, in nats per token; ~0 means the truncation trick can do nothing); text
 samples; hparams at the end.
@@ -87,7 +88,7 @@ from experiments.core import runtime
 from experiments.core.budget import PROBE_SAMPLES, Deadline, probe, timed
 from experiments.core.checkpoint import CheckpointError, check_compatible, load_checkpoint
 from experiments.core.session import RunSession, mle_step, optimizer_update
-from experiments.generation import gan_texts
+from experiments.generation import banned_ids, gan_texts
 from experiments.scoring.nll import latent_nll, latent_usage, posterior_nll, vae_objective
 from experiments.scoring.samples import (NLL_RISE_MARGIN, SELF_BLEU_MARGIN, UNIQUE_MARGIN, SampleEvaluator,
                                          collapse_warnings)
@@ -331,6 +332,7 @@ class GANRun:
             "encoder": self.E.state_dict() if self.E is not None else None,
             "optimizer_mle": self.opt_mle.state_dict(), "optimizer_g": self.opt_g.state_dict(),
             "optimizer_d": self.opt_d.state_dict(), "tokenizer": self.tokenizer.state_dict(),
+            "fixed_length": self.data.fixed_length,  # how samplers must draw (exactly n tokens, or up to <eos>)
             "phase": self.phase, "pretrain_step": self.pre_step, "adv_step": self.adv_step,
             "best_val": self.best_val, "adv_start_nll": self.adv_start_nll,
         }, {"generator": self.G, "EMA generator": self.ema, "discriminator": self.D}, self.step)
@@ -341,7 +343,7 @@ class GANRun:
             gen.mapping.estimate_w_avg(self.cfg.w_avg_samples,
                                        generator=torch.Generator(device=self.device).manual_seed(seed))
         return gan_texts(gen, self.tokenizer, n, self.T, self.cfg.temperature if temperature is None else temperature,
-                         psi, seed)
+                         psi, seed, fixed_length=self.data.fixed_length)
 
     def nll(self, gen, split: str) -> dict:
         """NLL per token on a split, latents from the prior (K = nll_samples): the estimator of
@@ -524,7 +526,7 @@ def critic_steps(run: GANRun, z_g, fake_g, relax) -> dict:
         else:
             z = new_z(run)
             with torch.no_grad(), run.amp():
-                fake = G.sample(B, run.T, z=z, relax=relax)
+                fake = G.sample(B, run.T, z=z, relax=relax, banned=banned_ids(run.data.fixed_length))
         with run.amp():
             d_real, d_fake = D(real, real_mask), D(fake["soft"], fake["mask"], return_latent=info)
             out = {}
@@ -584,7 +586,8 @@ def adversarial(run: GANRun, deadline: Deadline, bar) -> None:
         relax = functools.partial(relax_fn, beta=beta)
         z_g = new_z(run)
         with run.amp():
-            fake_g = run.G.sample(cfg.batch_size // run.dist.world, run.T, z=z_g, relax=relax)
+            fake_g = run.G.sample(cfg.batch_size // run.dist.world, run.T, z=z_g, relax=relax,
+                                  banned=banned_ids(run.data.fixed_length))
         d = critic_steps(run, z_g, fake_g, relax)
         g = generator_step(run, z_g, fake_g, d["real"], d["real_mask"])
         session.time_step(time.perf_counter() - t_step, "adversarial")  # n_critic D steps and one G step

@@ -191,7 +191,7 @@ class LMRun:
 
     def draw(self, n: int, seed: int) -> list[str]:
         return lm_texts(self.model, self.tokenizer, n, self.data.block_size, self.cfg.temperature, self.cfg.top_k,
-                        seed=seed)
+                        seed=seed, fixed_length=self.data.fixed_length)
 
     def checkpoint(self, path: Path) -> None:
         self.session.save(path, {
@@ -199,6 +199,7 @@ class LMRun:
             "model": unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
             "tokenizer": self.tokenizer.state_dict(), "best_val": self.best_val,
+            "fixed_length": self.data.fixed_length,  # how samplers must draw (exactly n tokens, or up to <eos>)
         }, {"model": unwrap(self.model)}, self.step)
 
     def evaluate_and_checkpoint(self) -> dict:
