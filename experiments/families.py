@@ -1,4 +1,5 @@
-"""The generator families experiments.compare trains and scores alike (FAMILIES, name -> object).
+"""The generator families experiments.compare trains and scores alike (FAMILIES, name -> object):
+LM, GAN, SeqGAN.
 
 To plug a new generator in, add an object with
     sweeps_psi: bool                       whether psi (latent truncation) is a sweep axis
@@ -33,6 +34,7 @@ from experiments.generation import gan_texts, lm_texts, load_generator, load_mod
 from experiments.scoring.nll import latent_nll, lm_nll
 from experiments.trainers import gan as gan_trainer
 from experiments.trainers import lm as lm_trainer
+from experiments.trainers import seqgan as seqgan_trainer
 
 
 def _same_vocabulary(tokenizer, corpus, where) -> None:
@@ -155,7 +157,59 @@ class GANFamily:
         return sampler
 
 
+class SeqGANSampler(LMSampler):
+    """A SeqGAN generator (an LSTM of baselines/) behind the sampler protocol. Its NLL is an LM's;
+    its samples come from SeqGAN's own sampler, which keeps the corpus's sequence protocol
+    (exactly fixed_length tokens and no special token on the oracles, else up to <eos>)."""
+
+    def __init__(self, model, tokenizer, data: LMData, device, info: dict, fixed_length: int):
+        super().__init__(model, tokenizer, data, device, info)
+        self.fixed_length = fixed_length
+
+    def sample(self, n: int, temperature: float = 1.0, psi: float = 1.0, seed: int = 0,
+               batch_size: int = 500) -> list[str]:
+        _no_psi(psi)
+        return seqgan_trainer.generator_texts(self.model, self.tokenizer, n, self.fixed_length or self.data.block_size,
+                                              self.fixed_length, temperature, seed=seed, batch_size=batch_size)
+
+
+class SeqGANFamily:
+    """SeqGAN (Yu et al. 2017), trained by experiments.trainers.seqgan (settings: its SeqGANTrainConfig
+    and the [generator], [discriminator] sections). The generator at the end of the adversarial
+    rounds (last.pt) is what gets scored; it is a language model, so its NLL is exact."""
+
+    sweeps_psi = False
+
+    def config(self, argv: list[str]) -> dict:
+        """The trainer's resolved settings by config.json section ("train" is a DataConfig), without training."""
+        cfg, gen_cfg, disc_cfg = seqgan_trainer.parse_args(argv)
+        return {"train": cfg, "generator": gen_cfg, "discriminator": disc_cfg}
+
+    def train(self, argv: list[str]) -> Path:
+        seqgan_trainer.main(argv)
+        return seqgan_trainer.run_dir_of(self.config(argv)["train"])
+
+    def is_trained(self, run_dir: Path) -> bool:
+        return (run_dir / "metrics.json").is_file() and (run_dir / "last.pt").is_file()
+
+    def vocabulary(self, run_dir: Path) -> list[str]:
+        return load_checkpoint(Path(run_dir) / "last.pt")["tokenizer"]["itos"]
+
+    def load(self, run_dir: Path, corpus, device) -> SeqGANSampler:
+        model, tokenizer, ckpt = seqgan_trainer.load_generator(Path(run_dir) / "last.pt", device)
+        _same_vocabulary(tokenizer, corpus, run_dir)
+        metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+        info = {"params": sum(p.numel() for p in model.parameters()), "steps": metrics.get("steps"),
+                "train_seconds": metrics.get("train_seconds"), "adv_nll_rise": metrics.get("adv_nll_rise")}
+        info["scored"] = (f"generator at the end of training (last.pt, step {ckpt['step']:,}: "
+                          f"{metrics.get('pretrain_steps', 0):,} MLE steps, best on validation, then "
+                          f"{metrics.get('adv_steps', 0):,} adversarial rounds; no selection after MLE)")
+        return SeqGANSampler(model, tokenizer, LMData(corpus, tokenizer, block_size=model.block_size), device, info,
+                             fixed_length=getattr(corpus, "fixed_length", 0))
+
+
 FAMILIES = {
     "lm": LMFamily(),
     "gan": GANFamily(),  # the EMA generator of experiments.trainers.gan, swept over psi too
+    "seqgan": SeqGANFamily(),  # experiments.trainers.seqgan's generator at the end of training
 }

@@ -31,9 +31,11 @@ def load_model(path, device):
     if ckpt["model_name"] == "gan":
         raise CheckpointError(f"{path} is a GAN checkpoint (written by experiments.train_gan); sample it with "
                               f"python -m experiments.sample_gan --ckpt {path}")
-    if ckpt["model_name"] not in MODELS:
+    # a SeqGAN checkpoint holds a registered LM (its generator) under model_name "seqgan"
+    name = ckpt.get("generator", "") if ckpt["model_name"] == "seqgan" else ckpt["model_name"]
+    if name not in MODELS:
         raise CheckpointError(f"{path} holds model {ckpt['model_name']!r}, which this version does not register")
-    model_cls, config_cls = MODELS[ckpt["model_name"]]
+    model_cls, config_cls = MODELS[name]
     model = model_cls(config_cls(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), Tokenizer.from_state(ckpt["tokenizer"])
