@@ -188,21 +188,7 @@ def fixed_corpus(oracle=None, n=40, seed=0):
                   fixed_vocab=[str(i) for i in range(12)], extras={"oracle": oracle} if oracle is not None else {})
 
 
-TINY = {
-    "bigram": dict(),
-    "bigram-neural": dict(),
-    "mlp": dict(context=4, n_embd=8, n_embd2=32),
-    "wavenet": dict(context=8, n_embd=8, n_hidden=32),
-    "rnn": dict(n_embd=16, n_embd2=32),
-    "gru": dict(n_embd=16, n_embd2=32),
-    "lstm": dict(n_embd=16, n_embd2=32),
-    "bow": dict(n_embd=16, n_embd2=32),
-    "gpt2": dict(n_layer=2, n_head=2, n_embd=32),
-}
-
-
-def test_every_registered_model_has_a_tiny_config_here():
-    assert set(TINY) == set(MODELS)
+from test_baselines import TINY  # noqa: E402  (the tiny sizes of every registered model, one table)
 
 
 def check_fixed(texts, tok):

@@ -177,11 +177,11 @@ class RunSession:
         seconds, count = self.step_times.get(kind, (0.0, 0))
         return 1000 * seconds / count if count else None
 
-    def due(self, step: int, last_step: int, stop: bool) -> str | None:
-        """The cadence after an optimizer step: "eval" (evaluate and save) every eval_interval steps,
-        at the last step and when the run must stop; "save" (last.pt only) every ckpt_interval
-        steps; else None."""
-        if step % self.cfg.eval_interval == 0 or step == last_step or stop:
+    def due(self, step: int, last_step: int, stop: bool, every: int = 0) -> str | None:
+        """The cadence after an optimizer step (or a round): "eval" (evaluate and save) every `every`
+        steps (0: eval_interval), at the last step and when the run must stop; "save" (last.pt
+        only) every ckpt_interval steps; else None."""
+        if step % (every or self.cfg.eval_interval) == 0 or step == last_step or stop:
             return "eval"
         if self.cfg.ckpt_interval and step % self.cfg.ckpt_interval == 0:
             return "save"

@@ -158,3 +158,8 @@ def collapse_warnings(scores: dict, real: dict, nll_rise: float | None = None,
         out.append(f"validation NLL rose {nll_rise:.0%} during the adversarial phase (margin {nll_rise_margin:.0%}): "
                    "the generator covers less of the data")
     return out
+
+
+def brief(scores: dict) -> str:
+    """Sample metrics on one line, for a trainer's progress messages."""
+    return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())

@@ -90,7 +90,7 @@ from experiments.core.checkpoint import CheckpointError, check_compatible, load_
 from experiments.core.session import RunSession, mle_step, optimizer_update
 from experiments.generation import banned_ids, gan_texts
 from experiments.scoring.nll import latent_nll, latent_usage, posterior_nll, vae_objective
-from experiments.scoring.samples import (NLL_RISE_MARGIN, SELF_BLEU_MARGIN, UNIQUE_MARGIN, SampleEvaluator,
+from experiments.scoring.samples import (NLL_RISE_MARGIN, SELF_BLEU_MARGIN, UNIQUE_MARGIN, SampleEvaluator, brief,
                                          collapse_warnings)
 from gan import (LOSSES, RELAXATIONS, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig,
                  MappingConfig, PosteriorEncoder, beta_schedule, ema_update, free_bits_kl, gaussian_kl,
@@ -725,6 +725,3 @@ def load_encoder(E, ckpt, path):
                               "use the same pretrain_latent as the run that wrote it")
     E.load_state_dict(ckpt["encoder"])
 
-
-def brief(scores):
-    return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())

@@ -97,7 +97,7 @@ from experiments.core.budget import PROBE_SAMPLES, Deadline, probe, timed
 from experiments.core.checkpoint import CheckpointError, check_compatible, load_checkpoint
 from experiments.core.session import RunSession, mle_step, optimizer_update
 from experiments.scoring.nll import lm_nll
-from experiments.scoring.samples import (NLL_RISE_MARGIN, SELF_BLEU_MARGIN, UNIQUE_MARGIN, SampleEvaluator,
+from experiments.scoring.samples import (NLL_RISE_MARGIN, SELF_BLEU_MARGIN, UNIQUE_MARGIN, SampleEvaluator, brief,
                                          collapse_warnings)
 from gan import seqgan
 from gan.cnn_discriminator import CNNDiscriminator, CNNDiscriminatorConfig, discriminator_loss
@@ -352,15 +352,6 @@ class SeqGANRun:
         return val["nll"], scores
 
 
-def round_due(cfg, done: int, total: int, stop: bool) -> str | None:
-    """The cadence of the rounds (D pretraining, adversarial): "eval" every adv_eval_interval rounds
-    (eval_interval when 0), at the phase's last round and when the run must stop; "save" (last.pt
-    only) every ckpt_interval rounds; else None."""
-    if done % (cfg.adv_eval_interval or cfg.eval_interval) == 0 or done == total or stop:
-        return "eval"
-    return "save" if cfg.ckpt_interval and done % cfg.ckpt_interval == 0 else None
-
-
 # ---------------------------------------------------------------------------------------
 # phase 1: MLE pretraining of the generator
 
@@ -466,7 +457,7 @@ def d_pretrain(run: SeqGANRun, deadline: Deadline, bar) -> None:
         session.log.scalars(d, run.step)
         bar.set_postfix(d_loss=f"{d['gan/d_loss']:.3f}", d_acc=f"{d['gan/d_acc']:.3f}")
         stop = deadline.expired()
-        due = round_due(run.cfg, run.d_step, run.d_total, stop)
+        due = run.session.due(run.d_step, run.d_total, stop, every=run.cfg.adv_eval_interval)
         if due == "eval":  # nothing of G's to evaluate: D's figures
             session.say(f"D pretraining round {run.d_step}: d_loss {d['gan/d_loss']:.4f}, d_acc {d['gan/d_acc']:.3f}")
         if due:
@@ -523,7 +514,7 @@ def adversarial(run: SeqGANRun, deadline: Deadline, bar) -> None:
         session.log.scalars({**g, **d}, run.step)
         bar.set_postfix(g=f"{g['gan/g_loss']:.3f}", reward=f"{g['gan/reward']:.3f}", d_acc=f"{d['gan/d_acc']:.3f}")
         stop = deadline.expired()
-        due = round_due(cfg, run.adv_step, run.adv_total, stop)
+        due = session.due(run.adv_step, run.adv_total, stop, every=cfg.adv_eval_interval)
         if due == "eval":
             (val, scores), seconds = timed(run.evaluate)
             deadline.observe(seconds)
@@ -628,6 +619,3 @@ def main(argv=None):
     session.say(f"run directory: {session.run_dir}  (tensorboard --logdir {cfg.out_dir}); {deadline.summary()}")
     return results
 
-
-def brief(scores: dict) -> str:
-    return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
