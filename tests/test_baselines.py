@@ -221,6 +221,22 @@ def test_cells_match_torch(ours, theirs):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
+def test_seqgan_init_draws_every_weight_from_one_normal():
+    """init_std > 0 is SeqGAN's generator init: embedding, cell and head N(0, std), one bias per
+    gate (bias_hh zero), the start state zero; 0 keeps PyTorch's init (embedding N(0, 1))."""
+    from baselines.rnn import LSTMConfig, RecurrentLM
+
+    torch.manual_seed(0)
+    model = RecurrentLM(LSTMConfig(vocab_size=5000, block_size=20, n_embd=32, n_embd2=32, init_std=0.1))
+    for p in (model.wte.weight, model.cell.weight_ih, model.cell.weight_hh, model.lm_head.weight):
+        assert abs(p.std().item() - 0.1) < 0.01 and abs(p.mean().item()) < 0.01
+    assert not model.cell.bias_hh.any() and not model.start.any() and model.cell.bias_ih.std() > 0.05
+    plain = RecurrentLM(LSTMConfig(vocab_size=5000, block_size=20, n_embd=32, n_embd2=32))
+    assert abs(plain.wte.weight.std().item() - 1.0) < 0.05
+    with pytest.raises(ValueError, match="init_std"):
+        LSTMConfig(init_std=-0.1)
+
+
 def test_lstm_and_wavenet_fit_makemore_budgets():
     names = dict(vocab_size=30, block_size=16)  # names: 26 letters + 4 specials, longest name 15
     count = {n: sum(p.numel() for p in MODELS[n][0](MODELS[n][1](**names)).parameters())

@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from datasets import DataConfig
-from experiments import compare, report, train_lm
+from experiments import compare, comparison, report, train_lm
 from experiments import families
 from experiments.core import config as cfglib
 from experiments.core.config import ConfigError
@@ -145,7 +145,7 @@ def test_shipped_compare_configs_resolve(path):
     for name, family, settings in entries:
         assert family in families.FAMILIES
         if family == "lm":  # every per-model setting is one the trainer knows
-            train_lm.parse_args(compare.trainer_argv(cfg, Path("runs/x"), name, settings))
+            train_lm.parse_args(comparison.trainer_argv(cfg, Path("runs/x"), name, settings))
 
 
 def test_unknown_entries_fail_loudly():

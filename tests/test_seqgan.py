@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from baselines.rnn import LSTMConfig, RecurrentLM
 from datasets import load_corpus
 from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID, SPECIAL_IDS
-from experiments import compare, train_seqgan
+from experiments import compare, comparison, train_seqgan
 from experiments.core.checkpoint import load_checkpoint
 from experiments.families import FAMILIES
 from experiments.trainers import seqgan as trainer
@@ -362,5 +362,5 @@ def test_a_comparison_can_train_seqgan(tmp_path):
     cfg, _, entries, _ = compare.parse_args(["--models", "gpt2,seqgan", "--max_steps", "30"])
     name, family, settings = entries[1]
     assert (name, family) == ("seqgan", "seqgan")
-    train_cfg, _, _ = train_seqgan.parse_args(compare.trainer_argv(cfg, tmp_path, name, settings))
+    train_cfg, _, _ = train_seqgan.parse_args(comparison.trainer_argv(cfg, tmp_path, name, settings))
     assert train_cfg.max_steps == 30 and train_cfg.run_name == "seqgan"

@@ -10,7 +10,7 @@ from datasets.tokenizers import BOS_ID
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from datasets import LMData, build_tokenizer, load_corpus
-from experiments import compare, generation, sample_gan, train_gan
+from experiments import compare, comparison, generation, sample_gan, train_gan
 from experiments import families
 from experiments.core import runtime
 import gan as ganlib
@@ -211,7 +211,7 @@ def test_gan_entries_of_the_comparisons_resolve(path):
     cfg, _, entries, _ = compare.parse_args(["--config", str(path)])
     for name, family, settings in entries:
         if family == "gan":  # every setting is one train_gan knows, and the shared budget applies
-            train_cfg, _, _ = train_gan.parse_args(compare.trainer_argv(cfg, Path("runs/x"), name, settings))
+            train_cfg, _, _ = train_gan.parse_args(comparison.trainer_argv(cfg, Path("runs/x"), name, settings))
             assert train_cfg.max_steps == cfg.max_steps
 
 

@@ -1,0 +1,421 @@
+"""The comparison itself: several generators trained on one dataset with one budget, scored
+alike, written up (the `compare` command, and `literature`, which runs it once per seed).
+What it does, its outputs and settings: experiments/compare.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import re
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+from baselines import MODELS
+from datasets import DataConfig, build_tokenizer
+from datasets.batching import oov_rate
+from experiments.core import config as cfglib
+from experiments.core import runtime
+from experiments.core.checkpoint import CheckpointError, write_text
+from experiments.core.logger import RunLogger
+from experiments.core.runlock import RunLock
+from experiments.families import FAMILIES
+from experiments.reporting.comparison import write_report
+from experiments.scoring.metrics import DEFAULT_NS
+from experiments.scoring.lm_score import LMScorer, ScorerConfig, lm_score, reverse_lm_score
+from experiments.scoring.samples import SampleEvaluator, SampleTokenizer, collapse_warnings
+
+
+@dataclass
+class CompareConfig(DataConfig):
+    experiment: str = ""           # runs/<experiment>/ (and the report's folder); default compare-<dataset>
+    models: str = "bigram,mlp,lstm,gpt2"  # comma-separated: [models.<entry>] tables, FAMILIES or MODELS names
+    out_dir: str = "runs"          # TensorBoard runs go to out_dir/<experiment>/<entry>
+    report_dir: str = ""           # the report goes to report_dir/<experiment>/; "" = out_dir/<experiment>/report
+                                   # (git-ignored); the committed configs write to research/
+    max_steps: int = 1500          # shared budget: optimizer steps per model ...
+    max_minutes: float = 0.0       # ... and wall-clock minutes per model (0 = none); whichever comes first
+    eval_interval: int = 250       # steps between the trainers' validation passes and periodic metrics
+    eval_samples: int = 200        # samples scored at each evaluation during training (eval/ tags)
+    seed: int = 1337               # training seed, the same for every model
+    device: str = "auto"
+    reuse: bool = False            # load finished runs instead of retraining; otherwise an entry's old run is replaced
+    num_samples: int = 1000        # samples per model (and real sentences) scored at the end
+    sample_seed: int = 0           # the seed of every model's samples and of the real-data draw
+    temperature: float = 1.0       # sampling temperature of the results table
+    temperatures: str = "0.5,0.7,1.0,1.3,1.6"  # the temperature sweep (comma-separated)
+    psis: str = "0.5,0.7,0.9"      # the truncation sweep, for families with a latent (at `temperature`)
+    lm_score: bool = True          # LM score: samples under a GPT-2 trained on the real training split
+    reverse_lm_score: bool = True  # reverse LM score: a GPT-2 trained on the samples, scored on real test
+    n_show: int = 10               # samples per model shown in the report
+    progress: bool = False         # the trainers' progress bars
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("max_steps", "eval_interval", "num_samples"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"CompareConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.num_samples < 2 or self.temperature <= 0 or self.max_minutes < 0:
+            raise ValueError("need num_samples >= 2, temperature > 0 and max_minutes >= 0")
+        floats(self.temperatures, "temperatures")
+        floats(self.psis, "psis")
+        if not [m for m in self.models.split(",") if m.strip()]:
+            raise ValueError("models must name at least one entry")
+
+
+def floats(text: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if any(v <= 0 for v in values):
+        raise ValueError(f"{what} must be positive, got {text!r}")
+    return values
+
+
+RESERVED = {"real-data", "report"}  # folders of runs/<experiment>/ that are not entries
+DATA_KEYS = set(DataConfig().data_settings()) | {"data_dir"}
+
+
+# ---------------------------------------------------------------------------------------
+# configuration
+
+
+def parse_args(argv) -> tuple[CompareConfig, ScorerConfig, list[tuple[str, str, dict]], dict]:
+    """-> (compare config, scorer config, [(entry, family, trainer settings)], published rows)."""
+    sections, entries, published = parse_sections(*cfglib.read_cli(argv))
+    return sections["compare"], sections["scorer"], entries, published
+
+
+def parse_sections(file_values: dict, pairs, extra: dict | None = None):
+    """-> ({"compare", "scorer"} and the `extra` sections (a command built on the comparison adds
+    its own), [(entry, family, trainer settings)], published rows)."""
+    file_values = dict(file_values)
+    tables = file_values.pop("models") if isinstance(file_values.get("models"), dict) else {}
+    published = file_values.pop("published", {})
+    per_entry = {name: dict(settings) for name, settings in tables.items()}
+    rest = []
+    for key, value in pairs:  # --models.<entry>.<key>=value goes to that entry's trainer
+        if key.startswith("models.") and key.count(".") >= 2:
+            _, entry, k = key.split(".", 2)
+            match = [e for e in per_entry if e.replace("-", "_") == entry]
+            per_entry.setdefault(match[0] if match else entry, {})[k] = value
+        else:
+            rest.append((key, value))
+    sections = cfglib.resolve({"compare": CompareConfig(), "scorer": ScorerConfig(), **(extra or {})}, file_values, rest)
+    cfg = sections["compare"]
+    entries = []
+    for name in [m.strip() for m in cfg.models.split(",") if m.strip()]:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):  # it names a directory that a re-run replaces
+            raise cfglib.ConfigError(f"entry name {name!r}: use letters, digits, '_', '-' and '.' only")
+        if name in RESERVED:
+            raise cfglib.ConfigError(f"entry name {name!r} is the comparison's own folder; name the entry otherwise")
+        settings = dict(per_entry.get(name, {}))
+        shared = sorted(set(settings) & DATA_KEYS)
+        if shared:  # one tokenization for all, or their NLLs and BLEUs are not comparable
+            raise cfglib.ConfigError(
+                f"entry {name!r} sets {', '.join(shared)}: data settings belong to the whole comparison, so that every "
+                f"model reads the same examples and tokens; give --{shared[0]} (or {shared[0]} = ... under [compare]) "
+                f"instead of models.{name}.{shared[0]}")
+        family = settings.pop("family", name if name in FAMILIES else "lm")
+        if family not in FAMILIES:
+            raise cfglib.ConfigError(f"entry {name!r}: unknown family {family!r}; choose one of {sorted(FAMILIES)}")
+        if family == "lm":
+            settings.setdefault("model", name)
+            if settings["model"] not in MODELS:
+                raise cfglib.ConfigError(f"entry {name!r} is not a model: give [models.{name}] model = one of "
+                                         f"{sorted(MODELS)}, or family = one of {sorted(FAMILIES)}")
+        entries.append((name, family, settings))
+    if len({e[0] for e in entries}) != len(entries):
+        raise cfglib.ConfigError(f"models lists an entry twice: {cfg.models!r}")
+    return sections, entries, published
+
+
+def trainer_argv(cfg: CompareConfig, runs_dir: Path, name: str, settings: dict) -> list[str]:
+    """The shared settings (every data setting among them), then the entry's own (later settings win)."""
+    def fmt(v):
+        return str(v).lower() if isinstance(v, bool) else str(v)
+    shared = dict(**cfg.data_settings(), data_dir=cfg.data_dir, out_dir=runs_dir, run_name=name, seed=cfg.seed, max_steps=cfg.max_steps, max_minutes=cfg.max_minutes,
+                  eval_interval=cfg.eval_interval, eval_samples=cfg.eval_samples, device=cfg.device,
+                  progress=cfg.progress)
+    return [f"--{k}={fmt(v)}" for k, v in {**shared, **settings}.items()]
+
+
+def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabulary: list[str]) -> None:
+    """Every entry's trainer settings resolved, its data settings equal to the comparison's, and a
+    run to be reused trained on this vocabulary: checked in seconds, before any training, so that
+    a mismatch never surfaces after the earlier models have trained."""
+    want = cfg.data_settings()
+    for name, family_name, settings in entries:
+        family = FAMILIES[family_name]
+        requested = family.config(trainer_argv(cfg, runs_dir, name, settings))
+        got = requested["train"].data_settings()
+        diffs = [f"{k}: {got[k]!r} vs {want[k]!r}" for k in want if got.get(k) != want[k]]
+        if diffs:
+            raise cfglib.ConfigError(f"entry {name!r} would read other data than the comparison: " + "; ".join(diffs))
+        run_dir = runs_dir / name
+        if cfg.reuse and family.is_trained(run_dir):
+            stored = json.loads((run_dir / "config.json").read_text())
+            changed = settings_changed(requested, stored)
+            if changed:
+                raise CheckpointError(
+                    f"{run_dir} was trained with other settings than this comparison asks for ("
+                    + ", ".join(changed[:12]) + f"{', ...' if len(changed) > 12 else ''}): reusing it would report "
+                    "one run under another's settings. Run without --reuse true to retrain it, or restore the "
+                    "settings it was trained with")
+            old = family.vocabulary(run_dir)
+            if old != vocabulary:
+                raise CheckpointError(
+                    f"{run_dir} was trained on another vocabulary ({len(old):,} symbols) than this comparison's "
+                    f"({len(vocabulary):,}; level {cfg.level or 'default'}, dataset {cfg.dataset}): its data settings "
+                    "differ. Run without --reuse true to retrain it, or restore the settings it was trained with")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def settings_changed(requested: dict, stored: dict) -> list[str]:
+    """'section.key stored -> requested' for every setting a finished run (its config.json) was
+    trained with that differs from the requested one. Sizes its trainer fills in (requested as 0:
+    vocab_size, block_size) and the resume flags do not count."""
+    out = []
+    for sec, obj in requested.items():
+        have = _flat(stored.get(sec, {}))
+        for k, v in _flat(dataclasses.asdict(obj)).items():
+            filled = k.rsplit(".", 1)[-1] in ("vocab_size", "block_size") and v == 0
+            if filled or (sec == "train" and k in ("resume", "progress")):
+                continue
+            if k not in have or have[k] != v:
+                out.append(f"{sec}.{k} {have.get(k, '(absent)')!r} -> {v!r}")
+    return out
+
+
+INCOMPLETE = "> **Incomplete.**"
+
+
+def mark_incomplete(report: Path) -> None:
+    """Flag an existing report while a new comparison into its folder runs: killed midway, the
+    comparison would otherwise leave the old report looking complete over newer runs."""
+    if report.is_file() and not report.read_text().startswith(INCOMPLETE):
+        write_text(report, f"{INCOMPLETE} A new comparison into this folder started on "
+                           f"{time.strftime('%Y-%m-%d %H:%M')} and has not finished: the figures below are from the "
+                           "previous one, and some of its runs may have been replaced since. The note goes when a "
+                           "comparison finishes.\n\n" + report.read_text())
+
+
+def describe_splits(corpus, tokenizer) -> dict:
+    """Which examples every figure is on, for the report: files and sizes, OOV rates, references."""
+    def where(split):
+        f = corpus.sources.get(split, (f"the {split} split of {corpus.name}",))[0]
+        return f"{f} ({len(getattr(corpus, split)):,} examples)"
+    out = {s: where(s) for s in ("train", "val", "test")}
+    out.update(bleu_references="test", eval_references="val",
+               oov_val=oov_rate(tokenizer, corpus.val), oov_test=oov_rate(tokenizer, corpus.test))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# scoring and logging
+
+
+class CompareLogger(RunLogger):
+    """RunLogger writing to its own events file (suffix .compare) inside a trainer's run
+    directory, so a re-run replaces what the comparison wrote and leaves the curves alone."""
+
+    SUFFIX = ".compare"
+
+    def __init__(self, run_dir):
+        self.run_dir = Path(run_dir)
+        for old in self.run_dir.glob(f"events.out.tfevents.*{self.SUFFIX}"):
+            old.unlink()
+        self.writer = SummaryWriter(str(self.run_dir), filename_suffix=self.SUFFIX)
+
+
+class Judge:
+    """Scores any list of texts the same way: the sample metrics against test, the LM score under
+    the scorer GPT-2 trained on the real training split, and the reverse LM score."""
+
+    def __init__(self, cfg, scorer_cfg, corpus, tokenizer, device):
+        self.cfg, self.scorer_cfg, self.corpus, self.tokenizer, self.device = cfg, scorer_cfg, corpus, tokenizer, device
+        self.evaluator = SampleEvaluator(corpus, tokenizer, references="test")  # the final scoring: test, read once
+        self.scorer = None
+        if cfg.lm_score:
+            print(f"training the LM-score GPT-2 on {corpus.name}'s training split ({scorer_cfg.steps} steps)")
+            self.scorer = LMScorer(corpus, tokenizer, scorer_cfg, device)
+
+    def score(self, samples) -> dict:
+        m = self.evaluator.score(samples)
+        if self.scorer is not None:
+            m["lm_score"] = lm_score(samples, self.scorer)
+        if self.cfg.reverse_lm_score:
+            m["reverse_lm_score"] = reverse_lm_score(samples, self.corpus, self.tokenizer, self.scorer_cfg, self.device)
+        return m
+
+
+def sweep(sampler, family, cfg, evaluator, samples_at_t) -> list[dict]:
+    """Quality-diversity points: every temperature (psi = 1), and every psi at `temperature`."""
+    grid = [(t, 1.0) for t in floats(cfg.temperatures, "temperatures")]
+    if family.sweeps_psi:
+        grid += [(cfg.temperature, p) for p in floats(cfg.psis, "psis") if p != 1.0]
+    points = []
+    for t, psi in grid:
+        s = samples_at_t if (t, psi) == (cfg.temperature, 1.0) else sampler.sample(
+            cfg.num_samples, temperature=t, psi=psi, seed=cfg.sample_seed)
+        point = {"temperature": t, "psi": psi, **evaluator.score(s)}
+        point["nll_test"] = sampler.nll("test", temperature=t, psi=psi)["nll"]  # NLL of the scaled model
+        points.append(point)
+    return points
+
+
+def sweep_text(points: list[dict]) -> str:
+    keys = [k for k in ("bleu5", "self_bleu5", "nll_test", "nll_oracle", "precision", "recall") if k in points[0]]
+    lines = ["| T | psi | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
+    lines += [f"| {p['temperature']:g} | {p['psi']:g} | " + " | ".join(f"{p[k]:.4f}" for k in keys) + " |"
+              for p in points]
+    return "\n".join(lines)
+
+
+def log_row(run_dir: Path, row: dict, hparams: dict | None) -> None:
+    """final/* scalars, samples and the sweep into the run; hparams only where the trainer wrote none."""
+    log = CompareLogger(run_dir)
+    step = row["steps"] or 0
+    finals = {f"final/{k}": v for k, v in row["metrics"].items() if isinstance(v, (int, float)) and v is not None}
+    if hparams is not None:
+        log.hparams(hparams, finals, step)
+    else:
+        log.scalars(finals, step)
+    log.samples("samples/compare", row["samples"][:50], step)
+    if row.get("warnings"):
+        log.text("warnings", "  \n".join(row["warnings"]), step)
+    if row.get("sweep"):
+        log.writer.add_text("sweep", sweep_text(row["sweep"]), step)
+    log.close()
+
+
+def write_experiment_summary(runs_dir: Path, metric_names: list[str]) -> None:
+    """The hparams experiment at the experiment root: its metric columns are the final/*
+    metrics, so TensorBoard's HPARAMS view shows every run's final metrics side by side
+    (without it, the first run's own hparams summary would decide the columns)."""
+    for old in runs_dir.glob("events.out.tfevents.*"):
+        if old.is_file():
+            old.unlink()
+    writer = SummaryWriter(str(runs_dir))
+    hp = {"run_name": "", "model": "", "family": "", "preset": "", "max_steps": 0, "max_minutes": 0.0,
+          "batch_size": 0, "lr": 0.0}
+    experiment, _, _ = hparams_summary(hp, {f"final/{m}": 0.0 for m in metric_names})
+    writer.file_writer.add_summary(experiment)
+    writer.close()
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def trained_run(cfg: CompareConfig, runs_dir: Path, name: str, family_name: str, settings: dict,
+                reused: list) -> Path:
+    """The entry's finished run: reused (--reuse true) or trained afresh into an emptied folder."""
+    family, run_dir = FAMILIES[family_name], runs_dir / name
+    if cfg.reuse and family.is_trained(run_dir):
+        print(f"[{name}] reusing the finished run in {run_dir}")
+        reused.append(name)
+        return run_dir
+    if run_dir.exists():  # a fresh run: never append new curves to an old run's events
+        print(f"[{name}] replacing the earlier run in {run_dir}")
+        shutil.rmtree(run_dir)
+    print(f"[{name}] training ({family_name} family)")
+    return family.train(trainer_argv(cfg, runs_dir, name, settings))
+
+
+def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run_dir: Path, real: dict) -> dict:
+    """One trained model scored: samples at `temperature`, NLL on test and val, every metric, the
+    quality-diversity sweep and the collapse warnings against the real-data row."""
+    family = FAMILIES[family_name]
+    sampler = family.load(run_dir, judge.corpus, judge.device)
+    t_score = time.time()  # the comparison's own scoring: not in the trainers' max_minutes
+    samples = sampler.sample(cfg.num_samples, temperature=cfg.temperature, seed=cfg.sample_seed)
+    test, val = sampler.nll("test"), sampler.nll("val")
+    metrics = {"nll_test": test["nll"], "nll_test_with_pad": test.get("nll_with_pad"), "nll_val": val["nll"],
+               "nll_K": test.get("K"), **judge.score(samples)}
+    row = {"label": name, "family": family_name, "kind": "model", "run_dir": str(run_dir), **sampler.info,
+           "samples": samples, "metrics": metrics, "sweep": sweep(sampler, family, cfg, judge.evaluator, samples),
+           "warnings": collapse_warnings(metrics, real, sampler.info.get("adv_nll_rise"))}
+    row["score_seconds"] = time.time() - t_score
+    log_row(run_dir, row, None)
+    print(f"[{name}] nll_test {metrics['nll_test']:.4f}  bleu2..5 "
+          + " ".join(f"{metrics[f'bleu{n}']:.3f}" for n in DEFAULT_NS)
+          + "  self_bleu5 " + f"{metrics['self_bleu5']:.3f}" + f"  (scored in {row['score_seconds']:.0f} s)")
+    for w in row["warnings"]:
+        print(f"[{name}] warning: {w}")
+    return row
+
+
+def real_row(cfg: CompareConfig, judge: Judge, runs_dir: Path) -> dict:
+    """The reference row: real training sentences, as many as samples, scored the same way."""
+    real = random.Random(cfg.sample_seed).sample(judge.corpus.train, min(cfg.num_samples, len(judge.corpus.train)))
+    print(f"scoring {len(real)} real training sentences")
+    row = {"label": "real data", "family": "data", "kind": "real", "run_dir": str(runs_dir / "real-data"),
+           "params": None, "steps": None, "train_seconds": None, "samples": real, "metrics": judge.score(real),
+           "sweep": []}
+    shutil.rmtree(runs_dir / "real-data", ignore_errors=True)
+    log_row(runs_dir / "real-data", row, {"run_name": "real-data", "model": "real data", "family": "data"})
+    return row
+
+
+def published_rows(published: dict) -> list[dict]:
+    """Published figures, shown beside ours in the report."""
+    return [{"label": label, "family": "published", "kind": "published", "run_dir": None, "params": None,
+             "steps": None, "train_seconds": None, "samples": [], "metrics": dict(values), "sweep": []}
+            for label, values in published.items()]
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    cfg, scorer_cfg, entries, published = parse_args(argv)
+    return run(cfg, scorer_cfg, entries, published, command="python -m experiments.compare " + " ".join(argv))
+
+
+def run(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: dict, command: str) -> dict:
+    """Train (or reuse) every entry, score it and the real-data row alike, write the report;
+    -> the results (what results.json holds)."""
+    t0 = time.time()
+    device = runtime.resolve_device(cfg.device)
+    experiment = cfg.experiment or f"compare-{Path(cfg.dataset).stem}"
+    runs_dir = Path(cfg.out_dir) / experiment
+    report_dir = Path(cfg.report_dir) / experiment if cfg.report_dir else runs_dir / "report"
+    corpus = cfg.load()
+    if corpus.mode != "sequence":
+        raise cfglib.ConfigError(f"{corpus.name} is read as one stream; a comparison scores samples against "
+                                 "reference examples, one a line: use mode sequence")
+    # the training split's vocabulary, the same for every model; "<unk>" in a sample read back as one token
+    tokenizer = SampleTokenizer(build_tokenizer(corpus))
+    preflight(cfg, entries, runs_dir, tokenizer.itos)
+    lock = RunLock(runs_dir).acquire()  # one comparison per experiment folder
+    mark_incomplete(report_dir / "report.md")  # until this comparison replaces it
+    judge = Judge(cfg, scorer_cfg, corpus, tokenizer, device)
+    rows, reused = [real_row(cfg, judge, runs_dir)], []
+    for name, family_name, settings in entries:
+        run_dir = trained_run(cfg, runs_dir, name, family_name, settings, reused)
+        rows.append(model_row(cfg, judge, name, family_name, run_dir, rows[0]["metrics"]))
+    rows += published_rows(published)
+    metric_names = sorted({k for r in rows if r["kind"] != "published" for k, v in r["metrics"].items()
+                           if isinstance(v, (int, float))})
+    write_experiment_summary(runs_dir, metric_names)
+    results = {"experiment": experiment, "dataset": corpus.name, "command": command, "config": asdict(cfg), "scorer": asdict(scorer_cfg), "runs_dir": str(runs_dir),
+               "device": str(device), "threads": torch.get_num_threads(), "wall_seconds": time.time() - t0,
+               "reused": reused, "splits": describe_splits(corpus, tokenizer), "rows": rows}
+    report = write_report(results, report_dir, tokenize=tokenizer.split, test_texts=corpus.test)
+    print(f"report: {report}")
+    print(f"TensorBoard runs: {runs_dir}  (tensorboard --logdir {runs_dir})")
+    print(f"wall time {results['wall_seconds']:.0f}s")
+    lock.release()
+    return results
