@@ -1,5 +1,5 @@
 """The generator families experiments.compare trains and scores alike (FAMILIES, name -> object):
-LM, GAN, SeqGAN.
+LM, GAN, SeqGAN, RelGAN.
 
 To plug a new generator in, add an object with
     sweeps_psi: bool                       whether psi (latent truncation) is a sweep axis
@@ -34,6 +34,7 @@ from experiments.generation import gan_texts, lm_texts, load_generator, load_mod
 from experiments.scoring.nll import latent_nll, lm_nll
 from experiments.trainers import gan as gan_trainer
 from experiments.trainers import lm as lm_trainer
+from experiments.trainers import relgan as relgan_trainer
 from experiments.trainers import seqgan as seqgan_trainer
 
 
@@ -158,7 +159,7 @@ class GANFamily:
 
 
 class SeqGANSampler(LMSampler):
-    """A SeqGAN generator (an LSTM of baselines/) behind the sampler protocol. Its NLL is an LM's;
+    """A SeqGAN or RelGAN generator (an LSTM of baselines/) behind the sampler protocol. Its NLL is an LM's;
     its samples come from SeqGAN's own sampler, which keeps the corpus's sequence protocol
     (exactly fixed_length tokens and no special token on the oracles, else up to <eos>)."""
 
@@ -208,8 +209,40 @@ class SeqGANFamily:
                              fixed_length=getattr(corpus, "fixed_length", 0))
 
 
+class RelGANFamily(SeqGANFamily):
+    """The RelGAN-style baseline (Nie et al. 2019), trained by experiments.trainers.relgan (settings: its
+    RelGANTrainConfig and the [generator], [discriminator] sections). Its checkpoints are laid out as
+    SeqGAN's (an LSTM of baselines/ in last.pt), so it is found, loaded and sampled alike; the
+    generator at the end of the adversarial steps is what gets scored, and its NLL is exact."""
+
+    def config(self, argv: list[str]) -> dict:
+        """The trainer's resolved settings by config.json section ("train" is a DataConfig), without training."""
+        cfg, gen_cfg, disc_cfg = relgan_trainer.parse_args(argv)
+        return {"train": cfg, "generator": gen_cfg, "discriminator": disc_cfg}
+
+    def train(self, argv: list[str]) -> Path:
+        relgan_trainer.main(argv)
+        return relgan_trainer.run_dir_of(self.config(argv)["train"])
+
+    def load(self, run_dir: Path, corpus, device) -> SeqGANSampler:
+        model, tokenizer = load_model(Path(run_dir) / "last.pt", device)
+        _same_vocabulary(tokenizer, corpus, run_dir)
+        metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+        select = json.loads((Path(run_dir) / "config.json").read_text())["train"]["pretrain_select"]
+        info = {"params": sum(p.numel() for p in model.parameters()), "steps": metrics.get("steps"),
+                "train_seconds": metrics.get("train_seconds"), "adv_nll_rise": metrics.get("adv_nll_rise")}
+        info["scored"] = (f"generator at the end of training (last.pt, step {metrics.get('steps') or 0:,}: "
+                          f"{metrics.get('pretrain_steps', 0):,} MLE steps, then the "
+                          f"{'best on validation' if select == 'val' else 'last'} generator through "
+                          f"{metrics.get('adv_steps', 0):,} adversarial steps, beta up to {metrics.get('beta')}; "
+                          "no selection after MLE)")
+        return SeqGANSampler(model, tokenizer, LMData(corpus, tokenizer, block_size=model.block_size), device, info,
+                             fixed_length=getattr(corpus, "fixed_length", 0))
+
+
 FAMILIES = {
     "lm": LMFamily(),
     "gan": GANFamily(),  # the EMA generator of experiments.trainers.gan, swept over psi too
     "seqgan": SeqGANFamily(),  # experiments.trainers.seqgan's generator at the end of training
+    "relgan": RelGANFamily(),  # experiments.trainers.relgan's generator at the end of training
 }

@@ -24,6 +24,10 @@ from datasets.tokenizers import SPECIAL_IDS, Tokenizer
 from experiments.core.checkpoint import CheckpointError, load_checkpoint
 from gan import Generator, GeneratorConfig
 
+# the text-GAN trainers whose generator is a baselines.MODELS language model (experiments.trainers.seqgan,
+# experiments.trainers.relgan): their checkpoints load, sample and score as that LM
+LM_GENERATOR_RUNS = ("seqgan", "relgan")
+
 
 def load_model(path, device):
     """(model, tokenizer) rebuilt from a checkpoint of experiments.train_lm alone."""
@@ -31,8 +35,8 @@ def load_model(path, device):
     if ckpt["model_name"] == "gan":
         raise CheckpointError(f"{path} is a GAN checkpoint (written by experiments.train_gan); sample it with "
                               f"python -m experiments.sample_gan --ckpt {path}")
-    # a SeqGAN checkpoint holds a registered LM (its generator) under model_name "seqgan"
-    name = ckpt.get("generator", "") if ckpt["model_name"] == "seqgan" else ckpt["model_name"]
+    # a SeqGAN or RelGAN checkpoint holds a registered LM (its generator, named by ckpt["generator"])
+    name = ckpt.get("generator", "") if ckpt["model_name"] in LM_GENERATOR_RUNS else ckpt["model_name"]
     if name not in MODELS:
         raise CheckpointError(f"{path} holds model {ckpt['model_name']!r}, which this version does not register")
     model_cls, config_cls = MODELS[name]

@@ -10,9 +10,11 @@ discriminator over vocabulary distributions, relaxations of discrete sampling, a
 - gan/encoder.py: PosteriorEncoder q(z | x), for pretraining the generator as a VAE decoder
   (so that it uses z) and as the proposal of its NLL estimate.
 - gan/relax.py: what D sees of a fake (Gumbel-softmax, straight-through, softmax), beta schedules.
-- gan/cnn_discriminator.py: SeqGAN's CNN discriminator with a highway layer over token ids, and its loss.
+- gan/cnn_discriminator.py: SeqGAN's CNN discriminator with a highway layer over token ids or soft one-hots, and its loss.
 - gan/seqgan.py: SeqGAN's policy gradient: sampling, Monte Carlo rollout rewards, REINFORCE, the rollout
   network's update.
+- gan/relgan.py: RelGAN's Gumbel-softmax sampling of a recurrent LM (hard tokens fed back, soft one-hots for
+  D) and its beta schedules (BETA_SCHEDULES).
 - gan/ema.py: the moving average of the generator's weights, the copy a GAN run samples and evaluates.
 - gan/losses.py: D and G losses as pure functions (LOSSES registry), gradient penalty, R1,
   InfoGAN's latent-recovery term, the VAE's KL with free bits.

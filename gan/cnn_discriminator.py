@@ -13,6 +13,13 @@ P(real) = softmax(scores)[:, 1] is the reward of SeqGAN's policy gradient (gan/s
 `discriminator_loss` is SeqGAN's: cross-entropy on real (label 1) against generated (label
 0), plus l2_reg * (||W||^2 + ||b||^2) / 2 of the output layer (TensorFlow's tf.nn.l2_loss).
 
+D also reads distributions over the vocabulary, (B, T, V) float rows (one-hot, or the soft
+one-hots of a Gumbel-softmax sample: the RelGAN-style trainer, experiments/trainers/relgan.py):
+the embedding of a row is then row @ W, the expected embedding under it, which for a one-hot
+row is exactly the embedding of its token, so real sentences may be read as ids or as one-hot
+rows alike. `logit` is one raw score per sequence, log P(real) - log P(generated) = the
+difference of the two scores, for the losses of gan/losses.py (RSGAN).
+
 Initialisation as in the released code: embedding U(-1, 1); convolution and output weights
 truncated normal with std 0.1 (cut at two standard deviations), their biases 0.1. The
 highway layer keeps PyTorch's Linear init (the code leaves it to tf.get_variable's default).
@@ -104,14 +111,31 @@ class CNNDiscriminator(nn.Module):
                 nn.init.trunc_normal_(layer.weight, std=0.1, a=-0.2, b=0.2)
                 nn.init.constant_(layer.bias, 0.1)
 
-    def forward(self, ids):
-        """ids (B, T) token ids -> scores (B, 2) of (generated, real)."""
-        if ids.size(1) < self.min_len:
-            ids = F.pad(ids, (0, self.min_len - ids.size(1)), value=PAD_ID)
-        emb = self.wte(ids).transpose(1, 2)  # (B, E, T): channels first for Conv1d
+    def embed(self, x):
+        """Token ids (B, T), or distributions over the vocabulary (B, T, V) -> embeddings (B, T, E),
+        padded on the right with <pad> (as an id, or a one-hot row) to the widest filter."""
+        if x.is_floating_point():
+            if x.size(1) < self.min_len:
+                pad = F.one_hot(torch.tensor(PAD_ID, device=x.device), x.size(-1)).to(x.dtype)  # (V,)
+                x = torch.cat([x, pad.expand(x.size(0), self.min_len - x.size(1), -1)], dim=1)
+            return x @ self.wte.weight  # (B, T, E): each row's expected embedding (a one-hot row: its token's)
+        if x.size(1) < self.min_len:
+            x = F.pad(x, (0, self.min_len - x.size(1)), value=PAD_ID)
+        return self.wte(x)
+
+    def forward(self, x):
+        """x: token ids (B, T), or distributions over the vocabulary (B, T, V) -> scores (B, 2) of
+        (generated, real)."""
+        emb = self.embed(x).transpose(1, 2)  # (B, E, T): channels first for Conv1d
         pooled = [F.relu(conv(emb)).amax(dim=2) for conv in self.convs]  # each (B, n_k): max over time
         h = self.highway(torch.cat(pooled, dim=1))  # (B, F)
         return self.head(self.drop(h))
+
+    def logit(self, x):
+        """x (B, T) ids or (B, T, V) distributions -> (B,) raw scores log P(real) - log P(generated),
+        differentiable (the input of an RSGAN loss)."""
+        scores = self(x).float()  # (B, 2)
+        return scores[:, 1] - scores[:, 0]
 
     @torch.no_grad()
     def prob_real(self, ids):
