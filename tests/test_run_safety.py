@@ -13,7 +13,9 @@ from experiments import compare, sample, train_gan, train_lm
 from experiments import families
 from experiments.core.checkpoint import CheckpointError, save_checkpoint, write_text
 from experiments.core.config import ConfigError
+from experiments.core.logger import RunLogger
 from experiments.core.runlock import RunLock
+from experiments.reporting.events import read_scalars
 
 TINY = ["--dataset", "numbers", "--model", "gpt2", "--n_layer", "1", "--n_head", "2", "--n_embd", "16",
         "--batch_size", "16", "--eval_interval", "5", "--num_samples", "2", "--eval_samples", "0",
@@ -199,3 +201,17 @@ def test_an_interrupted_comparison_marks_its_report_incomplete(tmp_path, monkeyp
     monkeypatch.undo()
     cmp(tmp_path)
     assert not report.read_text().startswith("> **Incomplete.**")
+
+
+def test_a_run_reopened_within_the_same_second_reads_in_order(tmp_path):
+    """TensorBoard reads event files in name order; the names hold whole seconds and a counter
+    that sorts as text. A reopened run's file must sort after the old one, or the resumed points
+    come first and the restart marker purges nothing (a CI failure of the SeqGAN resume test)."""
+    for step, purge in ((0, None), (5, 1), (9, 2)):  # each reopen drops what followed the checkpoint
+        log = RunLogger(tmp_path, purge_step=purge)
+        log.scalar("val/nll", float(step), step)
+        log.scalar("val/nll", float(step + 1), step + 1)
+        log.close()
+    files = sorted(p.name for p in tmp_path.glob("events.out.tfevents.*"))
+    assert len({f.split(".")[3] for f in files}) == 3
+    assert read_scalars(tmp_path, ["val/nll"])["val/nll"] == ([0, 9, 10], [0.0, 9.0, 10.0])

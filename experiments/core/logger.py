@@ -8,10 +8,24 @@ others get a logger whose methods do nothing.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+
+def wait_for_a_later_event_file(run_dir: Path) -> None:
+    """Wait (at most a second) until a new event file's name sorts after every one already in
+    run_dir. TensorBoard reads a directory's event files in name order, and the name is
+    events.out.tfevents.<whole seconds>.<host>.<pid>.<counter>: a run reopened within the same
+    second (a quick resume; in-process in the tests) can get a name that sorts first (counter 10
+    < 9 as text), and then the resumed points are read before the old ones and the restart
+    marker purges nothing."""
+    stamps = [int(p.name.split(".")[3]) for p in run_dir.glob("events.out.tfevents.*")
+              if p.name.split(".")[3].isdigit()]
+    if stamps:
+        time.sleep(max(0.0, max(stamps) + 1 - time.time()))
 
 
 class RunLogger:
@@ -20,6 +34,8 @@ class RunLogger:
         TensorBoard then drops what a killed process logged at steps >= purge_step after
         its last checkpoint, so the resumed curves do not show those points twice."""
         self.run_dir = Path(run_dir)
+        if enabled:
+            wait_for_a_later_event_file(self.run_dir)
         self.writer = SummaryWriter(str(self.run_dir), purge_step=purge_step) if enabled else None
 
     def scalar(self, tag: str, value: float, step: int) -> None:
