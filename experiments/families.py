@@ -34,6 +34,7 @@ from experiments.generation import gan_texts, lm_texts, load_generator, load_mod
 from experiments.scoring.nll import latent_nll, lm_nll
 from experiments.trainers import gan as gan_trainer
 from experiments.trainers import lm as lm_trainer
+from experiments.trainers import recurrent_gan
 from experiments.trainers import relgan as relgan_trainer
 from experiments.trainers import seqgan as seqgan_trainer
 
@@ -158,9 +159,9 @@ class GANFamily:
         return sampler
 
 
-class SeqGANSampler(LMSampler):
+class RecurrentGANSampler(LMSampler):
     """A SeqGAN or RelGAN generator (an LSTM of baselines/) behind the sampler protocol. Its NLL is an LM's;
-    its samples come from SeqGAN's own sampler, which keeps the corpus's sequence protocol
+    its samples come from the trainers' own sampler, which keeps the corpus's sequence protocol
     (exactly fixed_length tokens and no special token on the oracles, else up to <eos>)."""
 
     def __init__(self, model, tokenizer, data: LMData, device, info: dict, fixed_length: int):
@@ -170,25 +171,29 @@ class SeqGANSampler(LMSampler):
     def sample(self, n: int, temperature: float = 1.0, psi: float = 1.0, seed: int = 0,
                batch_size: int = 500) -> list[str]:
         _no_psi(psi)
-        return seqgan_trainer.generator_texts(self.model, self.tokenizer, n, self.fixed_length or self.data.block_size,
-                                              self.fixed_length, temperature, seed=seed, batch_size=batch_size)
+        return recurrent_gan.generator_texts(self.model, self.tokenizer, n, self.fixed_length or self.data.block_size,
+                                             self.fixed_length, temperature, seed=seed, batch_size=batch_size)
 
 
-class SeqGANFamily:
-    """SeqGAN (Yu et al. 2017), trained by experiments.trainers.seqgan (settings: its SeqGANTrainConfig
-    and the [generator], [discriminator] sections). The generator at the end of the adversarial
-    rounds (last.pt) is what gets scored; it is a language model, so its NLL is exact."""
+class RecurrentGANFamily:
+    """An LSTM text GAN trained by experiments.trainers.seqgan (SeqGAN, Yu et al. 2017) or
+    experiments.trainers.relgan (RelGAN-style, Nie et al. 2019): settings are the trainer's
+    [train], [generator] and [discriminator] sections. The generator at the end of the adversarial
+    phase (last.pt) is what gets scored; it is a language model, so its NLL is exact."""
 
     sweeps_psi = False
 
+    def __init__(self, trainer, unit: str):
+        self.trainer, self.unit = trainer, unit  # unit: what the trainer calls an adversarial iteration
+
     def config(self, argv: list[str]) -> dict:
         """The trainer's resolved settings by config.json section ("train" is a DataConfig), without training."""
-        cfg, gen_cfg, disc_cfg = seqgan_trainer.parse_args(argv)
+        cfg, gen_cfg, disc_cfg = self.trainer.parse_args(argv)
         return {"train": cfg, "generator": gen_cfg, "discriminator": disc_cfg}
 
     def train(self, argv: list[str]) -> Path:
-        seqgan_trainer.main(argv)
-        return seqgan_trainer.run_dir_of(self.config(argv)["train"])
+        self.trainer.main(argv)
+        return self.trainer.run_dir_of(self.config(argv)["train"])
 
     def is_trained(self, run_dir: Path) -> bool:
         return (run_dir / "metrics.json").is_file() and (run_dir / "last.pt").is_file()
@@ -196,53 +201,26 @@ class SeqGANFamily:
     def vocabulary(self, run_dir: Path) -> list[str]:
         return load_checkpoint(Path(run_dir) / "last.pt")["tokenizer"]["itos"]
 
-    def load(self, run_dir: Path, corpus, device) -> SeqGANSampler:
-        model, tokenizer, ckpt = seqgan_trainer.load_generator(Path(run_dir) / "last.pt", device)
-        _same_vocabulary(tokenizer, corpus, run_dir)
-        metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
-        info = {"params": sum(p.numel() for p in model.parameters()), "steps": metrics.get("steps"),
-                "train_seconds": metrics.get("train_seconds"), "adv_nll_rise": metrics.get("adv_nll_rise")}
-        info["scored"] = (f"generator at the end of training (last.pt, step {ckpt['step']:,}: "
-                          f"{metrics.get('pretrain_steps', 0):,} MLE steps, best on validation, then "
-                          f"{metrics.get('adv_steps', 0):,} adversarial rounds; no selection after MLE)")
-        return SeqGANSampler(model, tokenizer, LMData(corpus, tokenizer, block_size=model.block_size), device, info,
-                             fixed_length=getattr(corpus, "fixed_length", 0))
-
-
-class RelGANFamily(SeqGANFamily):
-    """The RelGAN-style baseline (Nie et al. 2019), trained by experiments.trainers.relgan (settings: its
-    RelGANTrainConfig and the [generator], [discriminator] sections). Its checkpoints are laid out as
-    SeqGAN's (an LSTM of baselines/ in last.pt), so it is found, loaded and sampled alike; the
-    generator at the end of the adversarial steps is what gets scored, and its NLL is exact."""
-
-    def config(self, argv: list[str]) -> dict:
-        """The trainer's resolved settings by config.json section ("train" is a DataConfig), without training."""
-        cfg, gen_cfg, disc_cfg = relgan_trainer.parse_args(argv)
-        return {"train": cfg, "generator": gen_cfg, "discriminator": disc_cfg}
-
-    def train(self, argv: list[str]) -> Path:
-        relgan_trainer.main(argv)
-        return relgan_trainer.run_dir_of(self.config(argv)["train"])
-
-    def load(self, run_dir: Path, corpus, device) -> SeqGANSampler:
+    def load(self, run_dir: Path, corpus, device) -> RecurrentGANSampler:
         model, tokenizer = load_model(Path(run_dir) / "last.pt", device)
         _same_vocabulary(tokenizer, corpus, run_dir)
         metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
         select = json.loads((Path(run_dir) / "config.json").read_text())["train"]["pretrain_select"]
         info = {"params": sum(p.numel() for p in model.parameters()), "steps": metrics.get("steps"),
                 "train_seconds": metrics.get("train_seconds"), "adv_nll_rise": metrics.get("adv_nll_rise")}
+        d_rounds = f"{metrics['d_pretrain_rounds']:,} D pretraining rounds, " if "d_pretrain_rounds" in metrics else ""
+        beta = f", beta up to {metrics['beta']}" if "beta" in metrics else ""
         info["scored"] = (f"generator at the end of training (last.pt, step {metrics.get('steps') or 0:,}: "
                           f"{metrics.get('pretrain_steps', 0):,} MLE steps, then the "
-                          f"{'best on validation' if select == 'val' else 'last'} generator through "
-                          f"{metrics.get('adv_steps', 0):,} adversarial steps, beta up to {metrics.get('beta')}; "
-                          "no selection after MLE)")
-        return SeqGANSampler(model, tokenizer, LMData(corpus, tokenizer, block_size=model.block_size), device, info,
-                             fixed_length=getattr(corpus, "fixed_length", 0))
+                          f"{'best on validation' if select == 'val' else 'last'} generator through {d_rounds}"
+                          f"{metrics.get('adv_steps', 0):,} adversarial {self.unit}{beta}; no selection after MLE)")
+        return RecurrentGANSampler(model, tokenizer, LMData(corpus, tokenizer, block_size=model.block_size), device,
+                                   info, fixed_length=getattr(corpus, "fixed_length", 0))
 
 
 FAMILIES = {
     "lm": LMFamily(),
     "gan": GANFamily(),  # the EMA generator of experiments.trainers.gan, swept over psi too
-    "seqgan": SeqGANFamily(),  # experiments.trainers.seqgan's generator at the end of training
-    "relgan": RelGANFamily(),  # experiments.trainers.relgan's generator at the end of training
+    "seqgan": RecurrentGANFamily(seqgan_trainer, "rounds"),  # SeqGAN's generator at the end of training
+    "relgan": RecurrentGANFamily(relgan_trainer, "steps"),  # the RelGAN-style generator at the end of training
 }

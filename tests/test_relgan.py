@@ -21,10 +21,12 @@ from experiments import comparison, sample, score, train_relgan
 from experiments.core.checkpoint import load_checkpoint
 from experiments.families import FAMILIES
 from experiments.generation import load_model
+from experiments.trainers import recurrent_gan
 from experiments.trainers import relgan as trainer
 from gan import relgan, seqgan
 from gan.cnn_discriminator import CNNDiscriminator, CNNDiscriminatorConfig
 from gan.losses import d_loss_rsgan, g_loss_rsgan
+from recurrent_gan_checks import curve, same_run
 
 REPO = Path(__file__).resolve().parent.parent
 V, T = 16, 6  # vocabulary (4 specials + 12 symbols) and sequence length of the unit tests
@@ -158,10 +160,6 @@ def run(root, *extra, name="r"):
     return train_relgan.main(TINY + ["--out_dir", str(root), "--run_name", name, *extra])
 
 
-def curve(run_dir, tag):
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
 @pytest.fixture(scope="module")
@@ -249,17 +247,6 @@ def test_a_fixed_length_corpus_gets_exactly_n_tokens(tmp_path, monkeypatch):
     assert [s for s, _ in curve(tmp_path / "r", "eval/nll_oracle")] == [2, 3]
 
 
-def _same_run(a_dir, b_dir, curves=True):
-    a, b = load_checkpoint(a_dir / "last.pt"), load_checkpoint(b_dir / "last.pt")
-    assert a["step"] == b["step"] and a["phase"] == b["phase"]
-    for key in ("model", "discriminator"):
-        for name in a[key]:
-            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs after resume"
-    for key in ("optimizer_mle", "optimizer_g", "optimizer_d"):
-        for i, state in a[key]["state"].items():
-            assert all(torch.equal(state[k], b[key]["state"][i][k]) for k in state), key
-    for tag in ("train/loss", "val/nll", "gan/d_loss", "gan/g_loss") if curves else ():  # each step once, alike
-        assert curve(a_dir, tag) == curve(b_dir, tag), tag
 
 
 @pytest.mark.parametrize("where", ["mle_step", "discriminator_step"])
@@ -268,7 +255,7 @@ def test_killed_and_resumed_run_ends_bit_identical(straight, monkeypatch, where)
     step, after its generator step (last.pt from adversarial step 0); the resumed run ends exactly
     where the uninterrupted one does."""
     straight_dir, results = straight
-    module = trainer.seqgan_trainer if where == "mle_step" else trainer  # where the trainer looks the step up
+    module = recurrent_gan if where == "mle_step" else trainer  # where the trainer looks the step up
     real = getattr(module, where)
     calls = {"n": 0}
     dies_at = 4  # the 4th MLE step; the 4th D step is the 2nd adversarial step's 2nd
@@ -289,7 +276,7 @@ def test_killed_and_resumed_run_ends_bit_identical(straight, monkeypatch, where)
         (("pretrain", 3, 0) if where == "mle_step" else ("adversarial", 4, 0))
     resumed = run(root, *COMMON, "--resume", "true", name="split")
     assert resumed["steps"] == 10 and resumed["final/test_nll"] == results["final/test_nll"]
-    _same_run(straight_dir, root / "split")
+    same_run(straight_dir, root / "split")
 
 
 def test_resume_after_a_budget_stop_is_exact(straight):
@@ -298,7 +285,7 @@ def test_resume_after_a_budget_stop_is_exact(straight):
     run(root, *COMMON, "--max_steps", "7", name="split")  # stops 3 steps into the adversarial phase
     assert load_checkpoint(root / "split" / "last.pt")["adv_step"] == 3
     assert run(root, *COMMON, "--resume", "true", name="split")["steps"] == 10
-    _same_run(straight_dir, root / "split", curves=False)  # the stopped run also evaluated at its last step
+    same_run(straight_dir, root / "split", curves=False)  # the stopped run also evaluated at its last step
 
 
 def test_a_rate_changed_on_resume_takes_effect(tmp_path):

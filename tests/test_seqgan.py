@@ -17,9 +17,12 @@ from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID, SPECIAL_ID
 from experiments import compare, comparison, train_seqgan
 from experiments.core.checkpoint import load_checkpoint
 from experiments.families import FAMILIES
+from experiments.generation import load_model
+from experiments.trainers import recurrent_gan
 from experiments.trainers import seqgan as trainer
 from gan import seqgan
 from gan.cnn_discriminator import CNNDiscriminator, CNNDiscriminatorConfig, discriminator_loss
+from recurrent_gan_checks import curve, same_run
 
 REPO = Path(__file__).resolve().parent.parent
 V, T = 16, 6  # vocabulary (4 specials + 12 symbols) and sequence length of the unit tests
@@ -186,10 +189,6 @@ def run(tmp_path, *extra, name="r"):
     return train_seqgan.main(TINY + ["--out_dir", str(tmp_path), "--run_name", name, *extra])
 
 
-def curve(run_dir, tag):
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
 @pytest.fixture(scope="module")
@@ -258,8 +257,8 @@ def test_a_fixed_length_corpus_gets_exactly_n_tokens_and_nll_oracle(tmp_path):
     for line in (tmp_path / "r" / "samples.txt").read_text().splitlines():
         assert len(line.split()) == 20 and all(0 <= int(t) < 5000 for t in line.split())
     assert load_checkpoint(tmp_path / "r" / "last.pt")["fixed_length"] == 20
-    model, tokenizer, _ = trainer.load_generator(tmp_path / "r" / "last.pt", "cpu")  # what the family samples with
-    assert all(len(t.split()) == 20 for t in trainer.generator_texts(model, tokenizer, 5, 20, 20, seed=0))
+    model, tokenizer = load_model(tmp_path / "r" / "last.pt", "cpu")  # what the family samples with
+    assert all(len(t.split()) == 20 for t in recurrent_gan.generator_texts(model, tokenizer, 5, 20, 20, seed=0))
     assert [s for s, _ in curve(tmp_path / "r", "eval/nll_oracle")] == [2, 4]  # after pretraining, after the round
 
 
@@ -274,17 +273,6 @@ def test_mle_pretraining_lowers_validation_nll(tmp_path):
     assert last["final/val_nll"] == pytest.approx(nll[-1], rel=1e-6)  # SeqGAN's choice: the last generator
 
 
-def _same_run(a_dir, b_dir):
-    a, b = load_checkpoint(a_dir / "last.pt"), load_checkpoint(b_dir / "last.pt")
-    assert a["step"] == b["step"] and a["phase"] == b["phase"]
-    for key in ("model", "rollout", "discriminator"):
-        for name in a[key]:
-            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs after resume"
-    for key in ("optimizer_mle", "optimizer_g", "optimizer_d"):
-        for i, state in a[key]["state"].items():
-            assert all(torch.equal(state[k], b[key]["state"][i][k]) for k in state), key
-    for tag in ("train/loss", "val/nll", "gan/d_loss", "gan/g_loss"):  # each step once, the same values
-        assert curve(a_dir, tag) == curve(b_dir, tag), tag
 
 
 COMMON = ["--pretrain_steps", "4", "--d_pretrain_rounds", "4", "--adv_steps", "6"]
@@ -324,7 +312,7 @@ def test_killed_and_resumed_run_ends_bit_identical(tmp_path, monkeypatch, where)
     assert ckpt["phase"] == phase and (ckpt["d_pretrain_round"], ckpt["adv_step"]) == rounds
     results = run(tmp_path, *COMMON, "--resume", "true", name="split")
     assert results["steps"] == 14
-    _same_run(tmp_path / "straight", tmp_path / "split")
+    same_run(tmp_path / "straight", tmp_path / "split", ("model", "rollout", "discriminator"))
     straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())
     assert straight["final/test_nll"] == results["final/test_nll"]
 
@@ -364,3 +352,12 @@ def test_a_comparison_can_train_seqgan(tmp_path):
     assert (name, family) == ("seqgan", "seqgan")
     train_cfg, _, _ = train_seqgan.parse_args(comparison.trainer_argv(cfg, tmp_path, name, settings))
     assert train_cfg.max_steps == 30 and train_cfg.run_name == "seqgan"
+
+
+def test_a_rate_changed_on_resume_takes_effect(tmp_path):
+    """Adam's load_state_dict alone would keep the checkpoint's rates; the configured ones apply."""
+    run(tmp_path, "--pretrain_steps", "2", "--d_pretrain_rounds", "1", "--adv_steps", "1")
+    run(tmp_path, "--pretrain_steps", "2", "--d_pretrain_rounds", "1", "--adv_steps", "2", "--g_lr", "0.5",
+        "--d_lr", "0.25", "--resume", "true")
+    ckpt = load_checkpoint(tmp_path / "r" / "last.pt")
+    assert ckpt["optimizer_g"]["param_groups"][0]["lr"] == 0.5 and ckpt["optimizer_d"]["param_groups"][0]["lr"] == 0.25

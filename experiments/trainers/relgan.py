@@ -17,7 +17,7 @@ the losses gan/losses.py's rsgan pair.
 Two phases, one run directory, as in the released code (run.py, oracle/oracle_gan/oracle_train.py):
 1. MLE pretraining of G: teacher forcing through experiments.core.session.mle_step, Adam
    (0.9, 0.999) at a constant pretrain_lr (RelGAN: 1e-2), batch 64, gradient norm clipped at 5.
-   The loop is SeqGAN's trainer's (`pretrain`): validation NLL every eval_interval steps, then the
+   The loop is SeqGAN's too (recurrent_gan.pretrain): validation NLL every eval_interval steps, then the
    best-on-validation (pretrain_select = "val") or the last generator ("last", RelGAN's: it
    selects nothing) is pretrained.pt and where the adversarial phase starts.
 2. Adversarial steps (adv_steps; RelGAN: nadv_steps). Step n: beta_n from the schedule (exp:
@@ -82,9 +82,8 @@ global RNG, whose state last.pt holds. last.pt (written after evaluations, at ck
 the end of each phase) holds G, D, the three Adam optimisers, phase and step counters, best_val,
 the RNG and the configs, so a resumed run ends bit-identical to the uninterrupted one
 (tests/test_relgan.py); a learning rate changed on resume takes effect (Adam's load_state_dict
-alone would keep the checkpoint's). The phases carry SeqGAN's names ("pretrain", "d_pretrain",
-"adversarial"): RelGAN pretrains no D, so its "d_pretrain" phase is empty and only marks a
-run between the end of MLE and the start of the adversarial phase. The run session
+alone would keep the checkpoint's). The phases are "pretrain" and "adversarial" (SeqGAN's have
+"d_pretrain" between them). The run session
 (experiments/core/session.py) gives the lock, the divergence guard on every optimizer step,
 atomic checkpoints, config.json, metrics.json, samples.txt and TensorBoard.
 
@@ -98,95 +97,48 @@ count of both phases (pretraining steps + adversarial steps).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from baselines import MODELS
 from baselines.rnn import LSTMConfig
-from datasets import DataConfig
-from experiments.core import config as cfglib
 from experiments.core import runtime
 from experiments.core.budget import Deadline, timed
-from experiments.core.checkpoint import CheckpointError, check_compatible
-from experiments.core.session import RunSession, optimizer_update
-from experiments.scoring.samples import NLL_RISE_MARGIN, SELF_BLEU_MARGIN, UNIQUE_MARGIN, brief
-from experiments.trainers import seqgan as seqgan_trainer
-from experiments.trainers.seqgan import SeqGANRun, stream
+from experiments.core.session import optimizer_update
+from experiments.scoring.samples import brief
+from experiments.trainers import recurrent_gan as rgan
+from experiments.trainers.recurrent_gan import RecurrentGANConfig, RecurrentGANRun, stream
 from gan import relgan, seqgan
 from gan.cnn_discriminator import CNNDiscriminator, CNNDiscriminatorConfig
 from gan.losses import d_loss_rsgan, g_loss_rsgan
 
-GENERATOR = "lstm"  # the baselines.MODELS entry that is the generator; its name travels in every checkpoint
-
 
 @dataclass
-class RelGANTrainConfig(DataConfig):
-    out_dir: str = "runs"          # parent of run directories (git-ignored)
-    run_name: str = ""             # default: <dataset>-relgan
-    seed: int = 1337               # init, batch order, every Gumbel draw, D's dropout
-    device: str = "auto"           # auto (cuda > mps > cpu) | cpu | cuda | cuda:1 | mps
-    batch_size: int = 64           # sequences per step of either player, real and fake (RelGAN: 64)
-    max_steps: int = 0             # cap on pretraining steps + adversarial steps; 0 = their sum
-    max_minutes: float = 0.0       # wall-clock budget of the whole run, final scoring included; 0 = none
+class RelGANTrainConfig(RecurrentGANConfig):
+    """The settings of recurrent_gan.RecurrentGANConfig at RelGAN's values, and RelGAN's own."""
     beta1: float = 0.9             # Adam's betas, all three optimisers (RelGAN: 0.9, 0.999)
     beta2: float = 0.999
-
-    # --- phase 1: MLE pretraining of the generator
     pretrain_steps: int = 2000     # teacher-forcing steps (RelGAN: 150 epochs of its 10,000 oracle sequences)
-    pretrain_lr: float = 1e-2      # Adam, constant (RelGAN: 1e-2)
-    pretrain_select: str = "val"   # the generator the adversarial phase starts from: val (best validation NLL at
-                                   # the evaluations) | last (the last pretraining step, as RelGAN)
 
     # --- phase 2: adversarial training
     adv_steps: int = 1000          # generator steps, each followed by d_steps D steps (RelGAN: 3,000 on the oracle)
     g_lr: float = 1e-4             # generator's Adam in the adversarial phase (RelGAN: 1e-4)
-    d_lr: float = 1e-4             # discriminator's Adam (RelGAN: 1e-4)
     d_steps: int = 5               # D steps per generator step, each on fresh real and fake batches (RelGAN: 5)
     beta_max: float = 100.0        # inverse temperature at the end of the schedule (RelGAN: 100 synthetic, 1000 real)
     beta_schedule: str = "exp"     # RelGAN's: no | lin | exp | log | sigmoid | quad | sqrt (gan/relgan.py)
     beta_steps: int = 0            # N of the schedule (exp: beta_max at step N); 0 = adv_steps (RelGAN's code: 5000
                                    # whatever the run's length, so its 3,000-step oracle runs end at beta_max ** 0.6)
-    grad_clip: float = 5.0         # max gradient norm of the generator's updates, MLE and adversarial (RelGAN: 5)
     d_grad_clip: float = 5.0       # max gradient norm of D's updates (RelGAN: 5); 0 = off
-
-    # --- evaluation and sampling
-    eval_interval: int = 250       # pretraining steps between evaluations and checkpoints
-    adv_eval_interval: int = 0     # adversarial steps between evaluations; 0 = eval_interval
-    ckpt_interval: int = 0         # steps between extra last.pt checkpoints; 0 = at evaluations only
-    log_interval: int = 10         # steps between scalars, both phases
-    eval_batch_size: int = 256     # validation NLL batches
-    eval_samples: int = 1000       # samples scored at each evaluation (BLEU, Self-BLEU, NLL-oracle, ...)
-    final_samples: int = 1000      # samples scored at the end, of the final and the pretrained generator
-    num_samples: int = 20          # samples printed and logged as text
-    temperature: float = 1.0       # sampling temperature of the evaluations (training samples at 1)
-    collapse_self_bleu: float = SELF_BLEU_MARGIN  # warn when Self-BLEU-5 exceeds real data's by more than this
-    collapse_unique: float = UNIQUE_MARGIN        # warn when the distinct share falls short of real data's by more
-    collapse_nll: float = NLL_RISE_MARGIN         # warn when val NLL rises by more than this share while adversarial
-    resume: bool = False           # continue from run_dir/last.pt
-    progress: bool = True          # tqdm progress bar
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("batch_size", "d_steps", "eval_interval", "log_interval", "eval_batch_size", "num_samples"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"RelGANTrainConfig.{name} must be positive, got {getattr(self, name)}")
-        for name in ("max_steps", "max_minutes", "pretrain_steps", "adv_steps", "beta_steps", "grad_clip",
-                     "d_grad_clip", "adv_eval_interval", "ckpt_interval", "collapse_self_bleu", "collapse_unique",
-                     "collapse_nll"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"RelGANTrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        self._check("RelGANTrainConfig", lambda v: v >= 0, "must be >= 0", "beta_steps")
         if self.pretrain_steps == self.adv_steps == 0:
             raise ValueError("nothing to train: pretrain_steps and adv_steps are both 0")
-        for name in ("pretrain_lr", "g_lr", "d_lr", "temperature"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"RelGANTrainConfig.{name} must be > 0, got {getattr(self, name)}")
         if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
             raise ValueError(f"Adam's beta1 and beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
         if self.beta_schedule not in relgan.BETA_SCHEDULES:
@@ -194,33 +146,15 @@ class RelGANTrainConfig(DataConfig):
                              f"got {self.beta_schedule!r}")
         if not (self.beta_max >= 1.0 and math.isfinite(self.beta_max)):
             raise ValueError(f"beta_max must be >= 1 (the schedules start at 1), got {self.beta_max}")
-        if self.eval_samples < 2 or self.final_samples < 2:
-            raise ValueError(f"eval_samples and final_samples must be >= 2 (Self-BLEU compares samples), got "
-                             f"{self.eval_samples}, {self.final_samples}")
-        if self.mode not in ("", "sequence"):
-            raise ValueError("RelGAN generates whole sequences: mode must be 'sequence'")
-        if self.pretrain_select not in ("val", "last"):
-            raise ValueError(f"pretrain_select must be 'val' or 'last', got {self.pretrain_select!r}")
 
 
 def parse_args(argv):
     """defaults <- config file <- command line, for the three sections. The generator starts from
     SeqGAN's oracle LSTM (width 32, N(0, 0.1) init), the discriminator from RelGAN's widths (2..5,
     300 filters each, embedding 64) with no L2 term (RelGAN's loss is RSGAN alone)."""
-    sections = cfglib.parse({"train": RelGANTrainConfig(),
-                             "generator": LSTMConfig(n_embd=32, n_embd2=32, init_std=0.1),
-                             "discriminator": CNNDiscriminatorConfig(n_embd=64, filter_sizes="2,3,4,5",
-                                                                     num_filters="300,300,300,300", l2_reg=0.0)},
-                            argv)
-    cfglib.refuse_data_derived(sections)
-    if sections["generator"].block_size:
-        raise cfglib.ConfigError("generator.block_size comes from the data (the longest sequence); remove it")
-    return sections["train"], sections["generator"], sections["discriminator"]
-
-
-def run_dir_of(cfg) -> Path:
-    """out_dir/run_name; the default run name is <dataset>-relgan."""
-    return Path(cfg.out_dir) / (cfg.run_name or f"{Path(cfg.dataset).stem}-relgan")
+    return rgan.parse_sections(RelGANTrainConfig(), LSTMConfig(n_embd=32, n_embd2=32, init_std=0.1),
+                               CNNDiscriminatorConfig(n_embd=64, filter_sizes="2,3,4,5",
+                                                      num_filters="300,300,300,300", l2_reg=0.0), argv)
 
 
 @torch.no_grad()
@@ -235,69 +169,39 @@ def relgan_embedding_init(D: CNNDiscriminator) -> None:
     torch.nn.init.trunc_normal_(D.wte.weight, std=V ** -0.5, a=-2 * V ** -0.5, b=2 * V ** -0.5)
 
 
-class RelGANRun:
-    """The state the phases of one run share: settings, data, G, D, the three optimisers, the run
-    session (lock, guard, checkpoints, logger, timing) and where each phase stands."""
+def run_dir_of(cfg) -> Path:
+    """out_dir/run_name; the default run name is <dataset>-relgan."""
+    return rgan.run_dir_of(cfg, "relgan")
 
-    # SeqGAN's run methods that read only what both runs hold (cfg, corpus, data, tokenizer, G,
-    # session, evaluator): one copy of the data set-up, sampling, NLL and collapse warnings
-    _data = SeqGANRun._data
-    draw = SeqGANRun.draw
-    nll = SeqGANRun.nll
-    warn_collapse = SeqGANRun.warn_collapse
+
+class RelGANRun(RecurrentGANRun):
+    """RecurrentGANRun with RelGAN's discriminator (its embedding init), Adam betas and beta schedule."""
+
+    name, title = "relgan", "RelGAN"
 
     def __init__(self, cfg: RelGANTrainConfig, gen_cfg, disc_cfg, dist):
-        self.cfg, self.dist, self.device = cfg, dist, dist.device
-        if dist.enabled:
-            raise cfglib.ConfigError("the RelGAN trainer runs in one process; launch it without torchrun")
-        runtime.seed_everything(cfg.seed)
-        self.session = RunSession(cfg, run_dir_of(cfg), dist,
-                                  advice="Lower the learning rates (pretrain_lr, g_lr, d_lr) or keep grad_clip > 0")
-        self.pre_path = self.session.run_dir / "pretrained.pt"
-        self._data(cfg, gen_cfg)
-        self._networks(cfg, gen_cfg, disc_cfg)
+        self._start(cfg, gen_cfg, disc_cfg, dist)
         budget = cfg.max_steps or math.inf  # shared by the phases, in order
         self.pre_total = int(min(cfg.pretrain_steps, budget))
         self.adv_total = int(min(cfg.adv_steps, budget - self.pre_total))
-        self.d_step = 0  # SeqGAN's D pretraining rounds: RelGAN has none (read by the shared final scoring)
-        self.phase = "pretrain" if self.pre_total else "d_pretrain"
-        self.pre_step = self.adv_step = 0
-        self.best_val, self.best_state, self.adv_start_nll = math.inf, None, None
+        self.phase = "pretrain"  # with no MLE step, recurrent_gan.pretrain goes straight on to the adversarial phase
         if self.session.ckpt:
             self.restore(self.session.ckpt)
 
     def _networks(self, cfg, gen_cfg, disc_cfg) -> None:
-        """G, D and the optimisers; sizes the data decides are filled in here, once."""
-        V = self.tokenizer.vocab_size
-        self.gen_cfg = dataclasses.replace(gen_cfg, vocab_size=V, block_size=self.data.block_size)
-        self.disc_cfg = dataclasses.replace(disc_cfg, vocab_size=V)
-        self.G = MODELS[GENERATOR][0](self.gen_cfg).to(self.device)
+        """G, D and RelGAN's three Adam optimisers: MLE pretraining, the adversarial generator, D."""
+        self._sized(gen_cfg, disc_cfg)
         self.D = CNNDiscriminator(self.disc_cfg).to(self.device)
         relgan_embedding_init(self.D)
-        # RelGAN's three Adam optimisers: MLE pretraining, the adversarial generator, the discriminator
         betas = (cfg.beta1, cfg.beta2)
         self.opt_mle = torch.optim.Adam(self.G.parameters(), lr=cfg.pretrain_lr, betas=betas)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.g_lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=betas)
 
     def restore(self, ckpt: dict) -> None:
-        check_compatible(ckpt, "relgan", asdict(self.gen_cfg), self.tokenizer.itos, data=self.cfg.data_settings())
-        if ckpt["discriminator_config"] != asdict(self.disc_cfg):
-            raise CheckpointError(f"checkpoint discriminator config {ckpt['discriminator_config']} differs from "
-                                  f"this run's {asdict(self.disc_cfg)}; resume with the checkpoint's settings")
-        self.G.load_state_dict(ckpt["model"])
-        self.D.load_state_dict(ckpt["discriminator"])
         cfg = self.cfg
-        for opt, key, lr in ((self.opt_mle, "optimizer_mle", cfg.pretrain_lr), (self.opt_g, "optimizer_g", cfg.g_lr),
-                             (self.opt_d, "optimizer_d", cfg.d_lr)):
-            opt.load_state_dict(ckpt[key])
-            # load_state_dict brings the checkpoint's rates back; a rate changed since (session.resumed says
-            # which) must take effect, so the settings' rates and betas are set again
-            for group in opt.param_groups:
-                group["lr"], group["betas"] = lr, (cfg.beta1, cfg.beta2)
-        self.phase, self.pre_step, self.adv_step = ckpt["phase"], ckpt["pretrain_step"], ckpt["adv_step"]
-        self.best_val, self.adv_start_nll = ckpt["best_val"], ckpt["adv_start_nll"]
-        runtime.set_rng_state(ckpt["rng"])
+        self.restore_common(ckpt, {"optimizer_mle": cfg.pretrain_lr, "optimizer_g": cfg.g_lr, "optimizer_d": cfg.d_lr},
+                            betas=(cfg.beta1, cfg.beta2))
         self.session.resumed(f"in the {self.phase} phase at step {self.step}")
 
     @property
@@ -311,36 +215,23 @@ class RelGANRun:
         cfg = self.cfg
         return relgan.beta_at(n, cfg.beta_steps or cfg.adv_steps, cfg.beta_max, cfg.beta_schedule)
 
-    def checkpoint(self, path: Path) -> None:
-        self.session.save(path, {
-            "model_name": "relgan", "generator": GENERATOR, "model_config": asdict(self.gen_cfg),
-            "model": self.G.state_dict(), "discriminator_config": asdict(self.disc_cfg),
-            "discriminator": self.D.state_dict(), "optimizer_mle": self.opt_mle.state_dict(),
-            "optimizer_g": self.opt_g.state_dict(), "optimizer_d": self.opt_d.state_dict(),
-            "tokenizer": self.tokenizer.state_dict(),
-            "fixed_length": self.fixed_length,  # how samplers must draw (exactly n tokens, or up to <eos>)
-            "phase": self.phase, "pretrain_step": self.pre_step, "adv_step": self.adv_step,
-            "best_val": self.best_val, "adv_start_nll": self.adv_start_nll,
-        }, {"generator": self.G, "discriminator": self.D}, self.step)
+    def checkpoint(self, path) -> None:
+        self.session.save(path, self.common_state(), {"generator": self.G, "discriminator": self.D}, self.step)
+
+    def after_pretraining(self) -> None:
+        rgan.start_adversarial_phase(self)  # RelGAN pretrains no discriminator
 
     def evaluate(self) -> tuple[float, dict]:
-        """SeqGAN's evaluation of G (val/nll, the sample metrics, text samples, collapse warnings), and
-        in the adversarial phase eval/beta, the inverse temperature of the last step."""
-        val, scores = SeqGANRun.evaluate(self)
+        """recurrent_gan's evaluation of G (val/nll, the sample metrics, text samples, collapse warnings),
+        and in the adversarial phase eval/beta, the inverse temperature of the last step."""
+        val, scores = super().evaluate()
         if self.adv_step:
             self.session.log.scalar("eval/beta", self.beta_at(self.adv_step - 1), self.step)
         return val, scores
 
 
 # ---------------------------------------------------------------------------------------
-# phase 2: adversarial training (phase 1 is SeqGAN's trainer's `pretrain`)
-
-
-def start_adversarial_phase(run: RelGANRun) -> None:
-    """The val NLL of the generator the phase starts from is the collapse warnings' yardstick."""
-    run.adv_start_nll = run.nll(run.G, "val")["nll"]
-    run.phase = "adversarial"
-    run.checkpoint(run.session.last_path)
+# phase 2: adversarial training (phase 1 is recurrent_gan.pretrain)
 
 
 def real_ids(run: RelGANRun, k: int):
@@ -416,22 +307,12 @@ def adversarial(run: RelGANRun, deadline: Deadline, bar) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# final scoring and the command
-
-
-def final_scoring(run: RelGANRun, train_seconds: float) -> tuple[dict, dict]:
-    """SeqGAN's final scoring (the final and the pretrained generator on val and test and in samples,
-    against test), without its D pretraining figures, with the last step's beta."""
-    results, texts = seqgan_trainer.final_scoring(run, train_seconds)
-    for key in ("d_pretrain_rounds", "ms_per_d_pretrain_round"):  # RelGAN pretrains no D
-        results.pop(key)
-    results["beta"] = run.beta_at(run.adv_step - 1) if run.adv_step else None
-    return results, texts
+# the command
 
 
 def describe(run: RelGANRun) -> str:
     protocol = f"exactly {run.fixed_length} tokens" if run.fixed_length else f"up to {run.T} tokens with <eos>"
-    return (f"RelGAN-style generator ({GENERATOR}): {sum(p.numel() for p in run.G.parameters()):,} parameters, "
+    return (f"RelGAN-style generator ({rgan.GENERATOR}): {sum(p.numel() for p in run.G.parameters()):,} parameters, "
             f"CNN discriminator on soft one-hots: {sum(p.numel() for p in run.D.parameters()):,} | "
             f"{run.corpus.name}: vocab {run.tokenizer.vocab_size}, {protocol}, "
             f"{len(run.data.splits['train']):,} train sequences, {run.data.oov_summary()} | beta 1 -> "
@@ -443,25 +324,10 @@ def main(argv=None):
     dist = runtime.Distributed(cfg.device)
     deadline = Deadline(cfg.max_minutes, dist)  # the whole run, final scoring included
     run = RelGANRun(cfg, gen_cfg, disc_cfg, dist)
-    session = run.session
-    session.say(describe(run))
-    session.open_log(run.step, {"train": cfg, "generator": run.gen_cfg, "discriminator": run.disc_cfg})
-    if cfg.max_minutes:  # the same work after training as SeqGAN's: its measured reserve
-        seqgan_trainer.reserve_final_scoring(deadline, run)
-    session.start_clock()
-    bar = tqdm(total=run.pre_total + run.adv_total, initial=run.step, disable=not cfg.progress,
-               dynamic_ncols=True, desc="relgan")
-    seqgan_trainer.pretrain(run, deadline, bar)  # SeqGAN's MLE loop; it ends in the (empty) D pretraining phase
-    if run.phase == "d_pretrain":
-        start_adversarial_phase(run)
+    bar = rgan.begin(run, deadline, describe(run), run.pre_total + run.adv_total)
+    rgan.pretrain(run, deadline, bar)  # ends by starting the adversarial phase
     adversarial(run, deadline, bar)
     bar.close()
-    results, texts = final_scoring(run, session.train_seconds())
-    session.finish(results, texts["final"], seqgan_trainer.hparams(run),
-                   {"hparam/test_nll": results["final/test_nll"], "hparam/unique_share": results["final/unique_share"]},
-                   run.step, n_show=cfg.num_samples)
-    session.say("\n".join(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}" for k, v in results.items()
-                          if k != "warnings"))
-    session.say("samples:\n" + "\n".join("  " + t for t in texts["final"][:cfg.num_samples]))
-    session.say(f"run directory: {session.run_dir}  (tensorboard --logdir {cfg.out_dir}); {deadline.summary()}")
-    return results
+    beta = run.beta_at(run.adv_step - 1) if run.adv_step else None  # the last step's
+    results, texts = rgan.final_scoring(run, run.session.train_seconds(), {"beta": beta})
+    return rgan.finish(run, deadline, results, texts)

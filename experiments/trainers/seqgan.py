@@ -62,7 +62,9 @@ Reproducibility and resume: pretraining batches are a function of (seed, step); 
 global RNG, whose state last.pt holds. last.pt (written after evaluations, at ckpt_interval and
 at the end of each phase) holds G, the rollout network, D, the three Adam optimisers, phase and
 step counters, best_val, the RNG and the configs, so a resumed run ends bit-identical to the
-uninterrupted one (tests/test_seqgan.py). The run session (experiments/core/session.py) gives
+uninterrupted one (tests/test_seqgan.py); a learning rate changed on resume takes effect. What
+this trainer shares with the RelGAN-style one (settings, the MLE phase, evaluation, final scoring)
+is experiments/trainers/recurrent_gan.py. The run session (experiments/core/session.py) gives
 the lock, the divergence guard on every optimizer step, atomic checkpoints, config.json,
 metrics.json, samples.txt and TensorBoard.
 
@@ -78,52 +80,27 @@ The x axis is the step count of all phases (pretraining steps + D rounds + adver
 from __future__ import annotations
 
 import copy
-import dataclasses
-import hashlib
-import math
-import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from baselines import MODELS
 from baselines.rnn import LSTMConfig
-from datasets import CorpusError, DataConfig, LMData, build_tokenizer
-from datasets.tokenizers import Tokenizer
-from experiments.core import config as cfglib
 from experiments.core import runtime
-from experiments.core.budget import PROBE_SAMPLES, Deadline, probe, timed
-from experiments.core.checkpoint import CheckpointError, check_compatible, load_checkpoint
-from experiments.core.session import RunSession, mle_step, optimizer_update
-from experiments.scoring.nll import lm_nll
-from experiments.scoring.samples import (NLL_RISE_MARGIN, SELF_BLEU_MARGIN, UNIQUE_MARGIN, SampleEvaluator, brief,
-                                         collapse_warnings)
+from experiments.core.budget import Deadline, timed
+from experiments.core.session import optimizer_update
+from experiments.scoring.samples import brief
+from experiments.trainers import recurrent_gan as rgan
+from experiments.trainers.recurrent_gan import RecurrentGANConfig, RecurrentGANRun, generate, stream
 from gan import seqgan
 from gan.cnn_discriminator import CNNDiscriminator, CNNDiscriminatorConfig, discriminator_loss
 
-GENERATOR = "lstm"  # the baselines.MODELS entry that is SeqGAN's generator; its name travels in every checkpoint
-
 
 @dataclass
-class SeqGANTrainConfig(DataConfig):
-    out_dir: str = "runs"          # parent of run directories (git-ignored)
-    run_name: str = ""             # default: <dataset>-seqgan
-    seed: int = 1337               # init, batch order, every sample and rollout, D's dropout
-    device: str = "auto"           # auto (cuda > mps > cpu) | cpu | cuda | cuda:1 | mps
-    batch_size: int = 64           # sequences per generator step, MLE and policy gradient (SeqGAN: 64)
-    max_steps: int = 0             # cap on pretraining steps + D pretraining rounds + adversarial rounds; 0 = their sum
-    max_minutes: float = 0.0       # wall-clock budget of the whole run, final scoring included; 0 = none
-
-    # --- phase 1: MLE pretraining of the generator
-    pretrain_steps: int = 2000     # teacher-forcing steps (SeqGAN: 120 epochs of its 10,000 sequences)
-    pretrain_lr: float = 0.01      # Adam, constant (SeqGAN: 0.01)
-    pretrain_select: str = "val"   # the generator the next phases start from: val (best validation NLL at the
-                                   # evaluations) | last (the last pretraining step, as SeqGAN)
-
+class SeqGANTrainConfig(RecurrentGANConfig):
+    """The settings of recurrent_gan.RecurrentGANConfig at SeqGAN's values, and SeqGAN's own."""
     # --- phase 2: D pretraining
     d_pretrain_rounds: int = 10    # rounds of fresh negatives + d_epochs epochs of D (SeqGAN: 50)
 
@@ -132,176 +109,65 @@ class SeqGANTrainConfig(DataConfig):
     g_lr: float = 0.01             # generator's policy-gradient Adam (SeqGAN: 0.01, its own optimiser)
     n_rollouts: int = 16           # Monte Carlo rollouts per prefix (SeqGAN: 16)
     update_rate: float = 0.8       # rollout network <- update_rate * itself + (1 - update_rate) * G (SeqGAN: 0.8)
-    d_steps: int = 5               # D rounds per adversarial round (SeqGAN: 5)
     d_epochs: int = 3              # epochs of D over each round's positives and negatives (SeqGAN: 3)
     d_samples: int = 0             # positives per D round, drawn afresh from train, and as many negatives;
                                    # 0 = the whole training split (SeqGAN: all 10,000)
     d_batch_size: int = 64         # D's batch (SeqGAN: 64)
-    d_lr: float = 1e-4             # D's Adam (SeqGAN: 1e-4)
-    grad_clip: float = 5.0         # max gradient norm of the generator's updates, MLE and PG (SeqGAN: 5); 0 = off
     d_grad_clip: float = 0.0       # max gradient norm of D's updates; 0 = off (SeqGAN does not clip D)
-
-    # --- evaluation and sampling
-    eval_interval: int = 250       # pretraining steps between evaluations and checkpoints
-    adv_eval_interval: int = 0     # adversarial (and D pretraining) rounds between evaluations; 0 = eval_interval
-    ckpt_interval: int = 0         # steps or rounds between extra last.pt checkpoints; 0 = at evaluations only
-    log_interval: int = 10         # pretraining steps between scalars (the rounds log every round)
-    eval_batch_size: int = 256     # validation NLL batches
-    eval_samples: int = 1000       # samples scored at each evaluation (BLEU, Self-BLEU, NLL-oracle, ...)
-    final_samples: int = 1000      # samples scored at the end, of the final and the pretrained generator
-    num_samples: int = 20          # samples printed and logged as text
-    temperature: float = 1.0       # sampling temperature of the evaluations (training samples at 1)
-    collapse_self_bleu: float = SELF_BLEU_MARGIN  # warn when Self-BLEU-5 exceeds real data's by more than this
-    collapse_unique: float = UNIQUE_MARGIN        # warn when the distinct share falls short of real data's by more
-    collapse_nll: float = NLL_RISE_MARGIN         # warn when val NLL rises by more than this share while adversarial
-    resume: bool = False           # continue from run_dir/last.pt
-    progress: bool = True          # tqdm progress bar
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("batch_size", "n_rollouts", "d_steps", "d_epochs", "d_batch_size", "eval_interval",
-                     "log_interval", "eval_batch_size", "final_samples", "num_samples"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"SeqGANTrainConfig.{name} must be positive, got {getattr(self, name)}")
-        for name in ("max_steps", "max_minutes", "pretrain_steps", "d_pretrain_rounds", "adv_steps", "d_samples",
-                     "grad_clip", "d_grad_clip", "adv_eval_interval", "ckpt_interval", "collapse_self_bleu",
-                     "collapse_unique", "collapse_nll"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"SeqGANTrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        self._check("SeqGANTrainConfig", lambda v: v > 0, "must be positive", "n_rollouts", "d_epochs", "d_batch_size")
+        self._check("SeqGANTrainConfig", lambda v: v >= 0, "must be >= 0", "d_pretrain_rounds", "d_samples")
         if self.pretrain_steps == self.d_pretrain_rounds == self.adv_steps == 0:
             raise ValueError("nothing to train: pretrain_steps, d_pretrain_rounds and adv_steps are all 0")
-        for name in ("pretrain_lr", "g_lr", "d_lr", "temperature"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"SeqGANTrainConfig.{name} must be > 0, got {getattr(self, name)}")
         if not 0.0 <= self.update_rate <= 1.0:
             raise ValueError(f"update_rate must be in [0, 1], got {self.update_rate}")
-        if self.eval_samples < 2:
-            raise ValueError(f"eval_samples must be >= 2 (Self-BLEU compares samples), got {self.eval_samples}")
-        if self.final_samples < 2:
-            raise ValueError(f"final_samples must be >= 2, got {self.final_samples}")
-        if self.mode not in ("", "sequence"):
-            raise ValueError("SeqGAN generates whole sequences: mode must be 'sequence'")
-        if self.pretrain_select not in ("val", "last"):
-            raise ValueError(f"pretrain_select must be 'val' or 'last', got {self.pretrain_select!r}")
 
 
 def parse_args(argv):
     """defaults <- config file <- command line, for the three sections. The generator's section
     starts from SeqGAN's sizes (embedding and hidden width 32) and init (N(0, 0.1)), not LSTMConfig's own defaults."""
-    sections = cfglib.parse({"train": SeqGANTrainConfig(), "generator": LSTMConfig(n_embd=32, n_embd2=32, init_std=0.1),
-                             "discriminator": CNNDiscriminatorConfig()}, argv)
-    cfglib.refuse_data_derived(sections)
-    if sections["generator"].block_size:
-        raise cfglib.ConfigError("generator.block_size comes from the data (the longest sequence); remove it")
-    return sections["train"], sections["generator"], sections["discriminator"]
+    return rgan.parse_sections(SeqGANTrainConfig(), LSTMConfig(n_embd=32, n_embd2=32, init_std=0.1),
+                               CNNDiscriminatorConfig(), argv)
 
 
 def run_dir_of(cfg) -> Path:
     """out_dir/run_name; the default run name is <dataset>-seqgan."""
-    return Path(cfg.out_dir) / (cfg.run_name or f"{Path(cfg.dataset).stem}-seqgan")
+    return rgan.run_dir_of(cfg, "seqgan")
 
 
-def stream(device, *keys) -> torch.Generator:
-    """A torch.Generator seeded from keys (the run's seed, a phase, a round ...): every sample of a
-    run has its own reproducible stream, independent of the global RNG and of evaluations."""
-    digest = hashlib.sha256(repr(keys).encode()).digest()
-    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+class SeqGANRun(RecurrentGANRun):
+    """RecurrentGANRun with SeqGAN's rollout network, its D pretraining phase and counters."""
 
-
-@torch.no_grad()
-def generate(model, n: int, T: int, fixed_length: int, generator, temperature: float = 1.0, batch_size: int = 1024):
-    """n generated sequences as targets (n, T) (IGNORE_INDEX after the end), in batches."""
-    return torch.cat([seqgan.sample(model, min(batch_size, n - i), T, fixed_length, generator, temperature)
-                      for i in range(0, n, batch_size)])
-
-
-def generator_texts(model, tokenizer, n: int, T: int, fixed_length: int, temperature: float = 1.0, seed: int = 0,
-                    batch_size: int = 500) -> list[str]:
-    """n decoded samples of a SeqGAN generator, reproducible from seed."""
-    device = next(model.parameters()).device
-    out = generate(model, n, T, fixed_length, torch.Generator(device=device).manual_seed(seed), temperature,
-                   batch_size)
-    return [tokenizer.decode(row[row >= 0].tolist()) for row in out]
-
-
-def load_generator(path, device):
-    """(generator, tokenizer, checkpoint) rebuilt from a SeqGAN checkpoint alone: the generator is the
-    baselines.MODELS entry the checkpoint names, with its config."""
-    ckpt = load_checkpoint(path)
-    if ckpt["model_name"] != "seqgan":
-        raise CheckpointError(f"{path} holds a {ckpt['model_name']!r} model, not a SeqGAN run's")
-    model_cls, config_cls = MODELS[ckpt["generator"]]
-    model = model_cls(config_cls(**ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), Tokenizer.from_state(ckpt["tokenizer"]), ckpt
-
-
-class SeqGANRun:
-    """The state the phases of one run share: settings, data, G, its rollout copy, D, the three
-    optimisers, the run session (lock, guard, checkpoints, logger, timing) and where each phase stands."""
+    name, title = "seqgan", "SeqGAN"
 
     def __init__(self, cfg: SeqGANTrainConfig, gen_cfg, disc_cfg, dist):
-        self.cfg, self.dist, self.device = cfg, dist, dist.device
-        if dist.enabled:
-            raise cfglib.ConfigError("the SeqGAN trainer runs in one process; launch it without torchrun")
-        runtime.seed_everything(cfg.seed)
-        self.session = RunSession(cfg, run_dir_of(cfg), dist,
-                                  advice="Lower the learning rates (pretrain_lr, g_lr, d_lr) or keep grad_clip > 0")
-        self.pre_path = self.session.run_dir / "pretrained.pt"
-        self._data(cfg, gen_cfg)
-        self._networks(cfg, gen_cfg, disc_cfg)
-        budget = cfg.max_steps or math.inf  # shared by the phases, in order
+        self._start(cfg, gen_cfg, disc_cfg, dist)
+        budget = cfg.max_steps or float("inf")  # shared by the phases, in order
         self.pre_total = int(min(cfg.pretrain_steps, budget))
         self.d_total = int(min(cfg.d_pretrain_rounds, budget - self.pre_total))
         self.adv_total = int(min(cfg.adv_steps, budget - self.pre_total - self.d_total))
         self.phase = "pretrain" if self.pre_total else "d_pretrain"
-        self.pre_step = self.d_step = self.adv_step = 0
-        self.best_val, self.best_state, self.adv_start_nll = math.inf, None, None
+        self.d_step = 0
         if self.session.ckpt:
             self.restore(self.session.ckpt)
 
-    def _data(self, cfg, gen_cfg) -> None:
-        """Vocabulary from the training split; sequences of T tokens (fixed_length, or <eos> within block_size)."""
-        self.corpus = cfg.load()
-        if self.corpus.mode != "sequence":
-            raise CorpusError(f"{self.corpus.name} is read as one stream; SeqGAN needs one sequence per example: "
-                              "give --mode sequence (one example per line)")
-        self.tokenizer = build_tokenizer(self.corpus)
-        self.data = LMData(self.corpus, self.tokenizer, block_size=gen_cfg.block_size)
-        self.fixed_length = getattr(self.corpus, "fixed_length", 0)
-        self.T = self.fixed_length or self.data.block_size  # tokens of every generated sequence, at most
-        self.evaluator = SampleEvaluator(self.corpus, self.tokenizer)  # val references; test only at the end
-        # the yardstick of the collapse warnings: as many real training sequences, scored alike
-        real = random.Random(cfg.seed).sample(self.corpus.train, min(cfg.eval_samples, len(self.corpus.train)))
-        self.real_val = self.evaluator.score(real)
-
     def _networks(self, cfg, gen_cfg, disc_cfg) -> None:
-        """G, its rollout copy, D and the optimisers; sizes the data decides are filled in here, once."""
-        V = self.tokenizer.vocab_size
-        self.gen_cfg = dataclasses.replace(gen_cfg, vocab_size=V, block_size=self.data.block_size)
-        self.disc_cfg = dataclasses.replace(disc_cfg, vocab_size=V)
-        self.G = MODELS[GENERATOR][0](self.gen_cfg).to(self.device)
+        """G, its rollout copy, D and SeqGAN's three Adam optimisers: MLE pretraining, policy gradient, D."""
+        self._sized(gen_cfg, disc_cfg)
         self.rollout = copy.deepcopy(self.G).requires_grad_(False)  # set from G when the adversarial phase starts
         self.D = CNNDiscriminator(self.disc_cfg).to(self.device)
-        # SeqGAN's three Adam optimisers: MLE pretraining, policy gradient, discriminator
         self.opt_mle = torch.optim.Adam(self.G.parameters(), lr=cfg.pretrain_lr)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.g_lr)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr)
 
     def restore(self, ckpt: dict) -> None:
-        check_compatible(ckpt, "seqgan", asdict(self.gen_cfg), self.tokenizer.itos, data=self.cfg.data_settings())
-        if ckpt["discriminator_config"] != asdict(self.disc_cfg):
-            raise CheckpointError(f"checkpoint discriminator config {ckpt['discriminator_config']} differs from "
-                                  f"this run's {asdict(self.disc_cfg)}; resume with the checkpoint's settings")
-        self.G.load_state_dict(ckpt["model"])
+        cfg = self.cfg
+        self.restore_common(ckpt, {"optimizer_mle": cfg.pretrain_lr, "optimizer_g": cfg.g_lr,
+                                   "optimizer_d": cfg.d_lr})
         self.rollout.load_state_dict(ckpt["rollout"])
-        self.D.load_state_dict(ckpt["discriminator"])
-        for opt, key in ((self.opt_mle, "optimizer_mle"), (self.opt_g, "optimizer_g"), (self.opt_d, "optimizer_d")):
-            opt.load_state_dict(ckpt[key])
-        self.phase, self.pre_step = ckpt["phase"], ckpt["pretrain_step"]
-        self.d_step, self.adv_step = ckpt["d_pretrain_round"], ckpt["adv_step"]
-        self.best_val, self.adv_start_nll = ckpt["best_val"], ckpt["adv_start_nll"]
-        runtime.set_rng_state(ckpt["rng"])
+        self.d_step = ckpt["d_pretrain_round"]
         self.session.resumed(f"in the {self.phase} phase at step {self.step}")
 
     @property
@@ -309,105 +175,18 @@ class SeqGANRun:
         """Steps of all phases: the x axis of every curve."""
         return self.pre_step + self.d_step + self.adv_step
 
-    def checkpoint(self, path: Path) -> None:
-        self.session.save(path, {
-            "model_name": "seqgan", "generator": GENERATOR, "model_config": asdict(self.gen_cfg),
-            "model": self.G.state_dict(), "rollout": self.rollout.state_dict(),
-            "discriminator_config": asdict(self.disc_cfg), "discriminator": self.D.state_dict(),
-            "optimizer_mle": self.opt_mle.state_dict(), "optimizer_g": self.opt_g.state_dict(),
-            "optimizer_d": self.opt_d.state_dict(), "tokenizer": self.tokenizer.state_dict(),
-            "fixed_length": self.fixed_length,  # how samplers must draw (exactly n tokens, or up to <eos>)
-            "phase": self.phase, "pretrain_step": self.pre_step, "d_pretrain_round": self.d_step,
-            "adv_step": self.adv_step, "best_val": self.best_val, "adv_start_nll": self.adv_start_nll,
-        }, {"generator": self.G, "rollout network": self.rollout, "discriminator": self.D}, self.step)
+    def checkpoint(self, path) -> None:
+        self.session.save(path, {**self.common_state(), "rollout": self.rollout.state_dict(),
+                                 "d_pretrain_round": self.d_step},
+                          {"generator": self.G, "rollout network": self.rollout, "discriminator": self.D}, self.step)
 
-    def draw(self, gen, n: int, seed: int) -> list[str]:
-        return generator_texts(gen, self.tokenizer, n, self.T, self.fixed_length, self.cfg.temperature, seed)
-
-    def nll(self, gen, split: str) -> dict:
-        """NLL per token (padding excluded) on a split; nll_with_pad is the text-GAN figure."""
-        return lm_nll(gen, self.data.eval_batches(split, self.cfg.eval_batch_size), self.device,
-                      pad_len=self.data.block_size)
-
-    def warn_collapse(self, scores: dict, real: dict, val_nll: float, step: int) -> list[str]:
-        """Collapse warnings against real data (and the val NLL where the adversarial phase started)."""
-        cfg = self.cfg
-        rise = val_nll / self.adv_start_nll - 1 if self.adv_start_nll else None
-        found = collapse_warnings(scores, real, rise, cfg.collapse_self_bleu, cfg.collapse_unique, cfg.collapse_nll)
-        for w in found:
-            self.session.say(f"warning: step {step}: {w}")
-        if found:
-            self.session.log.text("warnings", "  \n".join(found), step)
-        return found
-
-    def evaluate(self) -> tuple[float, dict]:
-        """val/nll of G, the sample metrics (a fixed seed, so the curve follows the model), text samples,
-        collapse warnings; (val NLL, scores)."""
-        cfg, log, step = self.cfg, self.session.log, self.step
-        val = self.nll(self.G, "val")
-        log.scalar("val/nll", val["nll"], step)
-        log.scalar("val/bits", val["bits"], step)
-        texts = self.draw(self.G, cfg.eval_samples, seed=cfg.seed + 1)
-        scores = self.evaluator(texts, step, log)
-        self.warn_collapse(scores, self.real_val, val["nll"], step)
-        log.samples("samples", texts[:cfg.num_samples], step)
-        log.flush()
-        return val["nll"], scores
+    def after_pretraining(self) -> None:
+        self.phase = "d_pretrain"
+        self.checkpoint(self.session.last_path)
 
 
 # ---------------------------------------------------------------------------------------
-# phase 1: MLE pretraining of the generator
-
-
-def pretrain(run: SeqGANRun, deadline: Deadline, bar) -> None:
-    """Teacher forcing through mle_step, Adam at a constant rate; evaluation, best-on-validation and
-    last.pt at eval_interval; then the best generator is where the next phases start."""
-    cfg, session = run.cfg, run.session
-    while run.phase == "pretrain" and run.pre_step < run.pre_total:
-        t_step = time.perf_counter()
-        x, y = run.data.train_batch(run.pre_step, cfg.batch_size, cfg.seed)
-        loss, grad_norm, _ = mle_step(run.G, run.opt_mle, x, y, session.guard, run.step, grad_clip=cfg.grad_clip,
-                                      dist=run.dist)
-        session.time_step(time.perf_counter() - t_step, "pretrain")
-        run.pre_step += 1
-        bar.update(1)
-        if run.pre_step % cfg.log_interval == 0:
-            session.log.scalars({"train/loss": loss, "lr": cfg.pretrain_lr, "grad_norm": grad_norm}, run.step)
-            bar.set_postfix(loss=f"{loss:.4f}", best_val=f"{run.best_val:.4f}")
-        stop = deadline.expired()
-        due = session.due(run.pre_step, run.pre_total, stop)
-        if due == "eval":
-            (val, scores), seconds = timed(run.evaluate)
-            deadline.observe(seconds)
-            session.say(f"pretrain step {run.pre_step}: train loss {loss:.4f}, val nll {val:.4f} | {brief(scores)}")
-            if val < run.best_val:
-                run.best_val = val
-                if cfg.pretrain_select == "val":
-                    run.best_state = copy.deepcopy(run.G.state_dict())
-                    run.checkpoint(run.pre_path)
-        if due:
-            run.checkpoint(session.last_path)
-        if stop:
-            session.say(f"wall-clock budget of {cfg.max_minutes} min reached at pretraining step {run.pre_step}")
-            break
-    if run.phase == "pretrain":
-        end_pretraining(run)
-
-
-def end_pretraining(run: SeqGANRun) -> None:
-    """The generator the next phases start from: the best on validation (in memory, or from
-    pretrained.pt when this process resumed past the best), or the last one, then written to
-    pretrained.pt; D pretraining comes next."""
-    if run.cfg.pretrain_select == "last":
-        run.checkpoint(run.pre_path)
-    elif run.best_state is not None or run.pre_path.exists():
-        run.G.load_state_dict(run.best_state if run.best_state is not None else load_checkpoint(run.pre_path)["model"])
-    run.phase = "d_pretrain"
-    run.checkpoint(run.session.last_path)
-
-
-# ---------------------------------------------------------------------------------------
-# the discriminator's rounds (phase 2, and d_steps per adversarial round)
+# the discriminator's rounds (phase 2, and d_steps per adversarial round; phase 1 is recurrent_gan.pretrain)
 
 
 def d_batches(run: SeqGANRun, key: tuple):
@@ -476,11 +255,9 @@ def d_pretrain(run: SeqGANRun, deadline: Deadline, bar) -> None:
 
 
 def start_adversarial_phase(run: SeqGANRun) -> None:
-    """The rollout network starts as a copy of G; the val NLL here is the collapse warnings' yardstick."""
+    """The rollout network starts as a copy of G; then the phase starts as RelGAN's does."""
     run.rollout.load_state_dict(run.G.state_dict())
-    run.adv_start_nll = run.nll(run.G, "val")["nll"]
-    run.phase = "adversarial"
-    run.checkpoint(run.session.last_path)
+    rgan.start_adversarial_phase(run)
 
 
 def generator_step(run: SeqGANRun) -> dict:
@@ -531,68 +308,15 @@ def adversarial(run: SeqGANRun, deadline: Deadline, bar) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# final scoring and the command
-
-
-def final_scoring(run: SeqGANRun, train_seconds: float) -> tuple[dict, dict]:
-    """The final generator and the pretrained one on val and test and in samples, scored against
-    test (read here, once); (results, texts by generator)."""
-    cfg, session = run.cfg, run.session
-    results = {"steps": run.step, "pretrain_steps": run.pre_step, "d_pretrain_rounds": run.d_step,
-               "adv_steps": run.adv_step, "train_seconds": train_seconds,
-               "ms_per_pretrain_step": session.ms_per_step("pretrain"),
-               "ms_per_d_pretrain_round": session.ms_per_step("d_pretrain"),
-               "ms_per_adv_step": session.ms_per_step("adversarial"),
-               "params": sum(p.numel() for p in run.G.parameters()),
-               "discriminator_params": sum(p.numel() for p in run.D.parameters()),
-               "fixed_length": run.fixed_length, "temperature": cfg.temperature, "references": "test",
-               "data/oov_val": run.data.oov["val"], "data/oov_test": run.data.oov["test"]}
-    tester = SampleEvaluator(run.corpus, run.tokenizer, references="test")
-    finals = {"final": run.G}
-    if run.pre_path.exists():
-        pretrained = copy.deepcopy(run.G)
-        pretrained.load_state_dict(load_checkpoint(run.pre_path)["model"])
-        finals["pretrained"] = pretrained.eval()
-    texts = {}
-    for name, gen in finals.items():
-        for split in ("val", "test"):
-            results[f"{name}/{split}_nll"] = run.nll(gen, split)["nll"]
-        texts[name] = run.draw(gen, cfg.final_samples, seed=cfg.seed)
-        results.update({f"{name}/{k}": v for k, v in tester.score(texts[name]).items()})
-    real_test = tester.score(random.Random(cfg.seed).sample(run.corpus.train, min(cfg.final_samples,
-                                                                                  len(run.corpus.train))))
-    final_scores = {k.split("/", 1)[1]: v for k, v in results.items() if k.startswith("final/")}
-    results["adv_nll_rise"] = results["final/val_nll"] / run.adv_start_nll - 1 if run.adv_start_nll else None
-    results["warnings"] = run.warn_collapse(final_scores, real_test, results["final/val_nll"], run.step)
-    return results, texts
-
-
-def hparams(run: SeqGANRun) -> dict:
-    return {**asdict(run.cfg), **{f"generator.{k}": v for k, v in asdict(run.gen_cfg).items()},
-            **{f"discriminator.{k}": v for k, v in asdict(run.disc_cfg).items()}}
+# the command
 
 
 def describe(run: SeqGANRun) -> str:
     protocol = f"exactly {run.fixed_length} tokens" if run.fixed_length else f"up to {run.T} tokens with <eos>"
-    return (f"SeqGAN generator ({GENERATOR}): {sum(p.numel() for p in run.G.parameters()):,} parameters, CNN "
+    return (f"SeqGAN generator ({rgan.GENERATOR}): {sum(p.numel() for p in run.G.parameters()):,} parameters, CNN "
             f"discriminator: {sum(p.numel() for p in run.D.parameters()):,} | {run.corpus.name}: vocab "
             f"{run.tokenizer.vocab_size}, {protocol}, {len(run.data.splits['train']):,} train sequences, "
             f"{run.data.oov_summary()} | device {run.device}")
-
-
-def reserve_final_scoring(deadline: Deadline, run: SeqGANRun) -> None:
-    """Measure what the run does once training stops (the last evaluation, the val NLL where the
-    adversarial phase starts, val and test NLL and final_samples samples of two generators, as many
-    real sequences scored) and keep that much of max_minutes; sampling is timed on the untrained
-    generator, which runs every sample to full length."""
-    cfg = run.cfg
-    n = min(cfg.eval_samples, cfg.final_samples, PROBE_SAMPLES)
-    cost = probe(val=lambda: run.nll(run.G, "val"), samples=lambda: run.evaluator.score(run.draw(run.G, n, seed=0)))
-    test_share = run.data.n_tokens("test") / max(run.data.n_tokens("val"), 1)
-    per_sample = cost["samples"] / n
-    seconds = cost["val"] * (2 + 2 * (1 + test_share)) + per_sample * (cfg.eval_samples + 3 * cfg.final_samples)
-    deadline.reserve(seconds, f"the last evaluation and the final scoring (2 generators x {cfg.final_samples} "
-                              "samples, NLL on val and test)", evaluation=cost["val"] + per_sample * cfg.eval_samples)
 
 
 def main(argv=None):
@@ -600,25 +324,11 @@ def main(argv=None):
     dist = runtime.Distributed(cfg.device)
     deadline = Deadline(cfg.max_minutes, dist)  # the whole run, final scoring included
     run = SeqGANRun(cfg, gen_cfg, disc_cfg, dist)
-    session = run.session
-    session.say(describe(run))
-    session.open_log(run.step, {"train": cfg, "generator": run.gen_cfg, "discriminator": run.disc_cfg})
-    if cfg.max_minutes:
-        reserve_final_scoring(deadline, run)
-    session.start_clock()
-    bar = tqdm(total=run.pre_total + run.d_total + run.adv_total, initial=run.step, disable=not cfg.progress,
-               dynamic_ncols=True, desc="seqgan")
-    pretrain(run, deadline, bar)
+    bar = rgan.begin(run, deadline, describe(run), run.pre_total + run.d_total + run.adv_total)
+    rgan.pretrain(run, deadline, bar)
     d_pretrain(run, deadline, bar)
     adversarial(run, deadline, bar)
     bar.close()
-    results, texts = final_scoring(run, session.train_seconds())
-    session.finish(results, texts["final"], hparams(run),
-                   {"hparam/test_nll": results["final/test_nll"], "hparam/unique_share": results["final/unique_share"]},
-                   run.step, n_show=cfg.num_samples)
-    session.say("\n".join(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}" for k, v in results.items()
-                          if k != "warnings"))
-    session.say("samples:\n" + "\n".join("  " + t for t in texts["final"][:cfg.num_samples]))
-    session.say(f"run directory: {session.run_dir}  (tensorboard --logdir {cfg.out_dir}); {deadline.summary()}")
-    return results
-
+    results, texts = rgan.final_scoring(run, run.session.train_seconds(), {
+        "d_pretrain_rounds": run.d_step, "ms_per_d_pretrain_round": run.session.ms_per_step("d_pretrain")})
+    return rgan.finish(run, deadline, results, texts)
