@@ -361,3 +361,10 @@ def test_a_rate_changed_on_resume_takes_effect(tmp_path):
         "--d_lr", "0.25", "--resume", "true")
     ckpt = load_checkpoint(tmp_path / "r" / "last.pt")
     assert ckpt["optimizer_g"]["param_groups"][0]["lr"] == 0.5 and ckpt["optimizer_d"]["param_groups"][0]["lr"] == 0.25
+
+
+def test_block_size_is_the_way_to_keep_long_lines(tmp_path):
+    """The data's refusal of an overlong line names --block_size N (or --max_len); both LSTM text-GAN
+    trainers take it, as train_lm and train_gan do: every sequence then has N positions."""
+    run(tmp_path, "--pretrain_steps", "2", "--d_pretrain_rounds", "0", "--adv_steps", "0", "--block_size", "30")
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["model_config"]["block_size"] == 30

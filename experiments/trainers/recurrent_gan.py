@@ -106,11 +106,11 @@ class RecurrentGANConfig(DataConfig):
 
 def parse_sections(train, generator, discriminator, argv):
     """defaults <- config file <- command line, for the three sections, from the trainer's defaults;
-    the sizes the data decides are refused."""
+    the vocabulary sizes the data decides are refused. generator.block_size (0 = the longest
+    training sequence) is the data's block_size, as train_lm's and train_gan's: the way to keep a
+    corpus's overlong lines that the data's message names."""
     sections = cfglib.parse({"train": train, "generator": generator, "discriminator": discriminator}, argv)
     cfglib.refuse_data_derived(sections)
-    if sections["generator"].block_size:
-        raise cfglib.ConfigError("generator.block_size comes from the data (the longest sequence); remove it")
     return sections["train"], sections["generator"], sections["discriminator"]
 
 
