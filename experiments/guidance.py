@@ -1,0 +1,173 @@
+"""Discriminator guidance for any generator of the comparison (issue 13's first part): a
+discriminator trained post hoc to tell real training text from one generator's samples, and
+that generator's sampler guided by it (gan/guided.py's rejection sampling or SIR).
+
+    D, report = train_guide(sampler, corpus.train, GuideConfig(), device)   # report: val accuracy, calibration
+    guided = GuidedSampler(sampler, D, method="sir", strength=1.0, m=8)
+    texts = guided.sample(1000, temperature=1.0, seed=0)                    # guided.stats: candidates per sample
+
+The discriminator is gan/discriminator.py's transformer reading hard tokens: each text as its
+token ids with <eos>, <pad> after, the mask valid up to <eos>; real and generated texts are
+encoded alike, so layout cannot give either away. It trains on `samples` generated texts and as
+many real training texts (the training split only: the test split is for scoring), binary
+cross-entropy, Adam; a held-out share of both (val_share) stops it (the best epoch by
+validation loss is kept, patience epochs without improvement end it) and measures it: accuracy,
+expected calibration error (10 equal-width bins of sigmoid(d)) and the Brier score, so a reader
+can see whether d is a usable log density ratio (guidance assumes it is). The generated texts
+are drawn at the temperature (and psi) the guided sampler will use: D models the ratio to that
+distribution.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from datasets.tokenizers import EOS_ID, PAD_ID
+from gan.discriminator import Discriminator, DiscriminatorConfig
+from gan.guided import GuidedStats, rejection_sample, sir_sample
+
+METHODS = ("drs", "sir")
+
+
+@dataclass
+class GuideConfig:
+    n_layer: int = 2             # the transformer discriminator's blocks (gan/discriminator.py)
+    n_head: int = 4
+    n_embd: int = 64
+    dropout: float = 0.1
+    samples: int = 5000          # generated texts to train on, and as many real training texts
+    val_share: float = 0.1       # held out of both, to stop training and to measure D
+    batch_size: int = 64
+    lr: float = 3e-4             # Adam
+    max_epochs: int = 20
+    patience: int = 2            # epochs without a lower validation loss before stopping
+    temperature: float = 1.0     # of the generated texts: the distribution D's ratio is to
+    psi: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.samples < 10 or not 0.0 < self.val_share < 1.0:
+            raise ValueError(f"GuideConfig: samples must be >= 10 and val_share in (0, 1), got {self.samples}, "
+                             f"{self.val_share}")
+        for name in ("batch_size", "max_epochs", "patience"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"GuideConfig.{name} must be positive, got {getattr(self, name)}")
+
+
+def encode_texts(texts: list[str], tokenizer, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Texts -> (ids (N, T), mask (N, T)): the tokens and <eos>, <pad> after, mask True up to and
+    including <eos>; a text longer than T - 1 tokens is cut to fit (its <eos> kept)."""
+    ids = torch.full((len(texts), T), PAD_ID, dtype=torch.long)
+    mask = torch.zeros(len(texts), T, dtype=torch.bool)
+    for i, text in enumerate(texts):
+        row = tokenizer.encode(text)[:T - 1] + [EOS_ID]
+        ids[i, :len(row)] = torch.tensor(row)
+        mask[i, :len(row)] = True
+    return ids, mask
+
+
+def calibration(probs: torch.Tensor, labels: torch.Tensor, bins: int = 10) -> dict:
+    """Expected calibration error (bins of equal width over [0, 1]: the sum over bins of the bin's
+    share times |mean label - mean probability|) and the Brier score (mean squared error)."""
+    probs, labels = probs.double(), labels.double()
+    which = torch.clamp((probs * bins).long(), max=bins - 1)
+    ece = sum((which == b).double().mean() * (labels[which == b].mean() - probs[which == b].mean()).abs()
+              for b in range(bins) if (which == b).any())
+    return {"ece": float(ece), "brier": float(((probs - labels) ** 2).mean())}
+
+
+def _split(n: int, share: float, seed: int) -> tuple[list[int], list[int]]:
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    k = max(1, round(n * share))
+    return order[k:], order[:k]
+
+
+@torch.no_grad()
+def logits_of(D: Discriminator, ids: torch.Tensor, mask: torch.Tensor, device, batch_size: int = 256) -> torch.Tensor:
+    """D's logits (N,) in evaluation mode, in batches, on the CPU."""
+    D.eval()
+    return torch.cat([D(ids[i:i + batch_size].to(device), mask[i:i + batch_size].to(device)).float().cpu()
+                      for i in range(0, len(ids), batch_size)])
+
+
+def evaluate(D, ids, mask, labels, device) -> dict:
+    """Loss, accuracy (threshold 0) and calibration of D on a labelled set."""
+    d = logits_of(D, ids, mask, device)
+    loss = F.binary_cross_entropy_with_logits(d, labels.float()).item()
+    return {"loss": loss, "accuracy": float(((d > 0).long() == labels).float().mean()),
+            **calibration(torch.sigmoid(d), labels)}
+
+
+def train_guide(sampler, real_texts: list[str], cfg: GuideConfig, device) -> tuple[Discriminator, dict]:
+    """A discriminator for `sampler` (the comparison's protocol: sample, tokenizer, data) trained on
+    cfg.samples of its texts against as many real texts drawn from real_texts (the training split)
+    -> (D at its best validation epoch, report)."""
+    torch.manual_seed(cfg.seed)
+    fake = sampler.sample(cfg.samples, temperature=cfg.temperature, psi=cfg.psi, seed=cfg.seed)
+    real = random.Random(cfg.seed).sample(real_texts, min(cfg.samples, len(real_texts)))
+    T = sampler.data.block_size + 1  # the longest text and its <eos>
+    ids, mask = encode_texts(real + fake, sampler.tokenizer, T)
+    labels = torch.cat([torch.ones(len(real), dtype=torch.long), torch.zeros(len(fake), dtype=torch.long)])
+    train, val = (torch.tensor(s) for s in _split(len(labels), cfg.val_share, cfg.seed))
+    dcfg = DiscriminatorConfig(vocab_size=sampler.tokenizer.vocab_size, block_size=T, n_layer=cfg.n_layer,
+                               n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)
+    D = Discriminator(dcfg).to(device)
+    opt = torch.optim.Adam(D.parameters(), lr=cfg.lr)
+    best, best_state, history, g = math.inf, None, [], torch.Generator().manual_seed(cfg.seed)
+    for epoch in range(cfg.max_epochs):
+        D.train()
+        for batch in train[torch.randperm(len(train), generator=g)].split(cfg.batch_size):
+            loss = F.binary_cross_entropy_with_logits(D(ids[batch].to(device), mask[batch].to(device)),
+                                                      labels[batch].float().to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        history.append(evaluate(D, ids[val], mask[val], labels[val], device))
+        if history[-1]["loss"] < best:
+            best, best_state = history[-1]["loss"], copy.deepcopy(D.state_dict())
+        elif epoch - min(range(len(history)), key=lambda e: history[e]["loss"]) >= cfg.patience:
+            break
+    D.load_state_dict(best_state)
+    best_epoch = min(range(len(history)), key=lambda e: history[e]["loss"])
+    report = {**{f"val_{k}": v for k, v in history[best_epoch].items()}, "best_epoch": best_epoch + 1,
+              "epochs": len(history), "train_texts": len(train), "val_texts": len(val),
+              "config": asdict(cfg), "discriminator": asdict(dcfg)}
+    return D.eval(), report
+
+
+class GuidedSampler:
+    """A sampler of the comparison's protocol guided by a discriminator: method "drs" (strength =
+    gamma of the acceptance rule) or "sir" (strength = alpha, m candidates per sample). `stats`
+    holds the last call's GuidedStats (candidates per sample kept: its cost)."""
+
+    def __init__(self, base, D: Discriminator, method: str, strength: float, m: int = 8, device="cpu"):
+        if method not in METHODS:
+            raise ValueError(f"guided sampling method must be one of {METHODS}, got {method!r}")
+        self.base, self.D, self.method, self.strength, self.m, self.device = base, D, method, strength, m, device
+        self.tokenizer, self.data = base.tokenizer, base.data
+        self.T = D.block_size
+        self.info = {**getattr(base, "info", {}), "guidance": f"{method} {strength:g}" + (f", m {m}" if
+                                                                                         method == "sir" else "")}
+        self.stats = GuidedStats()
+
+    def score(self, texts: list[str]) -> torch.Tensor:
+        return logits_of(self.D, *encode_texts(texts, self.tokenizer, self.T), self.device)
+
+    def sample(self, n: int, temperature: float = 1.0, psi: float = 1.0, seed: int = 0) -> list[str]:
+        def propose(k, generator):  # each batch of candidates from its own seed of the base sampler
+            return self.base.sample(k, temperature=temperature, psi=psi,
+                                    seed=int(torch.randint(2**31 - 1, (), generator=generator)))
+        g = torch.Generator().manual_seed(seed)
+        if self.method == "drs":
+            texts, self.stats = rejection_sample(propose, self.score, n, self.strength, g, burn_in=min(1000, 4 * n),
+                                                 batch=max(n // 2, 1))
+        else:
+            texts, self.stats = sir_sample(propose, self.score, n, self.m, self.strength, g)
+        return texts
