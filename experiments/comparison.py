@@ -52,6 +52,9 @@ class CompareConfig(DataConfig):
     temperature: float = 1.0       # sampling temperature of the results table
     temperatures: str = "0.5,0.7,1.0,1.3,1.6"  # the temperature sweep (comma-separated)
     psis: str = "0.5,0.7,0.9"      # the truncation sweep, for families with a latent (at `temperature`)
+    min_latent_use: float = 1e-3   # ... skipped, with the reason in the report, for a generator whose latent use
+                                   # (eval/latent_mi, nats per token) is below this: it ignores z, so psi cannot
+                                   # move its samples (research/gan: ignored ~1e-7, used 0.15)
     lm_score: bool = True          # LM score: samples under a GPT-2 trained on the real training split
     reverse_lm_score: bool = True  # reverse LM score: a GPT-2 trained on the samples, scored on real test
     n_show: int = 10               # samples per model shown in the report
@@ -263,10 +266,22 @@ class Judge:
         return m
 
 
+def truncation_skipped(sampler, family, cfg) -> str:
+    """Why this model gets no psi rows ("" when it gets them): a family without a latent gets none
+    silently; a latent generator whose z is (nearly) ignored gets a line saying so instead of rows
+    that could only repeat the psi = 1 row."""
+    use = sampler.info.get("latent_mi")
+    if not family.sweeps_psi or not floats(cfg.psis, "psis") or use is None or use >= cfg.min_latent_use:
+        return ""
+    return (f"truncation rows omitted: latent use {use:.1e} nats per token (eval/latent_mi) is below "
+            f"min_latent_use = {cfg.min_latent_use:g}: the generator ignores z, so psi cannot move its samples")
+
+
 def sweep(sampler, family, cfg, evaluator, samples_at_t) -> list[dict]:
-    """Quality-diversity points: every temperature (psi = 1), and every psi at `temperature`."""
+    """Quality-diversity points: every temperature (psi = 1), and every psi at `temperature` (unless
+    truncation_skipped says why not)."""
     grid = [(t, 1.0) for t in floats(cfg.temperatures, "temperatures")]
-    if family.sweeps_psi:
+    if family.sweeps_psi and not truncation_skipped(sampler, family, cfg):
         grid += [(cfg.temperature, p) for p in floats(cfg.psis, "psis") if p != 1.0]
     points = []
     for t, psi in grid:
@@ -348,7 +363,8 @@ def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run
                "nll_K": test.get("K"), **judge.score(samples)}
     row = {"label": name, "family": family_name, "kind": "model", "run_dir": str(run_dir), **sampler.info,
            "samples": samples, "metrics": metrics, "sweep": sweep(sampler, family, cfg, judge.evaluator, samples),
-           "warnings": collapse_warnings(metrics, real, sampler.info.get("adv_nll_rise"))}
+           "warnings": collapse_warnings(metrics, real, sampler.info.get("adv_nll_rise")),
+           "sweep_note": truncation_skipped(sampler, family, cfg)}
     row["score_seconds"] = time.time() - t_score
     log_row(run_dir, row, None)
     print(f"[{name}] nll_test {metrics['nll_test']:.4f}  bleu2..5 "
@@ -356,6 +372,8 @@ def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run
           + "  self_bleu5 " + f"{metrics['self_bleu5']:.3f}" + f"  (scored in {row['score_seconds']:.0f} s)")
     for w in row["warnings"]:
         print(f"[{name}] warning: {w}")
+    if row["sweep_note"]:
+        print(f"[{name}] {row['sweep_note']}")
     return row
 
 

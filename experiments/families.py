@@ -152,7 +152,7 @@ class GANFamily:
         sampler = GANSampler(Path(run_dir) / "last.pt", corpus, device)
         metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
         sampler.info.update(steps=metrics.get("steps"), train_seconds=metrics.get("train_seconds"),
-                            adv_nll_rise=metrics.get("adv_nll_rise"))
+                            adv_nll_rise=metrics.get("adv_nll_rise"), latent_mi=metrics.get("ema/latent_mi"))
         sampler.info["scored"] = (f"EMA generator at the end of training (last.pt, step {metrics.get('steps') or 0:,}; "
                                   "no checkpoint selection); NLL-test is an upper bound, log-mean-exp over "
                                   f"K = {sampler.nll_samples} latents")

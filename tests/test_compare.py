@@ -204,3 +204,23 @@ def test_a_new_family_plugs_in_with_its_psi_sweep(tmp_path, monkeypatch):
     assert row["sweep"][1]["nll_test"] == 2.0
     assert imread(tmp_path / "research" / "f" / "quality_diversity.png").ndim == 3
     assert "final/bleu5" in scalars(tmp_path / "runs" / "f" / "fake").Tags()["scalars"]
+
+
+@pytest.mark.parametrize("use,psi_rows", [(2e-7, False), (0.15, True), (None, True)])
+def test_truncation_rows_only_for_a_latent_that_is_used(tmp_path, monkeypatch, use, psi_rows):
+    """A latent generator that ignores z (latent use below min_latent_use) gets no psi rows, which
+    could only repeat its psi = 1 row, and the report says why; one that uses z (or that does not
+    report its use) gets them."""
+    sampler = FakeSampler()
+    sampler.info = {**FakeSampler.info, "latent_mi": use}
+    family = FakeFamily()
+    family.load = lambda run_dir, corpus, device: sampler
+    monkeypatch.setitem(families.FAMILIES, "fake", family)
+    results = compare.main(["--experiment", "f", "--models", "fake", "--num_samples", "8", "--lm_score", "false",
+                            "--reverse_lm_score", "false", "--temperatures", "1.0", "--psis", "0.5,0.9",
+                            "--out_dir", str(tmp_path / "runs"), "--report_dir", str(tmp_path / "research")])
+    row = results["rows"][1]
+    assert [p["psi"] for p in row["sweep"]] == ([1.0, 0.5, 0.9] if psi_rows else [1.0])
+    report = (tmp_path / "research" / "f" / "report.md").read_text()
+    assert ("truncation rows omitted: latent use 2.0e-07" in report) == (not psi_rows)
+    assert bool(row["sweep_note"]) == (not psi_rows)

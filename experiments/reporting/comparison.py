@@ -409,6 +409,8 @@ def write_report(results: dict, report_dir: Path, tokenize=None, test_texts=None
                f"{cfg['num_samples']:,} samples per point, seed {cfg['sample_seed']}; NLL-test of the "
                f"temperature-scaled model (logits / T) on the test split; bleu5 against the {bleu_refs} split, "
                "self_bleu5 among the samples.", "", sweep, ""]
+        md += [f"*{r['label']}*: {r['sweep_note']}." for r in rows if r.get("sweep_note")]
+        md += [""] if any(r.get("sweep_note") for r in rows) else []
     md += ["## Samples", "", f"The first {cfg['n_show']} samples of each model at temperature "
            f"{cfg['temperature']:g}, and real training sentences.", "", _samples_table(rows, cfg["n_show"]), ""]
     path = report_dir / "report.md"
