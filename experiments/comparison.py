@@ -73,12 +73,13 @@ class CompareConfig(DataConfig):
             raise ValueError("models must name at least one entry")
 
 
-def floats(text: str, what: str) -> list[float]:
+def floats(text: str, what: str, positive: bool = True) -> list[float]:
+    """A comma-separated list of numbers (a sweep's values), positive unless told otherwise."""
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"{what} must be comma-separated numbers, got {text!r}") from None
-    if any(v <= 0 for v in values):
+    if positive and any(v <= 0 for v in values):
         raise ValueError(f"{what} must be positive, got {text!r}")
     return values
 

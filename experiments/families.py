@@ -56,9 +56,10 @@ class LMSampler:
         self.model, self.tokenizer, self.data, self.device, self.info = model, tokenizer, data, device, info
 
     def sample(self, n: int, temperature: float = 1.0, psi: float = 1.0, seed: int = 0,
-               batch_size: int = 500) -> list[str]:
+               batch_size: int = 500, top_p: float = 1.0) -> list[str]:
+        """top_p < 1: nucleus sampling (Holtzman et al. 2020), an LM's own diversity knob."""
         _no_psi(psi)
-        return lm_texts(self.model, self.tokenizer, n, self.data.block_size, temperature, seed=seed,
+        return lm_texts(self.model, self.tokenizer, n, self.data.block_size, temperature, top_p=top_p, seed=seed,
                         batch_size=batch_size, fixed_length=self.data.fixed_length)
 
     def nll(self, split: str, temperature: float = 1.0, psi: float = 1.0) -> dict:

@@ -21,7 +21,6 @@ distribution.
 from __future__ import annotations
 
 import copy
-import math
 import random
 from dataclasses import asdict, dataclass
 
@@ -105,23 +104,29 @@ def evaluate(D, ids, mask, labels, device) -> dict:
             **calibration(torch.sigmoid(d), labels)}
 
 
+def guide_examples(sampler, real_texts: list[str], cfg: GuideConfig):
+    """cfg.samples generated texts and as many real ones, encoded alike, labelled (1 real, 0
+    generated) and split -> (ids, mask, labels, train indices, val indices)."""
+    fake = sampler.sample(cfg.samples, temperature=cfg.temperature, psi=cfg.psi, seed=cfg.seed)
+    real = random.Random(cfg.seed).sample(real_texts, min(cfg.samples, len(real_texts)))
+    ids, mask = encode_texts(real + fake, sampler.tokenizer, sampler.data.block_size + 1)  # longest text + <eos>
+    labels = torch.cat([torch.ones(len(real), dtype=torch.long), torch.zeros(len(fake), dtype=torch.long)])
+    train, val = (torch.tensor(s) for s in _split(len(labels), cfg.val_share, cfg.seed))
+    return ids, mask, labels, train, val
+
+
 def train_guide(sampler, real_texts: list[str], cfg: GuideConfig, device) -> tuple[Discriminator, dict]:
     """A discriminator for `sampler` (the comparison's protocol: sample, tokenizer, data) trained on
     cfg.samples of its texts against as many real texts drawn from real_texts (the training split)
     -> (D at its best validation epoch, report)."""
     torch.manual_seed(cfg.seed)
-    fake = sampler.sample(cfg.samples, temperature=cfg.temperature, psi=cfg.psi, seed=cfg.seed)
-    real = random.Random(cfg.seed).sample(real_texts, min(cfg.samples, len(real_texts)))
-    T = sampler.data.block_size + 1  # the longest text and its <eos>
-    ids, mask = encode_texts(real + fake, sampler.tokenizer, T)
-    labels = torch.cat([torch.ones(len(real), dtype=torch.long), torch.zeros(len(fake), dtype=torch.long)])
-    train, val = (torch.tensor(s) for s in _split(len(labels), cfg.val_share, cfg.seed))
-    dcfg = DiscriminatorConfig(vocab_size=sampler.tokenizer.vocab_size, block_size=T, n_layer=cfg.n_layer,
+    ids, mask, labels, train, val = guide_examples(sampler, real_texts, cfg)
+    dcfg = DiscriminatorConfig(vocab_size=sampler.tokenizer.vocab_size, block_size=ids.size(1), n_layer=cfg.n_layer,
                                n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)
     D = Discriminator(dcfg).to(device)
     opt = torch.optim.Adam(D.parameters(), lr=cfg.lr)
-    best, best_state, history, g = math.inf, None, [], torch.Generator().manual_seed(cfg.seed)
-    for epoch in range(cfg.max_epochs):
+    history, states, g = [], [], torch.Generator().manual_seed(cfg.seed)
+    while len(history) < cfg.max_epochs:
         D.train()
         for batch in train[torch.randperm(len(train), generator=g)].split(cfg.batch_size):
             loss = F.binary_cross_entropy_with_logits(D(ids[batch].to(device), mask[batch].to(device)),
@@ -130,15 +135,13 @@ def train_guide(sampler, real_texts: list[str], cfg: GuideConfig, device) -> tup
             loss.backward()
             opt.step()
         history.append(evaluate(D, ids[val], mask[val], labels[val], device))
-        if history[-1]["loss"] < best:
-            best, best_state = history[-1]["loss"], copy.deepcopy(D.state_dict())
-        elif epoch - min(range(len(history)), key=lambda e: history[e]["loss"]) >= cfg.patience:
+        best = min(range(len(history)), key=lambda e: history[e]["loss"])
+        states.append(copy.deepcopy(D.state_dict()) if best == len(history) - 1 else None)
+        if len(history) - 1 - best >= cfg.patience:
             break
-    D.load_state_dict(best_state)
-    best_epoch = min(range(len(history)), key=lambda e: history[e]["loss"])
-    report = {**{f"val_{k}": v for k, v in history[best_epoch].items()}, "best_epoch": best_epoch + 1,
-              "epochs": len(history), "train_texts": len(train), "val_texts": len(val),
-              "config": asdict(cfg), "discriminator": asdict(dcfg)}
+    D.load_state_dict(states[best])
+    report = {**{f"val_{k}": v for k, v in history[best].items()}, "best_epoch": best + 1, "epochs": len(history),
+              "train_texts": len(train), "val_texts": len(val), "config": asdict(cfg), "discriminator": asdict(dcfg)}
     return D.eval(), report
 
 

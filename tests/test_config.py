@@ -75,14 +75,16 @@ def test_every_committed_config_resolves(path, tmp_path):
     """Each config file resolves through the command it is written for, and a comparison's (or a
     literature table's) every entry through its family's trainer, with the comparison's data: a
     broken key surfaces here, not after the first models of a long run have trained."""
-    from experiments import comparison, literature
+    from experiments import comparison, frontier, guidance, literature
     from experiments.trainers import gan, lm, relgan, seqgan
     trainers = {"lm": lm, "gan": gan, "seqgan": seqgan, "relgan": relgan}
     kind = path.parent.name
     if kind in trainers:
         trainers[kind].parse_args(["--config", str(path)])
         return
-    assert kind in ("compare", "literature"), f"{path}: no command known for configs/{kind}/"
-    extra = {"literature": literature.LiteratureConfig()} if kind == "literature" else None
+    extras = {"compare": None, "literature": {"literature": literature.LiteratureConfig()},
+              "frontier": {"frontier": frontier.FrontierConfig(), "guide": guidance.GuideConfig()}}
+    assert kind in extras, f"{path}: no command known for configs/{kind}/"
+    extra = extras[kind]
     sections, entries, _ = comparison.parse_sections(*cfglib.read_cli(["--config", str(path)]), extra=extra)
     comparison.preflight(sections["compare"], entries, tmp_path, vocabulary=[])

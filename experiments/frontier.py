@@ -1,0 +1,191 @@
+"""The quality-diversity frontier: every way to trade quality for diversity, for the same models,
+on the same axes, over training seeds (issue 13).
+
+    OMP_NUM_THREADS=1 python -m experiments.frontier --config experiments/configs/frontier/numbers.toml
+
+A frontier config is a comparison config (experiments/compare.py: the dataset, the models and
+their settings, the scorer) plus a [frontier] section (seeds, the knob values of each curve,
+which models get discriminator guidance, the planes, the reference curve) and a [guide] section
+(experiments/guidance.py's GuideConfig: the post-hoc discriminator). For each training seed the
+models are trained as the comparison trains them, into runs/<experiment>-seed<s>/ (--reuse true
+loads finished runs), then each model is sampled along its curves:
+
+    temperature  every model, T in the comparison's `temperatures`
+    top-p        language models (the lm family), nucleus sampling at T = 1, p in `top_ps`
+    truncation   latent generators whose latent is used (comparison.truncation_skipped), psi in the
+                 comparison's `psis`
+    DRS, SIR     the models in `guided`: a discriminator trained post hoc on the model's samples
+                 at T = 1 (its validation accuracy and calibration go in the report), then
+                 rejection sampling over `drs_gammas` and SIR (m = sir_m candidates) over `sir_alphas`
+
+Every point is num_samples samples (sample_seed) scored by the comparison's Judge (BLEU and
+Self-BLEU against test, LM score and reverse LM score when the comparison's lm_score and
+reverse_lm_score are on). Over seeds each point is a mean with its seed standard deviation; the
+report (table_dir) tests every point against the reference curve on each plane
+(experiments/reporting/frontier.py: dominance beyond two standard deviations, interpolating the
+curve) and draws each plane with error bars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from datasets import build_tokenizer
+from experiments import comparison
+from experiments.core import cli, runtime
+from experiments.core import config as cfglib
+from experiments.core.checkpoint import write_text
+from experiments.families import FAMILIES, LMFamily
+from experiments.guidance import GuideConfig, GuidedSampler, train_guide
+from experiments.reporting import frontier as report
+from experiments.scoring.samples import SampleTokenizer
+
+
+@dataclass
+class FrontierConfig:
+    title: str = "The quality-diversity frontier"
+    seeds: str = "1,2,3"                     # training seeds: one set of trained models each
+    top_ps: str = "0.8,0.9,0.95"             # language models' nucleus curve (at T = 1); the temperature and
+                                             # truncation curves are the comparison's temperatures and psis
+    guided: str = "gpt2,gan"                 # models that get a post-hoc discriminator and guided curves
+    drs_gammas: str = "-1,0,1,2"             # discriminator rejection sampling's gamma (stricter upwards)
+    sir_alphas: str = "0.5,1,2,4"            # SIR's strength alpha (0 = the base sampler)
+    sir_m: int = 8                           # SIR's candidates per sample
+    planes: str = "bleu5:self_bleu5,lm_score:reverse_lm_score"  # quality:diversity axis pairs
+    reference: str = "gpt2:temperature"      # the curve every other point is tested against
+    table_dir: str = "runs/frontier"         # report.md, results.json and figures
+
+    def __post_init__(self):
+        for name in ("seeds", "top_ps"):
+            comparison.floats(getattr(self, name), name)
+        comparison.floats(self.drs_gammas, "drs_gammas", positive=False)  # any real shift of the acceptance logit
+        if any(a < 0 for a in comparison.floats(self.sir_alphas, "sir_alphas", positive=False)):
+            raise ValueError(f"frontier.sir_alphas must be >= 0 (0 = the base sampler), got {self.sir_alphas!r}")
+        if self.sir_m < 1:
+            raise ValueError(f"frontier.sir_m must be >= 1, got {self.sir_m}")
+        for plane in self.plane_list():
+            for axis in plane:
+                if axis not in report.DIRECTION:
+                    raise ValueError(f"frontier.planes: unknown metric {axis!r}; known: {sorted(report.DIRECTION)}")
+        if ":" not in self.reference:
+            raise ValueError(f"frontier.reference must be model:curve, got {self.reference!r}")
+
+    def seed_list(self) -> list[int]:
+        return [int(s) for s in comparison.floats(self.seeds, "seeds")]
+
+    def plane_list(self) -> list[tuple[str, str]]:
+        return [tuple(p.split(":")) for p in self.planes.split(",") if p.strip()]
+
+
+def curves(fcfg: FrontierConfig, cfg, name: str, family, sampler) -> list[tuple[str, str, float, dict]]:
+    """The (curve, knob, value, sample() keyword arguments) this model is sampled at, unguided."""
+    out = [("temperature", "T", t, {"temperature": t}) for t in comparison.floats(cfg.temperatures, "temperatures")]
+    if isinstance(family, LMFamily):
+        out += [("top-p", "p", p, {"top_p": p}) for p in comparison.floats(fcfg.top_ps, "top_ps")]
+    if family.sweeps_psi and not comparison.truncation_skipped(sampler, family, cfg):
+        out += [("truncation", "psi", p, {"psi": p}) for p in comparison.floats(cfg.psis, "psis")]
+    return out
+
+
+def guided_points(fcfg, guide_cfg, cfg, judge, name, sampler, device) -> tuple[list[dict], dict]:
+    """The discriminator for this model (its report), and the DRS and SIR points."""
+    D, d_report = train_guide(sampler, judge.corpus.train, guide_cfg, device)
+    print(f"[{name}] guide: val accuracy {d_report['val_accuracy']:.3f}, ECE {d_report['val_ece']:.3f}, "
+          f"Brier {d_report['val_brier']:.3f} (epoch {d_report['best_epoch']} of {d_report['epochs']})")
+    points = []
+    settings = [("DRS", "gamma", g) for g in comparison.floats(fcfg.drs_gammas, "drs_gammas", positive=False)]
+    settings += [("SIR", "alpha", a) for a in comparison.floats(fcfg.sir_alphas, "sir_alphas", positive=False)]
+    for curve, knob, value in settings:
+        guided = GuidedSampler(sampler, D, curve.lower(), value, m=fcfg.sir_m, device=device)
+        texts = guided.sample(cfg.num_samples, temperature=guide_cfg.temperature, seed=cfg.sample_seed)
+        points.append({"model": name, "curve": curve, "knob": knob, "value": value, "cost": guided.stats.cost,
+                       **judge.score(texts)})
+        print(f"[{name}] {curve} {knob} {value:g}: cost {guided.stats.cost:.2f} candidates per sample")
+    return points, d_report
+
+
+def seed_points(fcfg, guide_cfg, cfg, entries, judge, seed: int, device) -> tuple[list[dict], dict]:
+    """Train (or reuse) every model for one seed and score it along its curves."""
+    seed_cfg = dataclasses.replace(cfg, seed=seed, experiment=f"{cfg.experiment or 'frontier'}-seed{seed}")
+    runs_dir = Path(cfg.out_dir) / seed_cfg.experiment
+    comparison.preflight(seed_cfg, entries, runs_dir, judge.tokenizer.itos)
+    points, guides, reused = [], {}, []
+    guided = {m.strip() for m in fcfg.guided.split(",") if m.strip()}
+    for name, family_name, settings in entries:
+        run_dir = comparison.trained_run(seed_cfg, runs_dir, name, family_name, settings, reused)
+        family = FAMILIES[family_name]
+        sampler = family.load(run_dir, judge.corpus, device)
+        for curve, knob, value, kwargs in curves(fcfg, cfg, name, family, sampler):
+            texts = sampler.sample(cfg.num_samples, seed=cfg.sample_seed, **kwargs)
+            points.append({"model": name, "curve": curve, "knob": knob, "value": value, **judge.score(texts)})
+        if name in guided:
+            more, guides[name] = guided_points(fcfg, dataclasses.replace(guide_cfg, seed=guide_cfg.seed + seed),
+                                               cfg, judge, name, sampler, device)
+            points += more
+    for p in points:
+        p["seed"] = seed
+    return points, guides
+
+
+def write_frontier(fcfg: FrontierConfig, summary: dict) -> Path:
+    """report.md, results.json and one figure per plane in table_dir."""
+    out = Path(fcfg.table_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    agg, planes = summary["points"], fcfg.plane_list()
+    metrics = list(dict.fromkeys(m for plane in planes for m in plane))
+    md = [f"# {fcfg.title}", "", f"Generated by `{summary['command']}` ({summary['date']}, "
+          f"{summary['wall_minutes']:.0f} min, {summary['threads']} thread(s)); dataset `{summary['dataset']}`, "
+          f"training seeds {summary['seeds']}; every point {summary['num_samples']:,} samples, mean ± seed "
+          "standard deviation.", "", report.table(agg, metrics), ""]
+    for i, (q, d) in enumerate(planes):
+        name = f"plane_{q}_{d}.png"
+        report.plot_plane(agg, d, q, out / name, f"{report.LABELS.get(q, q)} against {report.LABELS.get(d, d)}")
+        md += [f"![{q} against {d}]({name})", ""]
+    ref = tuple(fcfg.reference.split(":"))
+    md += [f"## Against {ref[0]}'s {ref[1]} curve", "",
+           "A point dominates when, at its own diversity, its quality beats the reference curve "
+           "(interpolated linearly) by more than two standard deviations of the difference.", "",
+           report.dominance_table(agg, ref, planes), "", "## The discriminators", "",
+           "| model | seed | val accuracy | ECE | Brier | best epoch |", "|---|---|---|---|---|---|"]
+    for seed, guides in summary["guides"].items():
+        for model, g in guides.items():
+            md.append(f"| {model} | {seed} | {g['val_accuracy']:.3f} | {g['val_ece']:.3f} | {g['val_brier']:.3f} | "
+                      f"{g['best_epoch']} of {g['epochs']} |")
+    write_text(out / "report.md", "\n".join(md) + "\n")
+    write_text(out / "results.json", json.dumps(summary, indent=1, default=str))
+    return out / "report.md"
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    t0 = time.time()
+    sections, entries, _ = comparison.parse_sections(*cfglib.read_cli(argv),
+                                                     extra={"frontier": FrontierConfig(), "guide": GuideConfig()})
+    cfg, fcfg, guide_cfg = sections["compare"], sections["frontier"], sections["guide"]
+    device = runtime.resolve_device(cfg.device)
+    corpus = cfg.load()
+    judge = comparison.Judge(cfg, sections["scorer"], corpus, SampleTokenizer(build_tokenizer(corpus)), device)
+    points, guides = [], {}
+    for seed in fcfg.seed_list():
+        print(f"=== seed {seed} ===")
+        more, guides[seed] = seed_points(fcfg, guide_cfg, cfg, entries, judge, seed, device)
+        points += more
+    metrics = sorted({k for p in points for k, v in p.items() if isinstance(v, float) and k in report.DIRECTION})
+    summary = {"command": "python -m experiments.frontier " + " ".join(argv), "date": time.strftime("%Y-%m-%d"),
+               "dataset": corpus.name, "seeds": fcfg.seed_list(), "num_samples": cfg.num_samples,
+               "threads": torch.get_num_threads(), "wall_minutes": (time.time() - t0) / 60,
+               "config": {"compare": asdict(cfg), "frontier": asdict(fcfg), "guide": asdict(guide_cfg)},
+               "guides": guides, "points": report.aggregate(points, metrics), "per_seed": points}
+    print(f"frontier report: {write_frontier(fcfg, summary)}")
+    return summary
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,138 @@
+"""The quality-diversity frontier report (experiments/frontier.py): curves over seeds, the
+dominance test, the table and the figures. Pure functions of the points, except the writer.
+
+A point is one (model, curve, knob value) setting scored on one seed: {"model", "curve" (temperature,
+top-p, truncation, DRS, SIR), "knob", "value", "seed", metric: value, ...}. Over seeds a setting
+becomes a mean and a sample standard deviation per metric (experiments/reporting/literature.py's
+mean_std). On a plane (quality axis, diversity axis), a point dominates a reference curve when,
+at its own diversity, it is better in quality than the reference curve linearly interpolated
+there, by more than two standard deviations of the difference (sqrt(s_point^2 + s_curve^2), the
+curve's s interpolated alike); a point outside the curve's diversity range gets no verdict.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from experiments.core.checkpoint import write_text
+from experiments.reporting.literature import mean_std
+
+# +1: higher is better, -1: lower is better
+DIRECTION = {"bleu5": 1, "self_bleu5": -1, "lm_score": -1, "reverse_lm_score": -1, "precision": 1, "recall": 1,
+             "nll_oracle": -1, "nll_test": -1}
+LABELS = {"bleu5": "BLEU-5", "self_bleu5": "Self-BLEU-5", "lm_score": "LM score (NLL of samples, nats)",
+          "reverse_lm_score": "reverse LM score (NLL of real test, nats)", "precision": "precision",
+          "recall": "recall", "nll_oracle": "NLL-oracle"}
+
+
+def aggregate(points: list[dict], metrics: list[str]) -> list[dict]:
+    """One entry per (model, curve, value) in first-seen order: {"model", "curve", "knob", "value",
+    "seeds", metric: {"mean", "std", "values"}} over the seeds that scored it."""
+    groups: dict[tuple, list[dict]] = {}
+    for p in points:
+        groups.setdefault((p["model"], p["curve"], p["value"]), []).append(p)
+    out = []
+    for (model, curve, value), ps in groups.items():
+        entry = {"model": model, "curve": curve, "knob": ps[0]["knob"], "value": value,
+                 "seeds": [p["seed"] for p in ps]}
+        for m in metrics:
+            values = [p[m] for p in ps if p.get(m) is not None]
+            if values:
+                mean, std = mean_std(values)
+                entry[m] = {"mean": mean, "std": std, "values": values}
+        for extra in ("cost",):
+            if any(extra in p for p in ps):
+                entry[extra] = mean_std([p[extra] for p in ps])[0]
+        out.append(entry)
+    return out
+
+
+def curve_points(summary: list[dict], model: str, curve: str) -> list[dict]:
+    return [e for e in summary if e["model"] == model and e["curve"] == curve]
+
+
+def interpolate(curve: list[dict], x_key: str, y_key: str, x: float) -> tuple[float, float] | None:
+    """(y mean, y std) of a curve linearly interpolated at x on the x_key axis; None outside its range."""
+    pts = sorted((e[x_key]["mean"], e[y_key]["mean"], e[y_key]["std"]) for e in curve
+                 if x_key in e and y_key in e)
+    for (x0, y0, s0), (x1, y1, s1) in zip(pts, pts[1:]):
+        if x0 <= x <= x1:
+            w = 0.0 if x1 == x0 else (x - x0) / (x1 - x0)
+            return y0 + w * (y1 - y0), s0 + w * (s1 - s0)
+    if len(pts) == 1 and pts[0][0] == x:
+        return pts[0][1], pts[0][2]
+    return None
+
+
+def dominance(point: dict, reference: list[dict], quality: str, diversity: str) -> dict:
+    """The point against the reference curve at the point's diversity: {"verdict": "dominates" |
+    "dominated" | "within noise" | "outside the curve's range", "margin" (quality gain, in the
+    quality axis's better direction), "sigma" (2-sigma threshold)}."""
+    if quality not in point or diversity not in point:
+        return {"verdict": "not scored", "margin": None, "sigma": None}
+    ref = interpolate(reference, diversity, quality, point[diversity]["mean"])
+    if ref is None:
+        return {"verdict": "outside the curve's range", "margin": None, "sigma": None}
+    margin = DIRECTION[quality] * (point[quality]["mean"] - ref[0])
+    sigma = 2 * (point[quality]["std"] ** 2 + ref[1] ** 2) ** 0.5
+    verdict = "dominates" if margin > sigma else "dominated" if -margin > sigma else "within noise"
+    return {"verdict": verdict, "margin": margin, "sigma": sigma}
+
+
+def fmt(entry: dict, m: str) -> str:
+    if m not in entry:
+        return "-"
+    return f"{entry[m]['mean']:.3f} ± {entry[m]['std']:.3f}" if len(entry[m]["values"]) > 1 else \
+        f"{entry[m]['mean']:.3f}"
+
+
+def table(summary: list[dict], metrics: list[str]) -> str:
+    lines = ["| model | curve | knob | seeds | " + " | ".join(LABELS.get(m, m) for m in metrics) + " | cost |",
+             "|---|---|---|---|" + "---|" * (len(metrics) + 1)]
+    for e in summary:
+        cost = f"{e['cost']:.2f}" if "cost" in e else "1"
+        lines.append(f"| {e['model']} | {e['curve']} | {e['knob']} = {e['value']:g} | {len(e['seeds'])} | "
+                     + " | ".join(fmt(e, m) for m in metrics) + f" | {cost} |")
+    return "\n".join(lines)
+
+
+def _signed(x) -> str:
+    return "-" if x is None else f"{x:+.4f}"
+
+
+def dominance_table(summary: list[dict], reference: tuple[str, str], planes: list[tuple[str, str]]) -> str:
+    """Every point of another curve against the reference curve (model, curve), on each plane."""
+    ref = curve_points(summary, *reference)
+    lines = ["| model | curve | knob | plane | verdict | margin | 2 sigma |", "|---|---|---|---|---|---|---|"]
+    for e in summary:
+        if (e["model"], e["curve"]) == reference:
+            continue
+        for q, d in planes:
+            v = dominance(e, ref, q, d)
+            sigma = "-" if v["sigma"] is None else f"{v['sigma']:.4f}"
+            lines.append(f"| {e['model']} | {e['curve']} | {e['knob']} = {e['value']:g} | {LABELS.get(q, q)} at "
+                         f"equal {LABELS.get(d, d)} | {v['verdict']} | {_signed(v['margin'])} | {sigma} |")
+    return "\n".join(lines)
+
+
+def plot_plane(summary: list[dict], x: str, y: str, path: Path, title: str) -> None:
+    """Every curve on one plane, seed standard deviations as error bars."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for model, curve in dict.fromkeys((e["model"], e["curve"]) for e in summary):
+        pts = [e for e in curve_points(summary, model, curve) if x in e and y in e]
+        if not pts:
+            continue
+        pts.sort(key=lambda e: e[x]["mean"])
+        ax.errorbar([e[x]["mean"] for e in pts], [e[y]["mean"] for e in pts], xerr=[e[x]["std"] for e in pts],
+                    yerr=[e[y]["std"] for e in pts], marker="o", ms=3, capsize=2, label=f"{model} {curve}")
+    ax.set_xlabel(LABELS.get(x, x))
+    ax.set_ylabel(LABELS.get(y, y))
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,60 @@
+"""The frontier (experiments/frontier.py, experiments/reporting/frontier.py): interpolation and the
+dominance rule by hand, and the command end to end on tiny language models of `numbers`."""
+
+import json
+
+import pytest
+
+from experiments import frontier
+from experiments.reporting.frontier import aggregate, dominance, interpolate
+
+
+def entry(x, y, sx=0.0, sy=0.0):
+    return {"self_bleu5": {"mean": x, "std": sx, "values": [x]}, "bleu5": {"mean": y, "std": sy, "values": [y]}}
+
+
+def test_interpolation_and_dominance_by_hand():
+    curve = [entry(0.2, 0.10, sy=0.01), entry(0.4, 0.20, sy=0.03)]  # BLEU-5 rises with Self-BLEU-5
+    assert interpolate(curve, "self_bleu5", "bleu5", 0.3) == pytest.approx((0.15, 0.02))
+    assert interpolate(curve, "self_bleu5", "bleu5", 0.5) is None
+    # at Self-BLEU-5 0.3 the curve gives 0.15 +- 0.02; a point with 0.25 +- 0.01: margin 0.10 > 2 sqrt(0.0005)
+    got = dominance(entry(0.3, 0.25, sy=0.01), curve, "bleu5", "self_bleu5")
+    assert got["verdict"] == "dominates" and got["margin"] == pytest.approx(0.10)
+    assert got["sigma"] == pytest.approx(2 * (0.01 ** 2 + 0.02 ** 2) ** 0.5)
+    assert dominance(entry(0.3, 0.17, sy=0.01), curve, "bleu5", "self_bleu5")["verdict"] == "within noise"
+    assert dominance(entry(0.3, 0.05), curve, "bleu5", "self_bleu5")["verdict"] == "dominated"
+    assert dominance(entry(0.9, 0.9), curve, "bleu5", "self_bleu5")["verdict"] == "outside the curve's range"
+    # lower is better for the LM score: a lower LM score at equal reverse LM score dominates
+    lm = [{"reverse_lm_score": {"mean": r, "std": 0.0}, "lm_score": {"mean": s, "std": 0.0}} for r, s in
+          ((3.0, 2.0), (4.0, 1.0))]
+    point = {"reverse_lm_score": {"mean": 3.5, "std": 0.0}, "lm_score": {"mean": 1.0, "std": 0.01}}
+    assert dominance(point, lm, "lm_score", "reverse_lm_score")["margin"] == pytest.approx(0.5)
+
+
+def test_aggregate_over_seeds():
+    pts = [{"model": "m", "curve": "temperature", "knob": "T", "value": 1.0, "seed": s, "bleu5": b}
+           for s, b in ((1, 0.2), (2, 0.4))]
+    (e,) = aggregate(pts, ["bleu5", "self_bleu5"])
+    assert e["seeds"] == [1, 2] and e["bleu5"]["mean"] == pytest.approx(0.3) and "self_bleu5" not in e
+    assert e["bleu5"]["std"] == pytest.approx(0.1414, abs=1e-4)  # sample standard deviation
+
+
+def test_the_command_end_to_end(tmp_path):
+    summary = frontier.main([
+        "--dataset", "numbers", "--models", "bigram,mlp", "--max_steps", "30", "--num_samples", "60",
+        "--lm_score", "false", "--reverse_lm_score", "false", "--out_dir", str(tmp_path / "runs"),
+        "--experiment", "fr", "--frontier.seeds", "1,2", "--temperatures", "0.8,1.0", "--top_ps", "0.9",
+        "--guided", "mlp", "--drs_gammas", "0", "--sir_alphas", "1", "--sir_m", "2", "--planes", "bleu5:self_bleu5",
+        "--reference", "mlp:temperature", "--table_dir", str(tmp_path / "table"), "--guide.samples", "120",
+        "--guide.max_epochs", "1", "--guide.n_layer", "1", "--guide.n_embd", "16", "--guide.n_head", "2"])
+    curves = {(e["model"], e["curve"], e["value"]) for e in summary["points"]}
+    assert ("bigram", "top-p", 0.9) in curves and ("mlp", "DRS", 0.0) in curves and ("mlp", "SIR", 1.0) in curves
+    assert not any(c[1] in ("DRS", "SIR") for c in curves if c[0] == "bigram")  # only the guided model
+    assert all(e["seeds"] == [1, 2] for e in summary["points"])
+    sir = next(e for e in summary["points"] if e["curve"] == "SIR")
+    assert sir["cost"] == 2.0 and set(summary["guides"][1]["mlp"]) >= {"val_accuracy", "val_ece"}
+    md = (tmp_path / "table" / "report.md").read_text()
+    assert "## Against mlp's temperature curve" in md and "plane_bleu5_self_bleu5.png" in md
+    assert (tmp_path / "table" / "plane_bleu5_self_bleu5.png").is_file()
+    assert json.loads((tmp_path / "table" / "results.json").read_text())["seeds"] == [1, 2]
+    assert (tmp_path / "runs" / "fr-seed2" / "mlp").is_dir()
