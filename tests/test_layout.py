@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
-COMMANDS = {p.stem for p in EXPERIMENTS.glob("*.py")} - {"__init__", "families", "generation", "comparison"}
+COMMANDS = {p.stem for p in EXPERIMENTS.glob("*.py")} - {"__init__", "families", "generation", "comparison", "guidance"}
 
 
 def imported_modules(path: Path) -> set[str]:
