@@ -169,6 +169,11 @@ def main(argv=None):
     sections, entries, _ = comparison.parse_sections(*cfglib.read_cli(argv),
                                                      extra={"frontier": FrontierConfig(), "guide": GuideConfig()})
     cfg, fcfg, guide_cfg = sections["compare"], sections["frontier"], sections["guide"]
+    names = [name for name, _, _ in entries]
+    unknown = [m for m in [fcfg.reference.split(":")[0], *fcfg.guided.split(",")] if m.strip() and m not in names]
+    if unknown:
+        raise cfglib.ConfigError(f"frontier.reference and frontier.guided must name models of this comparison "
+                                 f"({', '.join(names)}); not: {', '.join(unknown)}")
     device = runtime.resolve_device(cfg.device)
     corpus = cfg.load()
     judge = comparison.Judge(cfg, sections["scorer"], corpus, SampleTokenizer(build_tokenizer(corpus)), device)

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from experiments import frontier
+from experiments.core.config import ConfigError
 from experiments.reporting.frontier import aggregate, dominance, interpolate
 
 
@@ -58,3 +59,9 @@ def test_the_command_end_to_end(tmp_path):
     assert (tmp_path / "table" / "plane_bleu5_self_bleu5.png").is_file()
     assert json.loads((tmp_path / "table" / "results.json").read_text())["seeds"] == [1, 2]
     assert (tmp_path / "runs" / "fr-seed2" / "mlp").is_dir()
+
+
+def test_reference_and_guided_models_must_be_in_the_comparison(tmp_path):
+    with pytest.raises(ConfigError, match="not: gpt3"):
+        frontier.main(["--models", "bigram", "--reference", "gpt3:temperature", "--guided", "bigram",
+                       "--table_dir", str(tmp_path)])
