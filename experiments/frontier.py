@@ -42,6 +42,7 @@ from experiments import comparison
 from experiments.core import cli, runtime
 from experiments.core import config as cfglib
 from experiments.core.checkpoint import write_text
+from experiments.core.runlock import RunLock
 from experiments.families import FAMILIES, LMFamily
 from experiments.guidance import GuideConfig, GuidedSampler, train_guide
 from experiments.reporting import frontier as report
@@ -116,6 +117,7 @@ def seed_points(fcfg, guide_cfg, cfg, entries, judge, seed: int, device) -> tupl
     seed_cfg = dataclasses.replace(cfg, seed=seed, experiment=f"{cfg.experiment or 'frontier'}-seed{seed}")
     runs_dir = Path(cfg.out_dir) / seed_cfg.experiment
     comparison.preflight(seed_cfg, entries, runs_dir, judge.tokenizer.itos)
+    lock = RunLock(runs_dir).acquire()  # one command at a time per runs folder, as a comparison
     points, guides, reused = [], {}, []
     guided = {m.strip() for m in fcfg.guided.split(",") if m.strip()}
     for name, family_name, settings in entries:
@@ -129,6 +131,7 @@ def seed_points(fcfg, guide_cfg, cfg, entries, judge, seed: int, device) -> tupl
             more, guides[name] = guided_points(fcfg, dataclasses.replace(guide_cfg, seed=guide_cfg.seed + seed),
                                                cfg, judge, name, sampler, device)
             points += more
+    lock.release()
     for p in points:
         p["seed"] = seed
     return points, guides
