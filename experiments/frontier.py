@@ -43,10 +43,13 @@ from experiments.core import cli, runtime
 from experiments.core import config as cfglib
 from experiments.core.checkpoint import write_text
 from experiments.core.runlock import RunLock
-from experiments.families import FAMILIES, LMFamily
-from experiments.guidance import GuideConfig, GuidedSampler, train_guide
+from experiments.families import FAMILIES, GANFamily, LMFamily
+from experiments.guidance import GuideConfig, GuidedSampler, gan_discriminator, train_guide
 from experiments.reporting import frontier as report
 from experiments.scoring.samples import SampleTokenizer
+
+
+SOURCES = {"posthoc": "", "gan": " (GAN's D)", "gan_tuned": " (GAN's D, tuned)"}  # curve-name suffixes
 
 
 @dataclass
@@ -59,6 +62,8 @@ class FrontierConfig:
     drs_gammas: str = "-1,0,1,2"             # discriminator rejection sampling's gamma (stricter upwards)
     sir_alphas: str = "0.5,1,2,4"            # SIR's strength alpha (0 = the base sampler)
     sir_m: int = 8                           # SIR's candidates per sample
+    guide_sources: str = "posthoc,gan,gan_tuned"  # discriminators: one trained post hoc (every guided model);
+                                             # a GAN's own, as is and fine-tuned (the gan family only)
     planes: str = "bleu5:self_bleu5,lm_score:reverse_lm_score"  # quality:diversity axis pairs
     reference: str = "gpt2:temperature"      # the curve every other point is tested against
     table_dir: str = "runs/frontier"         # report.md, results.json and figures
@@ -75,6 +80,9 @@ class FrontierConfig:
             for axis in plane:
                 if axis not in report.DIRECTION:
                     raise ValueError(f"frontier.planes: unknown metric {axis!r}; known: {sorted(report.DIRECTION)}")
+        unknown = [x for x in self.guide_sources.split(",") if x.strip() and x.strip() not in SOURCES]
+        if unknown:
+            raise ValueError(f"frontier.guide_sources: unknown {unknown}; known: {', '.join(SOURCES)}")
         if ":" not in self.reference:
             raise ValueError(f"frontier.reference must be model:curve, got {self.reference!r}")
 
@@ -95,21 +103,36 @@ def curves(fcfg: FrontierConfig, cfg, name: str, family, sampler) -> list[tuple[
     return out
 
 
-def guided_points(fcfg, guide_cfg, cfg, judge, name, sampler, device) -> tuple[list[dict], dict]:
-    """The discriminator for this model (its report), and the DRS and SIR points."""
-    D, d_report = train_guide(sampler, judge.corpus.train, guide_cfg, device)
-    print(f"[{name}] guide: val accuracy {d_report['val_accuracy']:.3f}, ECE {d_report['val_ece']:.3f}, "
-          f"Brier {d_report['val_brier']:.3f} (epoch {d_report['best_epoch']} of {d_report['epochs']})")
-    points = []
+def guides(fcfg, guide_cfg, judge, name, family, sampler, run_dir, device) -> dict[str, tuple]:
+    """{source: (D, report)} for this model: a discriminator trained post hoc, and for a GAN its
+    own discriminator as is (measured only) and fine-tuned from it, as guide_sources asks."""
+    out = {}
+    for source in [s.strip() for s in fcfg.guide_sources.split(",") if s.strip()]:
+        if source != "posthoc" and not isinstance(family, GANFamily):  # only a GAN run has its own D
+            continue
+        init = gan_discriminator(Path(run_dir) / "last.pt", device) if source != "posthoc" else None
+        cfg = dataclasses.replace(guide_cfg, max_epochs=0) if source == "gan" else guide_cfg
+        out[source] = train_guide(sampler, judge.corpus.train, cfg, device, init=init)
+        r = out[source][1]
+        print(f"[{name}] guide {source}: val accuracy {r['val_accuracy']:.3f}, ECE {r['val_ece']:.3f}, "
+              f"Brier {r['val_brier']:.3f} (epoch {r['best_epoch']} of {r['epochs']})")
+    return out
+
+
+def guided_points(fcfg, guide_cfg, cfg, judge, name, family, sampler, run_dir, device) -> tuple[list[dict], dict]:
+    """DRS and SIR points for every discriminator of this model -> (points, {source: D's report})."""
+    points, reports = [], {}
     settings = [("DRS", "gamma", g) for g in comparison.floats(fcfg.drs_gammas, "drs_gammas", positive=False)]
     settings += [("SIR", "alpha", a) for a in comparison.floats(fcfg.sir_alphas, "sir_alphas", positive=False)]
-    for curve, knob, value in settings:
-        guided = GuidedSampler(sampler, D, curve.lower(), value, m=fcfg.sir_m, device=device)
-        texts = guided.sample(cfg.num_samples, temperature=guide_cfg.temperature, seed=cfg.sample_seed)
-        points.append({"model": name, "curve": curve, "knob": knob, "value": value, "cost": guided.stats.cost,
-                       **judge.score(texts)})
-        print(f"[{name}] {curve} {knob} {value:g}: cost {guided.stats.cost:.2f} candidates per sample")
-    return points, d_report
+    for source, (D, reports[source]) in guides(fcfg, guide_cfg, judge, name, family, sampler, run_dir, device).items():
+        for method, knob, value in settings:
+            guided = GuidedSampler(sampler, D, method.lower(), value, m=fcfg.sir_m, device=device)
+            texts = guided.sample(cfg.num_samples, temperature=guide_cfg.temperature, seed=cfg.sample_seed)
+            curve = method + SOURCES[source]
+            points.append({"model": name, "curve": curve, "knob": knob, "value": value,
+                           "cost": guided.stats.cost, **judge.score(texts)})
+            print(f"[{name}] {curve} {knob} {value:g}: cost {guided.stats.cost:.2f} candidates per sample")
+    return points, reports
 
 
 def seed_points(fcfg, guide_cfg, cfg, entries, judge, seed: int, device) -> tuple[list[dict], dict]:
@@ -118,7 +141,7 @@ def seed_points(fcfg, guide_cfg, cfg, entries, judge, seed: int, device) -> tupl
     runs_dir = Path(cfg.out_dir) / seed_cfg.experiment
     comparison.preflight(seed_cfg, entries, runs_dir, judge.tokenizer.itos)
     lock = RunLock(runs_dir).acquire()  # one command at a time per runs folder, as a comparison
-    points, guides, reused = [], {}, []
+    points, reports, reused = [], {}, []
     guided = {m.strip() for m in fcfg.guided.split(",") if m.strip()}
     for name, family_name, settings in entries:
         run_dir = comparison.trained_run(seed_cfg, runs_dir, name, family_name, settings, reused)
@@ -128,13 +151,13 @@ def seed_points(fcfg, guide_cfg, cfg, entries, judge, seed: int, device) -> tupl
             texts = sampler.sample(cfg.num_samples, seed=cfg.sample_seed, **kwargs)
             points.append({"model": name, "curve": curve, "knob": knob, "value": value, **judge.score(texts)})
         if name in guided:
-            more, guides[name] = guided_points(fcfg, dataclasses.replace(guide_cfg, seed=guide_cfg.seed + seed),
-                                               cfg, judge, name, sampler, device)
+            more, reports[name] = guided_points(fcfg, dataclasses.replace(guide_cfg, seed=guide_cfg.seed + seed),
+                                                cfg, judge, name, family, sampler, run_dir, device)
             points += more
     lock.release()
     for p in points:
         p["seed"] = seed
-    return points, guides
+    return points, reports
 
 
 def write_frontier(fcfg: FrontierConfig, summary: dict) -> Path:
@@ -156,11 +179,14 @@ def write_frontier(fcfg: FrontierConfig, summary: dict) -> Path:
            "A point dominates when, at its own diversity, its quality beats the reference curve "
            "(interpolated linearly) by more than two standard deviations of the difference.", "",
            report.dominance_table(agg, ref, planes), "", "## The discriminators", "",
-           "| model | seed | val accuracy | ECE | Brier | best epoch |", "|---|---|---|---|---|---|"]
-    for seed, guides in summary["guides"].items():
-        for model, g in guides.items():
-            md.append(f"| {model} | {seed} | {g['val_accuracy']:.3f} | {g['val_ece']:.3f} | {g['val_brier']:.3f} | "
-                      f"{g['best_epoch']} of {g['epochs']} |")
+           "Held-out real training texts against held-out samples of the model (epoch 0: before any "
+           "training; the GAN's own D as is is measured only).", "",
+           "| model (discriminator) | seed | val accuracy | ECE | Brier | best epoch |", "|---|---|---|---|---|---|"]
+    for seed, per_model in summary["guides"].items():
+        for model, per_source in per_model.items():
+            for source, g in per_source.items():
+                md.append(f"| {model} ({source}) | {seed} | {g['val_accuracy']:.3f} | {g['val_ece']:.3f} | "
+                          f"{g['val_brier']:.3f} | {g['best_epoch']} of {g['epochs']} |")
     write_text(out / "report.md", "\n".join(md) + "\n")
     write_text(out / "results.json", json.dumps(summary, indent=1, default=str))
     return out / "report.md"

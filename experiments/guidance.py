@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from datasets.tokenizers import EOS_ID, PAD_ID
+from experiments.core.checkpoint import CheckpointError, load_checkpoint
 from gan.discriminator import Discriminator, DiscriminatorConfig
 from gan.guided import GuidedStats, rejection_sample, sir_sample
 
@@ -44,7 +45,7 @@ class GuideConfig:
     val_share: float = 0.1       # held out of both, to stop training and to measure D
     batch_size: int = 64
     lr: float = 3e-4             # Adam
-    max_epochs: int = 20
+    max_epochs: int = 20         # 0: no training (a given discriminator, measured as is)
     patience: int = 2            # epochs without a lower validation loss before stopping
     temperature: float = 1.0     # of the generated texts: the distribution D's ratio is to
     psi: float = 1.0
@@ -54,7 +55,9 @@ class GuideConfig:
         if self.samples < 10 or not 0.0 < self.val_share < 1.0:
             raise ValueError(f"GuideConfig: samples must be >= 10 and val_share in (0, 1), got {self.samples}, "
                              f"{self.val_share}")
-        for name in ("batch_size", "max_epochs", "patience"):
+        if self.max_epochs < 0:
+            raise ValueError(f"GuideConfig.max_epochs must be >= 0 (0: measure a given D only), got {self.max_epochs}")
+        for name in ("batch_size", "patience"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"GuideConfig.{name} must be positive, got {getattr(self, name)}")
 
@@ -104,29 +107,38 @@ def evaluate(D, ids, mask, labels, device) -> dict:
             **calibration(torch.sigmoid(d), labels)}
 
 
-def guide_examples(sampler, real_texts: list[str], cfg: GuideConfig):
-    """cfg.samples generated texts and as many real ones, encoded alike, labelled (1 real, 0
-    generated) and split -> (ids, mask, labels, train indices, val indices)."""
+def guide_examples(sampler, real_texts: list[str], cfg: GuideConfig, T: int):
+    """cfg.samples generated texts and as many real ones, encoded alike at T positions, labelled
+    (1 real, 0 generated) and split -> (ids, mask, labels, train indices, val indices)."""
     fake = sampler.sample(cfg.samples, temperature=cfg.temperature, psi=cfg.psi, seed=cfg.seed)
     real = random.Random(cfg.seed).sample(real_texts, min(cfg.samples, len(real_texts)))
-    ids, mask = encode_texts(real + fake, sampler.tokenizer, sampler.data.block_size + 1)  # longest text + <eos>
+    ids, mask = encode_texts(real + fake, sampler.tokenizer, T)
     labels = torch.cat([torch.ones(len(real), dtype=torch.long), torch.zeros(len(fake), dtype=torch.long)])
     train, val = (torch.tensor(s) for s in _split(len(labels), cfg.val_share, cfg.seed))
     return ids, mask, labels, train, val
 
 
-def train_guide(sampler, real_texts: list[str], cfg: GuideConfig, device) -> tuple[Discriminator, dict]:
-    """A discriminator for `sampler` (the comparison's protocol: sample, tokenizer, data) trained on
-    cfg.samples of its texts against as many real texts drawn from real_texts (the training split)
-    -> (D at its best validation epoch, report)."""
-    torch.manual_seed(cfg.seed)
-    ids, mask, labels, train, val = guide_examples(sampler, real_texts, cfg)
-    dcfg = DiscriminatorConfig(vocab_size=sampler.tokenizer.vocab_size, block_size=ids.size(1), n_layer=cfg.n_layer,
-                               n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)
-    D = Discriminator(dcfg).to(device)
+def gan_discriminator(path, device) -> Discriminator:
+    """The discriminator a GAN run trained (experiments.train_gan's checkpoint), to guide its own
+    generator as is or fine-tuned (train_guide(init=...)). Trained against relaxed samples with the
+    run's loss, its score is not a calibrated log density ratio: the report measures how far off."""
+    ckpt = load_checkpoint(path)
+    if ckpt["model_name"] != "gan":
+        raise CheckpointError(f"{path} holds a {ckpt['model_name']!r} model; only a GAN run has a transformer "
+                              "discriminator to guide with (the others get one trained post hoc)")
+    D = Discriminator(DiscriminatorConfig(**ckpt["discriminator_config"]))
+    D.load_state_dict(ckpt["discriminator"])
+    return D.to(device).eval()
+
+
+def fit(D, ids, mask, labels, train, val, cfg: GuideConfig, device) -> tuple[list[dict], int]:
+    """Binary cross-entropy, Adam, up to cfg.max_epochs epochs over `train`; validation after each
+    (and before the first); stops after cfg.patience epochs without a lower validation loss and
+    leaves D at its best epoch -> (validation figures per epoch, the best epoch)."""
     opt = torch.optim.Adam(D.parameters(), lr=cfg.lr)
-    history, states, g = [], [], torch.Generator().manual_seed(cfg.seed)
-    while len(history) < cfg.max_epochs:
+    history, states = [evaluate(D, ids[val], mask[val], labels[val], device)], [copy.deepcopy(D.state_dict())]
+    g, best = torch.Generator().manual_seed(cfg.seed), 0
+    while len(history) <= cfg.max_epochs and len(history) - 1 - best < cfg.patience:
         D.train()
         for batch in train[torch.randperm(len(train), generator=g)].split(cfg.batch_size):
             loss = F.binary_cross_entropy_with_logits(D(ids[batch].to(device), mask[batch].to(device)),
@@ -135,13 +147,32 @@ def train_guide(sampler, real_texts: list[str], cfg: GuideConfig, device) -> tup
             loss.backward()
             opt.step()
         history.append(evaluate(D, ids[val], mask[val], labels[val], device))
-        best = min(range(len(history)), key=lambda e: history[e]["loss"])
+        if history[-1]["loss"] < history[best]["loss"]:
+            best = len(history) - 1
         states.append(copy.deepcopy(D.state_dict()) if best == len(history) - 1 else None)
-        if len(history) - 1 - best >= cfg.patience:
-            break
     D.load_state_dict(states[best])
-    report = {**{f"val_{k}": v for k, v in history[best].items()}, "best_epoch": best + 1, "epochs": len(history),
-              "train_texts": len(train), "val_texts": len(val), "config": asdict(cfg), "discriminator": asdict(dcfg)}
+    return history, best
+
+
+def train_guide(sampler, real_texts: list[str], cfg: GuideConfig, device,
+                init: Discriminator | None = None) -> tuple[Discriminator, dict]:
+    """A discriminator for `sampler` (the comparison's protocol: sample, tokenizer, data) trained on
+    cfg.samples of its texts against as many real texts drawn from real_texts (the training split)
+    -> (D at its best validation epoch, report). init: start from a copy of this discriminator
+    (a GAN's own) instead of a fresh one of cfg's size; with cfg.max_epochs = 0 it is only measured.
+    Epoch 0 (before training) is a candidate too, so training can never make D worse on validation."""
+    torch.manual_seed(cfg.seed)
+    T = init.block_size if init is not None else sampler.data.block_size + 1  # the longest text and its <eos>
+    ids, mask, labels, train, val = guide_examples(sampler, real_texts, cfg, T)
+    if init is not None:
+        D = copy.deepcopy(init).to(device)
+    else:
+        D = Discriminator(DiscriminatorConfig(vocab_size=sampler.tokenizer.vocab_size, block_size=T, n_layer=cfg.n_layer,
+                                              n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)).to(device)
+    history, best = fit(D, ids, mask, labels, train, val, cfg, device)
+    report = {**{f"val_{k}": v for k, v in history[best].items()}, "best_epoch": best, "epochs": len(history) - 1,
+              "train_texts": len(train), "val_texts": len(val), "config": asdict(cfg),
+              "discriminator": asdict(D.config), "initialised_from": "given" if init is not None else "fresh"}
     return D.eval(), report
 
 

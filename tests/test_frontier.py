@@ -53,7 +53,7 @@ def test_the_command_end_to_end(tmp_path):
     assert not any(c[1] in ("DRS", "SIR") for c in curves if c[0] == "bigram")  # only the guided model
     assert all(e["seeds"] == [1, 2] for e in summary["points"])
     sir = next(e for e in summary["points"] if e["curve"] == "SIR")
-    assert sir["cost"] == 2.0 and set(summary["guides"][1]["mlp"]) >= {"val_accuracy", "val_ece"}
+    assert sir["cost"] == 2.0 and set(summary["guides"][1]["mlp"]["posthoc"]) >= {"val_accuracy", "val_ece"}
     md = (tmp_path / "table" / "report.md").read_text()
     assert "## Against mlp's temperature curve" in md and "plane_bleu5_self_bleu5.png" in md
     assert (tmp_path / "table" / "plane_bleu5_self_bleu5.png").is_file()

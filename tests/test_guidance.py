@@ -83,3 +83,28 @@ def test_guidance_removes_most_garbage(numbers, method, strength):
     assert guided.stats.cost >= 1.5 and guided.sample(400, seed=5) == texts
     with pytest.raises(ValueError, match="method"):
         GuidedSampler(base, D, "topk", 1.0)
+
+
+def test_a_gan_guides_with_its_own_discriminator_as_is_or_fine_tuned(numbers, tmp_path):
+    """The GAN's D loads from its checkpoint; as is (max_epochs 0) it is only measured; fine-tuned,
+    validation loss never ends above the as-is figure (epoch 0 is a candidate); an LM checkpoint
+    has no D to lend."""
+    from experiments import train_gan
+    from experiments.families import FAMILIES
+    from experiments.guidance import gan_discriminator
+    from test_train_gan import TINY as GAN_TINY
+    train_gan.main(GAN_TINY + ["--out_dir", str(tmp_path), "--run_name", "g", "--pretrain_steps", "4",
+                               "--adv_steps", "2", "--final_samples", "20", "--eval_samples", "20"])
+    sampler = FAMILIES["gan"].load(tmp_path / "g", numbers, "cpu")
+    own = gan_discriminator(tmp_path / "g" / "last.pt", "cpu")
+    small = dict(samples=200, max_epochs=0, lr=1e-3)
+    _, as_is = train_guide(sampler, numbers.train, GuideConfig(**small), "cpu", init=own)
+    assert as_is["epochs"] == 0 and as_is["initialised_from"] == "given"
+    D, tuned = train_guide(sampler, numbers.train, GuideConfig(**{**small, "max_epochs": 2}), "cpu", init=own)
+    assert tuned["val_loss"] <= as_is["val_loss"] and D is not own
+    assert GuidedSampler(sampler, D, "sir", 1.0, m=2).sample(5, seed=1) == GuidedSampler(sampler, D, "sir", 1.0,
+                                                                                        m=2).sample(5, seed=1)
+    with pytest.raises(Exception, match="only a GAN run"):
+        lm_dir = tmp_path / "lm.pt"
+        torch.save({"model_name": "gpt2", "model": {}}, lm_dir)
+        gan_discriminator(lm_dir, "cpu")
