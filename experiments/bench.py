@@ -30,6 +30,10 @@ What each figure is:
   shows each one's effect on nanoGPT's GPU shakespeare-char config (6 layers, 6 heads,
   384 wide, block 256, batch 64): all on, then each one off, then all off. On CPU they
   are off; asking for them prints a note and the benchmark runs without them.
+- guided sampling: samples/s of a GPT-2 (2 layers, 64 wide, untrained) on `numbers`, plainly
+  and through experiments.guidance's samplers (rejection at gamma 0 and 2, SIR with m = 8),
+  with a small discriminator trained on its samples against real numbers (so it tells them
+  apart well: the costly case); "candidates" is the candidates drawn per sample kept.
 - BLEU: experiments.scoring.metrics.BleuReference (BLEU-2..5 at once) against nltk's
   sentence_bleu called per hypothesis and n (Texygen's loop), on COCO when the data
   directory has it, else on synthetic sentences; nltk is timed on a subset and
@@ -89,6 +93,7 @@ class BenchConfig:
     warmup: int = 3               # untimed steps first (more when compiling)
     effects: bool = True          # CUDA: the bf16 / compile / fused AdamW table
     bleu: bool = True
+    guided: bool = True           # discriminator-guided sampling's cost against plain sampling
     data_dir: str = ""            # COCO for the BLEU timing (else $TEXTDUEL_DATA_DIR, ../shared/data, synthetic)
     quick: bool = False           # a few steps of everything (tests/test_bench.py)
     seed: int = 0
@@ -259,6 +264,31 @@ def gpt2_throughput(sizes, vocab_size, block_size, batch_size, cfg, setup):
 
 # ---------------------------------------------------------------------------- BLEU
 
+def guided_speed(cfg, device) -> list[dict]:
+    """Plain and discriminator-guided sampling of one small GPT-2: samples/s and candidates per sample."""
+    from datasets import LMData, build_tokenizer, load_corpus
+    from experiments.families import LMSampler
+    from experiments.guidance import GuideConfig, GuidedSampler, train_guide
+    corpus = load_corpus("numbers")
+    tokenizer = build_tokenizer(corpus)
+    data = LMData(corpus, tokenizer)
+    torch.manual_seed(cfg.seed)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=data.block_size, n_layer=2, n_head=4,
+                          n_embd=64)).to(device).eval()
+    base = LMSampler(model, tokenizer, data, device, {})
+    n = 50 if cfg.quick else 500
+    D, _ = train_guide(base, corpus.train, GuideConfig(samples=4 * n, max_epochs=1 if cfg.quick else 3, n_layer=1),
+                       device)
+    rows = []
+    for label, sampler in (("plain", base), ("DRS, gamma 0", GuidedSampler(base, D, "drs", 0.0, device=device)),
+                           ("DRS, gamma 2", GuidedSampler(base, D, "drs", 2.0, device=device)),
+                           ("SIR, alpha 1, m 8", GuidedSampler(base, D, "sir", 1.0, m=8, device=device))):
+        _, seconds = timed(sampler.sample, n, seed=cfg.seed)
+        rows.append({"sampler": label, "samples_per_sec": n / seconds,
+                     "candidates": sampler.stats.cost if label != "plain" else 1.0})
+    return rows
+
+
 def bleu_speed(cfg):
     import nltk.translate.bleu_score  # noqa: F401  (its ~1 s import is not part of nltk's timed figure)
 
@@ -409,6 +439,12 @@ def run(argv):
           f"peak mem {mib(r['peak_bytes'])}" + (f", MFU {100 * r['mfu']:.2f}%" if r["mfu"] is not None else ""))
     if device.type == "cuda" and cfg.effects:
         cuda_effects(cfg, setup, results)
+    if cfg.guided:
+        results["guided"] = guided_speed(cfg, device)
+        print("\nGuided sampling (GPT-2 2 x 64 on numbers, a 1-layer discriminator trained on its samples):")
+        for r in results["guided"]:
+            print(f"  {r['sampler']:<18} {r['samples_per_sec']:8.1f} samples/s, {r['candidates']:.2f} candidates "
+                  "per sample")
     if cfg.bleu:
         b = bleu_speed(cfg)
         results["bleu"] = b

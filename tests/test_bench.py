@@ -20,11 +20,15 @@ def test_quick_bench_covers_every_registered_model(capsys):
     assert 0.7e6 < nano["params"] < 0.9e6 and nano["tokens_per_sec"] > 0  # 4 x 128 GPT-2 with vocab 65: 0.8M
     assert "nanoGPT's CPU config" in out and "ms/iter" in out
     assert results["bleu"]["max_abs_diff"] < 1e-12 and results["bleu"]["speedup"] > 0
+    guided = {r["sampler"]: r for r in results["guided"]}
+    assert guided["plain"]["candidates"] == 1.0 and guided["SIR, alpha 1, m 8"]["candidates"] == 8.0
+    assert all(r["samples_per_sec"] > 0 for r in guided.values()) and "Guided sampling" in out
+    assert guided["DRS, gamma 2"]["candidates"] >= guided["DRS, gamma 0"]["candidates"] >= 1.0
 
 
 def test_cuda_only_flags_on_cpu_are_noted_and_ignored(capsys):
     results = bench.main(["--quick", "true", "--device", "cpu", "--models", "bigram-neural", "--bleu", "false",
-                          "--compile", "true", "--dtype", "bfloat16", "--fused", "true"])
+                          "--guided", "false", "--compile", "true", "--dtype", "bfloat16", "--fused", "true"])
     out = capsys.readouterr().out
     assert "dtype float32 | compile off | fused AdamW off" in out
     for flag in ("dtype=bfloat16", "compile=true", "fused=true"):
