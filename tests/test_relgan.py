@@ -160,8 +160,6 @@ def run(root, *extra, name="r"):
     return train_relgan.main(TINY + ["--out_dir", str(root), "--run_name", name, *extra])
 
 
-
-
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """One tiny uninterrupted run: 4 MLE steps, 6 adversarial steps of 1 G step + 2 D steps."""
@@ -247,8 +245,6 @@ def test_a_fixed_length_corpus_gets_exactly_n_tokens(tmp_path, monkeypatch):
     assert [s for s, _ in curve(tmp_path / "r", "eval/nll_oracle")] == [2, 3]
 
 
-
-
 @pytest.mark.parametrize("where", ["mle_step", "discriminator_step"])
 def test_killed_and_resumed_run_ends_bit_identical(straight, monkeypatch, where):
     """The process dies at the 4th MLE step (last.pt from step 3), or inside the 2nd adversarial
@@ -326,5 +322,15 @@ def test_settings_are_checked():
         train_relgan.parse_args(["--beta_max", "0.5"])
     with pytest.raises(ValueError, match="beta_steps"):
         train_relgan.parse_args(["--beta_steps", "-1"])
-    with pytest.raises(ValueError, match="block_size"):
-        train_relgan.parse_args(["--block_size", "9"])
+    assert train_relgan.parse_args(["--block_size", "9"])[1].block_size == 9  # the data's message advises it
+
+
+def test_no_mle_phase_goes_straight_to_the_adversarial_one(tmp_path):
+    """pretrain_steps 0: no pretrained.pt, the adversarial steps from the initial generator, and
+    the data's block_size taken from --block_size, as the data's message for long lines advises."""
+    results = run(tmp_path, "--pretrain_steps", "0", "--adv_steps", "2", "--d_steps", "1", "--block_size", "30")
+    assert (results["steps"], results["pretrain_steps"], results["adv_steps"]) == (2, 0, 2)
+    assert not (tmp_path / "r" / "pretrained.pt").exists() and "pretrained/test_nll" not in results
+    ckpt = load_checkpoint(tmp_path / "r" / "last.pt")
+    assert ckpt["phase"] == "adversarial" and ckpt["model_config"]["block_size"] == 30
+    assert results["adv_nll_rise"] is not None  # the yardstick was taken where the phase began

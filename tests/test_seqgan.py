@@ -189,8 +189,6 @@ def run(tmp_path, *extra, name="r"):
     return train_seqgan.main(TINY + ["--out_dir", str(tmp_path), "--run_name", name, *extra])
 
 
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """One tiny run of all three phases: 6 MLE steps, 2 D pretraining rounds, 4 adversarial rounds."""
@@ -273,8 +271,6 @@ def test_mle_pretraining_lowers_validation_nll(tmp_path):
     assert last["final/val_nll"] == pytest.approx(nll[-1], rel=1e-6)  # SeqGAN's choice: the last generator
 
 
-
-
 COMMON = ["--pretrain_steps", "4", "--d_pretrain_rounds", "4", "--adv_steps", "6"]
 
 
@@ -342,8 +338,7 @@ def test_settings_are_checked():
         (32, 32, 16, 0.8, 5, 3)  # SeqGAN's
     with pytest.raises(ValueError, match="update_rate"):
         train_seqgan.parse_args(["--update_rate", "1.5"])
-    with pytest.raises(ValueError, match="block_size"):
-        train_seqgan.parse_args(["--block_size", "9"])
+    assert train_seqgan.parse_args(["--block_size", "9"])[1].block_size == 9  # the data's message advises it
 
 
 def test_a_comparison_can_train_seqgan(tmp_path):
@@ -364,7 +359,19 @@ def test_a_rate_changed_on_resume_takes_effect(tmp_path):
 
 
 def test_block_size_is_the_way_to_keep_long_lines(tmp_path):
-    """The data's refusal of an overlong line names --block_size N (or --max_len); both LSTM text-GAN
-    trainers take it, as train_lm and train_gan do: every sequence then has N positions."""
+    """The data's refusal of an overlong line names --block_size N (or --max_len); SeqGAN's trainer
+    takes it (as train_lm and train_gan do; RelGAN's: test_relgan.py): every sequence then has N positions."""
     run(tmp_path, "--pretrain_steps", "2", "--d_pretrain_rounds", "0", "--adv_steps", "0", "--block_size", "30")
     assert load_checkpoint(tmp_path / "r" / "last.pt")["model_config"]["block_size"] == 30
+
+
+@pytest.mark.parametrize("cap", [2, 6])
+def test_a_budget_stop_inside_an_early_phase_resumes_into_it(tmp_path, cap):
+    """max_steps below the MLE phase (2) or inside D pretraining (6 = 4 MLE steps + 2 rounds): the run
+    stays in that phase, and a resume without the cap finishes it and ends as the uninterrupted run."""
+    run(tmp_path, *COMMON, name="straight")
+    run(tmp_path, *COMMON, "--max_steps", str(cap), name="split")
+    ckpt = load_checkpoint(tmp_path / "split" / "last.pt")
+    assert (ckpt["phase"], ckpt["step"]) == ("pretrain" if cap == 2 else "d_pretrain", cap)
+    assert run(tmp_path, *COMMON, "--resume", "true", name="split")["steps"] == 14
+    same_run(tmp_path / "straight", tmp_path / "split", ("model", "rollout", "discriminator"), curves=False)

@@ -262,7 +262,8 @@ def run_dir_of(cfg, trainer: str) -> Path:
 
 def pretrain(run: RecurrentGANRun, deadline: Deadline, bar) -> None:
     """Teacher forcing through mle_step, Adam at a constant rate; evaluation, best-on-validation and
-    last.pt at eval_interval; then the selected generator is where the next phases start."""
+    last.pt at eval_interval; once all pretrain_steps have run, the selected generator is where the
+    next phases start (a run stopped earlier by max_steps or max_minutes stays in this phase)."""
     cfg, session = run.cfg, run.session
     while run.phase == "pretrain" and run.pre_step < run.pre_total:
         t_step = time.perf_counter()
@@ -291,8 +292,8 @@ def pretrain(run: RecurrentGANRun, deadline: Deadline, bar) -> None:
         if stop:
             session.say(f"wall-clock budget of {cfg.max_minutes} min reached at pretraining step {run.pre_step}")
             break
-    if run.phase == "pretrain":
-        end_pretraining(run)
+    if run.phase == "pretrain" and run.pre_step >= cfg.pretrain_steps:  # a budget stop leaves the phase open:
+        end_pretraining(run)                                             # a resume without the cap finishes it
 
 
 def end_pretraining(run: RecurrentGANRun) -> None:

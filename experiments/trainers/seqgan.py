@@ -246,8 +246,8 @@ def d_pretrain(run: SeqGANRun, deadline: Deadline, bar) -> None:
             run.checkpoint(session.last_path)
         if stop:
             session.say(f"wall-clock budget of {run.cfg.max_minutes} min reached at D pretraining round {run.d_step}")
-    if run.phase == "d_pretrain" and run.d_step >= run.d_total:
-        start_adversarial_phase(run)
+    if run.phase == "d_pretrain" and run.d_step >= run.cfg.d_pretrain_rounds:  # all of them: a budget stop
+        start_adversarial_phase(run)                                            # leaves the phase open
 
 
 # ---------------------------------------------------------------------------------------
