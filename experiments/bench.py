@@ -34,7 +34,7 @@ What each figure is:
   and through experiments.guidance's samplers (rejection at gamma 0 and 2, SIR with m = 8),
   with a small discriminator trained on its samples against real numbers (so it tells them
   apart well: the costly case); "candidates" is the candidates drawn per sample kept, rejection's
-  burn-in (min(1000, 4 n) candidates that set d_max) included.
+  burn-in (min(1000, n) candidates that set d_max) included.
 - BLEU: experiments.scoring.metrics.BleuReference (BLEU-2..5 at once) against nltk's
   sentence_bleu called per hypothesis and n (Texygen's loop), on COCO when the data
   directory has it, else on synthetic sentences; nltk is timed on a subset and

@@ -84,6 +84,17 @@ def floats(text: str, what: str, positive: bool = True) -> list[float]:
     return values
 
 
+def seeds(text: str, what: str) -> list[int]:
+    """Training seeds: distinct integers, at least one (each is a separate set of trained models)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values or len(set(values)) != len(values):
+        raise ValueError(f"{what} must list at least one seed, each once, e.g. '1,2,3'; got {text!r}")
+    return values
+
+
 RESERVED = {"real-data", "report"}  # folders of runs/<experiment>/ that are not entries
 DATA_KEYS = set(DataConfig().data_settings()) | {"data_dir"}
 

@@ -210,7 +210,7 @@ class RecurrentGANFamily:
         info = {"params": sum(p.numel() for p in model.parameters()), "steps": metrics.get("steps"),
                 "train_seconds": metrics.get("train_seconds"), "adv_nll_rise": metrics.get("adv_nll_rise")}
         d_rounds = f"{metrics['d_pretrain_rounds']:,} D pretraining rounds, " if "d_pretrain_rounds" in metrics else ""
-        beta = f", beta up to {metrics['beta']}" if "beta" in metrics else ""
+        beta = f", beta up to {metrics['beta']:.3g}" if metrics.get("beta") is not None else ""
         info["scored"] = (f"generator at the end of training (last.pt, step {metrics.get('steps') or 0:,}: "
                           f"{metrics.get('pretrain_steps', 0):,} MLE steps, then the "
                           f"{'best on validation' if select == 'val' else 'last'} generator through {d_rounds}"

@@ -69,8 +69,9 @@ class FrontierConfig:
     table_dir: str = "runs/frontier"         # report.md, results.json and figures
 
     def __post_init__(self):
-        for name in ("seeds", "top_ps"):
-            comparison.floats(getattr(self, name), name)
+        self.seed_list()
+        if any(p > 1 for p in comparison.floats(self.top_ps, "top_ps")):
+            raise ValueError(f"frontier.top_ps must be in (0, 1], got {self.top_ps!r}")
         comparison.floats(self.drs_gammas, "drs_gammas", positive=False)  # any real shift of the acceptance logit
         if any(a < 0 for a in comparison.floats(self.sir_alphas, "sir_alphas", positive=False)):
             raise ValueError(f"frontier.sir_alphas must be >= 0 (0 = the base sampler), got {self.sir_alphas!r}")
@@ -83,23 +84,29 @@ class FrontierConfig:
         unknown = [x for x in self.guide_sources.split(",") if x.strip() and x.strip() not in SOURCES]
         if unknown:
             raise ValueError(f"frontier.guide_sources: unknown {unknown}; known: {', '.join(SOURCES)}")
-        if ":" not in self.reference:
-            raise ValueError(f"frontier.reference must be model:curve, got {self.reference!r}")
+        if ":" not in self.reference or self.reference.split(":", 1)[1] not in ("temperature", "top-p", "truncation"):
+            raise ValueError(f"frontier.reference must be model:curve with an unguided curve (temperature, top-p, "
+                             f"truncation), got {self.reference!r}")
 
     def seed_list(self) -> list[int]:
-        return [int(s) for s in comparison.floats(self.seeds, "seeds")]
+        return comparison.seeds(self.seeds, "frontier.seeds")
 
     def plane_list(self) -> list[tuple[str, str]]:
         return [tuple(p.split(":")) for p in self.planes.split(",") if p.strip()]
 
 
 def curves(fcfg: FrontierConfig, cfg, name: str, family, sampler) -> list[tuple[str, str, float, dict]]:
-    """The (curve, knob, value, sample() keyword arguments) this model is sampled at, unguided."""
+    """The (curve, knob, value, sample() keyword arguments) this model is sampled at, unguided:
+    truncation at the comparison's `temperature`, as the comparison sweeps it; top-p at T = 1."""
     out = [("temperature", "T", t, {"temperature": t}) for t in comparison.floats(cfg.temperatures, "temperatures")]
     if isinstance(family, LMFamily):
         out += [("top-p", "p", p, {"top_p": p}) for p in comparison.floats(fcfg.top_ps, "top_ps")]
-    if family.sweeps_psi and not comparison.truncation_skipped(sampler, family, cfg):
-        out += [("truncation", "psi", p, {"psi": p}) for p in comparison.floats(cfg.psis, "psis")]
+    skipped = comparison.truncation_skipped(sampler, family, cfg)
+    if skipped:
+        print(f"[{name}] {skipped}")
+    elif family.sweeps_psi:
+        out += [("truncation", "psi", p, {"psi": p, "temperature": cfg.temperature})
+                for p in comparison.floats(cfg.psis, "psis")]
     return out
 
 
@@ -127,8 +134,14 @@ def guided_points(fcfg, guide_cfg, cfg, judge, name, family, sampler, run_dir, d
     for source, (D, reports[source]) in guides(fcfg, guide_cfg, judge, name, family, sampler, run_dir, device).items():
         for method, knob, value in settings:
             guided = GuidedSampler(sampler, D, method.lower(), value, m=fcfg.sir_m, device=device)
-            texts = guided.sample(cfg.num_samples, temperature=guide_cfg.temperature, seed=cfg.sample_seed)
             curve = method + SOURCES[source]
+            try:  # at the temperature and psi the discriminator was trained against
+                texts = guided.sample(cfg.num_samples, temperature=guide_cfg.temperature, psi=guide_cfg.psi,
+                                      seed=cfg.sample_seed)
+            except RuntimeError as e:  # a gamma that keeps almost nothing: this point only is lost
+                print(f"[{name}] {curve} {knob} {value:g}: skipped ({e})")
+                reports[source].setdefault("skipped", []).append(f"{curve} {knob} {value:g}: {e}")
+                continue
             points.append({"model": name, "curve": curve, "knob": knob, "value": value,
                            "cost": guided.stats.cost, **judge.score(texts)})
             print(f"[{name}] {curve} {knob} {value:g}: cost {guided.stats.cost:.2f} candidates per sample")
@@ -199,27 +212,32 @@ def main(argv=None):
                                                      extra={"frontier": FrontierConfig(), "guide": GuideConfig()})
     cfg, fcfg, guide_cfg = sections["compare"], sections["frontier"], sections["guide"]
     names = [name for name, _, _ in entries]
-    unknown = [m for m in [fcfg.reference.split(":")[0], *fcfg.guided.split(",")] if m.strip() and m not in names]
+    unknown = [m.strip() for m in [fcfg.reference.split(":")[0], *fcfg.guided.split(",")]
+               if m.strip() and m.strip() not in names]
     if unknown:
         raise cfglib.ConfigError(f"frontier.reference and frontier.guided must name models of this comparison "
                                  f"({', '.join(names)}); not: {', '.join(unknown)}")
     device = runtime.resolve_device(cfg.device)
     corpus = cfg.load()
     judge = comparison.Judge(cfg, sections["scorer"], corpus, SampleTokenizer(build_tokenizer(corpus)), device)
-    points, guides = [], {}
+    points, guides, command = [], {}, "python -m experiments.frontier " + " ".join(argv)
     for seed in fcfg.seed_list():
         print(f"=== seed {seed} ===")
         more, guides[seed] = seed_points(fcfg, guide_cfg, cfg, entries, judge, seed, device)
         points += more
-    metrics = sorted({k for p in points for k, v in p.items() if isinstance(v, float) and k in report.DIRECTION})
-    summary = {"command": "python -m experiments.frontier " + " ".join(argv), "date": time.strftime("%Y-%m-%d"),
-               "dataset": corpus.name, "seeds": fcfg.seed_list(), "num_samples": cfg.num_samples,
-               "threads": torch.get_num_threads(), "wall_minutes": (time.time() - t0) / 60,
-               "config": {"compare": asdict(cfg), "frontier": asdict(fcfg), "guide": asdict(guide_cfg)},
-               "guides": guides, "points": report.aggregate(points, metrics), "per_seed": points}
-    print(f"frontier report: {write_frontier(fcfg, summary)}")
+        summary = summarize(points, guides, command, (cfg, fcfg, guide_cfg), corpus.name, t0)
+        print(f"frontier report ({len(guides)} of {len(fcfg.seed_list())} seeds): {write_frontier(fcfg, summary)}")
     return summary
 
+
+def summarize(points: list[dict], guides: dict, command: str, configs, dataset: str, t0: float) -> dict:
+    """What results.json holds: the points over the seeds done so far, per seed, and the settings."""
+    cfg, fcfg, guide_cfg = configs
+    metrics = sorted({k for p in points for k, v in p.items() if isinstance(v, float) and k in report.DIRECTION})
+    return {"command": command, "date": time.strftime("%Y-%m-%d"), "dataset": dataset, "seeds": list(guides),
+            "num_samples": cfg.num_samples, "threads": torch.get_num_threads(), "wall_minutes": (time.time() - t0) / 60,
+            "config": {"compare": asdict(cfg), "frontier": asdict(fcfg), "guide": asdict(guide_cfg)},
+            "guides": guides, "points": report.aggregate(points, metrics), "per_seed": points}
 
 if __name__ == "__main__":
     cli.run(main)

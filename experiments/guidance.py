@@ -41,7 +41,8 @@ class GuideConfig:
     n_head: int = 4
     n_embd: int = 64
     dropout: float = 0.1
-    samples: int = 5000          # generated texts to train on, and as many real training texts
+    samples: int = 5000          # generated texts to train on, and as many real training texts (fewer when the
+                                 # training split is smaller: the two classes stay balanced)
     val_share: float = 0.1       # held out of both, to stop training and to measure D
     batch_size: int = 64
     lr: float = 3e-4             # Adam
@@ -110,8 +111,9 @@ def evaluate(D, ids, mask, labels, device) -> dict:
 def guide_examples(sampler, real_texts: list[str], cfg: GuideConfig, T: int):
     """cfg.samples generated texts and as many real ones, encoded alike at T positions, labelled
     (1 real, 0 generated) and split -> (ids, mask, labels, train indices, val indices)."""
-    fake = sampler.sample(cfg.samples, temperature=cfg.temperature, psi=cfg.psi, seed=cfg.seed)
-    real = random.Random(cfg.seed).sample(real_texts, min(cfg.samples, len(real_texts)))
+    n = min(cfg.samples, len(real_texts))  # as many of each: D's prior odds are 1, so its logit is the log ratio
+    fake = sampler.sample(n, temperature=cfg.temperature, psi=cfg.psi, seed=cfg.seed)
+    real = random.Random(cfg.seed).sample(real_texts, n)
     ids, mask = encode_texts(real + fake, sampler.tokenizer, T)
     labels = torch.cat([torch.ones(len(real), dtype=torch.long), torch.zeros(len(fake), dtype=torch.long)])
     train, val = (torch.tensor(s) for s in _split(len(labels), cfg.val_share, cfg.seed))
@@ -126,8 +128,9 @@ def gan_discriminator(path, device) -> Discriminator:
     if ckpt["model_name"] != "gan":
         raise CheckpointError(f"{path} holds a {ckpt['model_name']!r} model; only a GAN run has a transformer "
                               "discriminator to guide with (the others get one trained post hoc)")
+    state = {k: v for k, v in ckpt["discriminator"].items() if not k.startswith("latent_head.")}  # InfoGAN's Q
     D = Discriminator(DiscriminatorConfig(**ckpt["discriminator_config"]))
-    D.load_state_dict(ckpt["discriminator"])
+    D.load_state_dict(state)
     return D.to(device).eval()
 
 
@@ -160,8 +163,14 @@ def train_guide(sampler, real_texts: list[str], cfg: GuideConfig, device,
     cfg.samples of its texts against as many real texts drawn from real_texts (the training split)
     -> (D at its best validation epoch, report). init: start from a copy of this discriminator
     (a GAN's own) instead of a fresh one of cfg's size; with cfg.max_epochs = 0 it is only measured.
-    Epoch 0 (before training) is a candidate too, so training can never make D worse on validation."""
-    torch.manual_seed(cfg.seed)
+    Epoch 0 (before training) is a candidate too, so training can never make D worse on validation.
+    The global RNG (D's init and dropout draw from it) is seeded from cfg.seed and restored after."""
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)
+        return _train_guide(sampler, real_texts, cfg, device, init)
+
+
+def _train_guide(sampler, real_texts, cfg: GuideConfig, device, init) -> tuple[Discriminator, dict]:
     T = init.block_size if init is not None else sampler.data.block_size + 1  # the longest text and its <eos>
     ids, mask, labels, train, val = guide_examples(sampler, real_texts, cfg, T)
     if init is not None:
@@ -200,7 +209,7 @@ class GuidedSampler:
                                     seed=int(torch.randint(2**31 - 1, (), generator=generator)))
         g = torch.Generator().manual_seed(seed)
         if self.method == "drs":
-            texts, self.stats = rejection_sample(propose, self.score, n, self.strength, g, burn_in=min(1000, 4 * n),
+            texts, self.stats = rejection_sample(propose, self.score, n, self.strength, g, burn_in=min(1000, n),
                                                  batch=max(n // 2, 1))
         else:
             texts, self.stats = sir_sample(propose, self.score, n, self.m, self.strength, g)

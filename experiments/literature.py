@@ -40,16 +40,12 @@ class LiteratureConfig:
     notes: str = ""                         # protocol and budgets against the papers', printed under the table
 
     def __post_init__(self):
-        if not self.seed_list():
-            raise ValueError("literature.seeds must list at least one integer seed, e.g. '1,2,3'")
+        self.seed_list()
         if len(self.axis_list()) != 2:
             raise ValueError(f"literature.axes must name two metrics, x and y, got {self.axes!r}")
 
     def seed_list(self) -> list[int]:
-        try:
-            return [int(s) for s in self.seeds.split(",") if s.strip()]
-        except ValueError:
-            raise ValueError(f"literature.seeds must be comma-separated integers, got {self.seeds!r}") from None
+        return comparison.seeds(self.seeds, "literature.seeds")
 
     def axis_list(self) -> list[str]:
         return [a.strip() for a in self.axes.split(",") if a.strip()]

@@ -53,8 +53,8 @@ class GuidedStats:
 
 def drs_acceptance(logits: torch.Tensor, d_max: float, gamma: float = 0.0, eps: float = 1e-6) -> torch.Tensor:
     """Azadi et al.'s acceptance probability sigmoid(F) of each logit, given the largest logit d_max
-    (every logit must be <= d_max: the caller raises d_max first)."""
-    u = logits.double() - d_max - eps  # <= -eps < 0, so 1 - exp(u) > 0
+    (a logit above d_max is judged as d_max: the caller should raise d_max first)."""
+    u = torch.clamp(logits.double() - d_max - eps, max=-eps)  # <= -eps < 0, so 1 - exp(u) > 0
     f = u + eps - torch.log(-torch.expm1(u)) - gamma
     return torch.sigmoid(f).to(logits.dtype)
 
@@ -72,7 +72,7 @@ def rejection_sample(propose, score, n: int, gamma: float, generator: torch.Gene
     later batch of `batch` candidates raises it before it is judged. Stops
     with a RuntimeError past max_proposed candidates (default 200 n + burn_in): a gamma that keeps
     almost nothing is a setting to lower, not a loop to wait for."""
-    limit = max_proposed or 200 * n + burn_in
+    limit = 200 * n + burn_in if max_proposed is None else max_proposed
     stats, kept, d_max = GuidedStats(), [], -math.inf
     while len(kept) < n:
         if stats.proposed >= limit:
@@ -81,6 +81,8 @@ def rejection_sample(propose, score, n: int, gamma: float, generator: torch.Gene
         k = burn_in if stats.proposed == 0 and burn_in else batch
         candidates = propose(k, generator)
         logits = score(candidates).detach().double().cpu()
+        if torch.isnan(logits).any():
+            raise ValueError("the discriminator gave NaN logits: guided sampling needs finite scores")
         stats.proposed += len(candidates)
         # Azadi et al. raise D*_M when a candidate exceeds it, then decide; here a batch at a time (the
         # burn-in is the first batch): its candidates are judged against the largest logit seen

@@ -10,8 +10,9 @@ from experiments.core.config import ConfigError
 from experiments.reporting.frontier import aggregate, dominance, interpolate
 
 
-def entry(x, y, sx=0.0, sy=0.0):
-    return {"self_bleu5": {"mean": x, "std": sx, "values": [x]}, "bleu5": {"mean": y, "std": sy, "values": [y]}}
+def entry(x, y, sx=0.0, sy=0.0, seeds=3):
+    return {"self_bleu5": {"mean": x, "std": sx, "values": [x] * seeds},
+            "bleu5": {"mean": y, "std": sy, "values": [y] * seeds}}
 
 
 def test_interpolation_and_dominance_by_hand():
@@ -26,10 +27,19 @@ def test_interpolation_and_dominance_by_hand():
     assert dominance(entry(0.3, 0.05), curve, "bleu5", "self_bleu5")["verdict"] == "dominated"
     assert dominance(entry(0.9, 0.9), curve, "bleu5", "self_bleu5")["verdict"] == "outside the curve's range"
     # lower is better for the LM score: a lower LM score at equal reverse LM score dominates
-    lm = [{"reverse_lm_score": {"mean": r, "std": 0.0}, "lm_score": {"mean": s, "std": 0.0}} for r, s in
-          ((3.0, 2.0), (4.0, 1.0))]
-    point = {"reverse_lm_score": {"mean": 3.5, "std": 0.0}, "lm_score": {"mean": 1.0, "std": 0.01}}
+    lm = [{"reverse_lm_score": {"mean": r, "std": 0.0, "values": [r, r]},
+           "lm_score": {"mean": s, "std": 0.0, "values": [s, s]}} for r, s in ((3.0, 2.0), (4.0, 1.0))]
+    point = {"reverse_lm_score": {"mean": 3.5, "std": 0.0, "values": [3.5, 3.5]},
+             "lm_score": {"mean": 1.0, "std": 0.01, "values": [1.0, 1.0]}}
     assert dominance(point, lm, "lm_score", "reverse_lm_score")["margin"] == pytest.approx(0.5)
+
+
+def test_duplicate_x_is_merged_and_one_seed_gets_no_verdict():
+    curve = [entry(0.2, 0.10), entry(0.2, 0.30), entry(0.4, 0.40)]  # a saturated axis: two points at 0.2
+    assert interpolate(curve, "self_bleu5", "bleu5", 0.2)[0] == pytest.approx(0.20)
+    assert interpolate(curve, "self_bleu5", "bleu5", 0.3)[0] == pytest.approx(0.30)
+    one = [entry(0.2, 0.1, seeds=1), entry(0.4, 0.2, seeds=1)]
+    assert dominance(entry(0.3, 0.9, seeds=1), one, "bleu5", "self_bleu5")["verdict"] == "one seed: no test"
 
 
 def test_aggregate_over_seeds():

@@ -24,8 +24,8 @@ def wait_for_a_later_event_file(run_dir: Path) -> None:
     marker purges nothing."""
     stamps = [int(p.name.split(".")[3]) for p in run_dir.glob("events.out.tfevents.*")
               if p.name.split(".")[3].isdigit()]
-    if stamps:
-        time.sleep(max(0.0, max(stamps) + 1 - time.time()))
+    if stamps:  # at most a second: a file stamped in the future (a copied run, clock skew) is not waited for
+        time.sleep(min(1.0, max(0.0, max(stamps) + 1 - time.time())))
 
 
 class RunLogger:

@@ -7,7 +7,8 @@ becomes a mean and a sample standard deviation per metric (experiments/reporting
 mean_std). On a plane (quality axis, diversity axis), a point dominates a reference curve when,
 at its own diversity, it is better in quality than the reference curve linearly interpolated
 there, by more than two standard deviations of the difference (sqrt(s_point^2 + s_curve^2), the
-curve's s interpolated alike); a point outside the curve's diversity range gets no verdict.
+curve's s interpolated alike); a point outside the curve's diversity range gets no verdict, nor
+does any point when either side has fewer than two seeds (no standard deviation to test against).
 """
 
 from __future__ import annotations
@@ -52,9 +53,13 @@ def curve_points(summary: list[dict], model: str, curve: str) -> list[dict]:
 
 
 def interpolate(curve: list[dict], x_key: str, y_key: str, x: float) -> tuple[float, float] | None:
-    """(y mean, y std) of a curve linearly interpolated at x on the x_key axis; None outside its range."""
-    pts = sorted((e[x_key]["mean"], e[y_key]["mean"], e[y_key]["std"]) for e in curve
-                 if x_key in e and y_key in e)
+    """(y mean, y std) of a curve linearly interpolated at x on the x_key axis; None outside its range.
+    Points at the same x (a saturated axis) are merged first: the mean of their y, the largest std."""
+    merged: dict[float, list] = {}
+    for e in curve:
+        if x_key in e and y_key in e:
+            merged.setdefault(e[x_key]["mean"], []).append((e[y_key]["mean"], e[y_key]["std"]))
+    pts = sorted((x0, sum(y for y, _ in ys) / len(ys), max(s for _, s in ys)) for x0, ys in merged.items())
     for (x0, y0, s0), (x1, y1, s1) in zip(pts, pts[1:]):
         if x0 <= x <= x1:
             w = 0.0 if x1 == x0 else (x - x0) / (x1 - x0)
@@ -70,6 +75,9 @@ def dominance(point: dict, reference: list[dict], quality: str, diversity: str) 
     quality axis's better direction), "sigma" (2-sigma threshold)}."""
     if quality not in point or diversity not in point:
         return {"verdict": "not scored", "margin": None, "sigma": None}
+    if len(point[quality].get("values", [])) < 2 or any(len(e[quality].get("values", [])) < 2 for e in reference
+                                                         if quality in e):
+        return {"verdict": "one seed: no test", "margin": None, "sigma": None}
     ref = interpolate(reference, diversity, quality, point[diversity]["mean"])
     if ref is None:
         return {"verdict": "outside the curve's range", "margin": None, "sigma": None}

@@ -145,6 +145,7 @@ class RecurrentGANRun:
 
     name = ""   # the checkpoint's model_name and the default run name's suffix: seqgan | relgan
     title = ""  # how messages name the trainer: SeqGAN | RelGAN
+    phases: tuple[str, ...] = ()  # the phases, in order
 
     def _start(self, cfg: RecurrentGANConfig, gen_cfg, disc_cfg, dist) -> None:
         """The part of __init__ both trainers share, up to the networks and the optimisers."""
@@ -191,10 +192,14 @@ class RecurrentGANRun:
         if ckpt["discriminator_config"] != asdict(self.disc_cfg):
             raise CheckpointError(f"checkpoint discriminator config {ckpt['discriminator_config']} differs from "
                                   f"this run's {asdict(self.disc_cfg)}; resume with the checkpoint's settings")
+        if ckpt["phase"] not in self.phases:
+            raise CheckpointError(f"checkpoint phase {ckpt['phase']!r} is not one of this {self.title} trainer's "
+                                  f"({', '.join(self.phases)}); it was written by another version: start a new run")
         self.G.load_state_dict(ckpt["model"])
         self.D.load_state_dict(ckpt["discriminator"])
+        optimizers = {"optimizer_mle": self.opt_mle, "optimizer_g": self.opt_g, "optimizer_d": self.opt_d}
         for key, lr in rates.items():
-            opt = getattr(self, key.replace("optimizer", "opt"))
+            opt = optimizers[key]
             opt.load_state_dict(ckpt[key])
             for group in opt.param_groups:
                 group.update(lr=lr, **adam)
@@ -249,6 +254,11 @@ class RecurrentGANRun:
         log.samples("samples", texts[:cfg.num_samples], step)
         log.flush()
         return val["nll"], scores
+
+
+def protocol(run: RecurrentGANRun) -> str:
+    """How the run's sequences are drawn, for its one-line description."""
+    return f"exactly {run.fixed_length} tokens" if run.fixed_length else f"up to {run.T} tokens with <eos>"
 
 
 def run_dir_of(cfg, trainer: str) -> Path:

@@ -178,6 +178,7 @@ class RelGANRun(RecurrentGANRun):
     """RecurrentGANRun with RelGAN's discriminator (its embedding init), Adam betas and beta schedule."""
 
     name, title = "relgan", "RelGAN"
+    phases = ("pretrain", "adversarial")
 
     def __init__(self, cfg: RelGANTrainConfig, gen_cfg, disc_cfg, dist):
         self._start(cfg, gen_cfg, disc_cfg, dist)
@@ -311,10 +312,9 @@ def adversarial(run: RelGANRun, deadline: Deadline, bar) -> None:
 
 
 def describe(run: RelGANRun) -> str:
-    protocol = f"exactly {run.fixed_length} tokens" if run.fixed_length else f"up to {run.T} tokens with <eos>"
     return (f"RelGAN-style generator ({rgan.GENERATOR}): {sum(p.numel() for p in run.G.parameters()):,} parameters, "
             f"CNN discriminator on soft one-hots: {sum(p.numel() for p in run.D.parameters()):,} | "
-            f"{run.corpus.name}: vocab {run.tokenizer.vocab_size}, {protocol}, "
+            f"{run.corpus.name}: vocab {run.tokenizer.vocab_size}, {rgan.protocol(run)}, "
             f"{len(run.data.splits['train']):,} train sequences, {run.data.oov_summary()} | beta 1 -> "
             f"{run.cfg.beta_max:g} ({run.cfg.beta_schedule}) over {run.cfg.adv_steps} steps | device {run.device}")
 

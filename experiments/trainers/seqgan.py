@@ -141,6 +141,7 @@ class SeqGANRun(RecurrentGANRun):
     """RecurrentGANRun with SeqGAN's rollout network, its D pretraining phase and counters."""
 
     name, title = "seqgan", "SeqGAN"
+    phases = ("pretrain", "d_pretrain", "adversarial")
 
     def __init__(self, cfg: SeqGANTrainConfig, gen_cfg, disc_cfg, dist):
         self._start(cfg, gen_cfg, disc_cfg, dist)
@@ -312,10 +313,9 @@ def adversarial(run: SeqGANRun, deadline: Deadline, bar) -> None:
 
 
 def describe(run: SeqGANRun) -> str:
-    protocol = f"exactly {run.fixed_length} tokens" if run.fixed_length else f"up to {run.T} tokens with <eos>"
     return (f"SeqGAN generator ({rgan.GENERATOR}): {sum(p.numel() for p in run.G.parameters()):,} parameters, CNN "
             f"discriminator: {sum(p.numel() for p in run.D.parameters()):,} | {run.corpus.name}: vocab "
-            f"{run.tokenizer.vocab_size}, {protocol}, {len(run.data.splits['train']):,} train sequences, "
+            f"{run.tokenizer.vocab_size}, {rgan.protocol(run)}, {len(run.data.splits['train']):,} train sequences, "
             f"{run.data.oov_summary()} | device {run.device}")
 
 
