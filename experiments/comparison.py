@@ -289,11 +289,11 @@ def truncation_skipped(sampler, family, cfg) -> str:
             f"min_latent_use = {cfg.min_latent_use:g}: the generator ignores z, so psi cannot move its samples")
 
 
-def sweep(sampler, family, cfg, evaluator, samples_at_t) -> list[dict]:
-    """Quality-diversity points: every temperature (psi = 1), and every psi at `temperature` (unless
-    truncation_skipped says why not)."""
+def sweep(sampler, family, cfg, evaluator, samples_at_t, skipped: str) -> list[dict]:
+    """Quality-diversity points: every temperature (psi = 1), and every psi at `temperature` unless
+    `skipped` (truncation_skipped's reason) says why not."""
     grid = [(t, 1.0) for t in floats(cfg.temperatures, "temperatures")]
-    if family.sweeps_psi and not truncation_skipped(sampler, family, cfg):
+    if family.sweeps_psi and not skipped:
         grid += [(cfg.temperature, p) for p in floats(cfg.psis, "psis") if p != 1.0]
     points = []
     for t, psi in grid:
@@ -373,10 +373,11 @@ def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run
     test, val = sampler.nll("test"), sampler.nll("val")
     metrics = {"nll_test": test["nll"], "nll_test_with_pad": test.get("nll_with_pad"), "nll_val": val["nll"],
                "nll_K": test.get("K"), **judge.score(samples)}
+    skipped = truncation_skipped(sampler, family, cfg)
     row = {"label": name, "family": family_name, "kind": "model", "run_dir": str(run_dir), **sampler.info,
-           "samples": samples, "metrics": metrics, "sweep": sweep(sampler, family, cfg, judge.evaluator, samples),
-           "warnings": collapse_warnings(metrics, real, sampler.info.get("adv_nll_rise")),
-           "sweep_note": truncation_skipped(sampler, family, cfg)}
+           "samples": samples, "metrics": metrics,
+           "sweep": sweep(sampler, family, cfg, judge.evaluator, samples, skipped),
+           "warnings": collapse_warnings(metrics, real, sampler.info.get("adv_nll_rise")), "sweep_note": skipped}
     row["score_seconds"] = time.time() - t_score
     log_row(run_dir, row, None)
     print(f"[{name}] nll_test {metrics['nll_test']:.4f}  bleu2..5 "

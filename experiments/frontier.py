@@ -113,11 +113,13 @@ def curves(fcfg: FrontierConfig, cfg, name: str, family, sampler) -> list[tuple[
 def guides(fcfg, guide_cfg, judge, name, family, sampler, run_dir, device) -> dict[str, tuple]:
     """{source: (D, report)} for this model: a discriminator trained post hoc, and for a GAN its
     own discriminator as is (measured only) and fine-tuned from it, as guide_sources asks."""
-    out = {}
+    out, own = {}, None
     for source in [s.strip() for s in fcfg.guide_sources.split(",") if s.strip()]:
         if source != "posthoc" and not isinstance(family, GANFamily):  # only a GAN run has its own D
             continue
-        init = gan_discriminator(Path(run_dir) / "last.pt", device) if source != "posthoc" else None
+        if source != "posthoc" and own is None:  # read once; train_guide fine-tunes a copy
+            own = gan_discriminator(Path(run_dir) / "last.pt", device)
+        init = own if source != "posthoc" else None
         cfg = dataclasses.replace(guide_cfg, max_epochs=0) if source == "gan" else guide_cfg
         out[source] = train_guide(sampler, judge.corpus.train, cfg, device, init=init)
         r = out[source][1]
