@@ -24,6 +24,11 @@ reverse_lm_score are on). Over seeds each point is a mean with its seed standard
 report (table_dir) tests every point against the reference curve on each plane
 (experiments/reporting/frontier.py: dominance beyond two standard deviations, interpolating the
 curve) and draws each plane with error bars.
+
+Each model's scored points are stored beside its run (frontier_points.json, with the settings
+they depend on); --reuse true reads them instead of sampling again when those settings are
+unchanged. So seeds can run as separate commands side by side (--frontier.seeds 2), and one
+`--reuse true` command over all seeds then writes the report in seconds.
 """
 
 from __future__ import annotations
@@ -150,6 +155,48 @@ def guided_points(fcfg, guide_cfg, cfg, judge, name, family, sampler, run_dir, d
     return points, reports
 
 
+POINTS_FILE = "frontier_points.json"  # a model's scored points, beside its run: --reuse true reads them
+
+
+def model_points(fcfg, guide_cfg, cfg, judge, name, family, run_dir, device) -> dict:
+    """One trained model sampled and scored along its curves -> {points, guides (None: unguided)}."""
+    sampler = family.load(run_dir, judge.corpus, device)
+    points, reports = [], None
+    for curve, knob, value, kwargs in curves(fcfg, cfg, name, family, sampler):
+        texts = sampler.sample(cfg.num_samples, seed=cfg.sample_seed, **kwargs)
+        points.append({"model": name, "curve": curve, "knob": knob, "value": value, **judge.score(texts)})
+    if name in {m.strip() for m in fcfg.guided.split(",")}:
+        more, reports = guided_points(fcfg, guide_cfg, cfg, judge, name, family, sampler, run_dir, device)
+        points += more
+    return {"points": points, "guides": reports}
+
+
+def points_key(fcfg, guide_cfg, cfg, judge, name: str) -> dict:
+    """Every setting a model's frontier points depend on besides its run: its stored points are
+    reused (--reuse true) only when this is unchanged. Titles, seeds lists, planes and the
+    reference only shape the report."""
+    compare_keys = ("num_samples", "sample_seed", "temperature", "temperatures", "psis", "min_latent_use",
+                    "lm_score", "reverse_lm_score")
+    key = {"top_ps": fcfg.top_ps, "compare": {k: getattr(cfg, k) for k in compare_keys},
+           "data": cfg.data_settings(), "scorer": asdict(judge.scorer_cfg)}
+    if name in {m.strip() for m in fcfg.guided.split(",")}:
+        key["guided"] = {**{k: getattr(fcfg, k) for k in ("drs_gammas", "sir_alphas", "sir_m", "guide_sources")},
+                         **asdict(guide_cfg)}
+    return key
+
+
+def cached_points(run_dir: Path, key: dict) -> dict | None:
+    """The points stored beside a reused run, if they were scored under these settings."""
+    path = Path(run_dir) / POINTS_FILE
+    if not path.is_file():
+        return None
+    stored = json.loads(path.read_text())
+    if stored.get("key") != json.loads(json.dumps(key)):  # through JSON: tuples and floats as stored
+        print(f"[{run_dir.name}] {path} was scored under other settings: scoring again")
+        return None
+    return stored
+
+
 def seed_points(fcfg, guide_cfg, cfg, entries, judge, seed: int, device) -> tuple[list[dict], dict]:
     """Train (or reuse) every model for one seed and score it along its curves."""
     seed_cfg = dataclasses.replace(cfg, seed=seed, experiment=f"{cfg.experiment or 'frontier'}-seed{seed}")
@@ -157,18 +204,19 @@ def seed_points(fcfg, guide_cfg, cfg, entries, judge, seed: int, device) -> tupl
     comparison.preflight(seed_cfg, entries, runs_dir, judge.tokenizer.itos)
     lock = RunLock(runs_dir).acquire()  # one command at a time per runs folder, as a comparison
     points, reports, reused = [], {}, []
-    guided = {m.strip() for m in fcfg.guided.split(",") if m.strip()}
+    guide_cfg = dataclasses.replace(guide_cfg, seed=guide_cfg.seed + seed)
     for name, family_name, settings in entries:
         run_dir = comparison.trained_run(seed_cfg, runs_dir, name, family_name, settings, reused)
-        family = FAMILIES[family_name]
-        sampler = family.load(run_dir, judge.corpus, device)
-        for curve, knob, value, kwargs in curves(fcfg, cfg, name, family, sampler):
-            texts = sampler.sample(cfg.num_samples, seed=cfg.sample_seed, **kwargs)
-            points.append({"model": name, "curve": curve, "knob": knob, "value": value, **judge.score(texts)})
-        if name in guided:
-            more, reports[name] = guided_points(fcfg, dataclasses.replace(guide_cfg, seed=guide_cfg.seed + seed),
-                                                cfg, judge, name, family, sampler, run_dir, device)
-            points += more
+        key = points_key(fcfg, guide_cfg, cfg, judge, name)
+        cached = cached_points(run_dir, key) if name in reused else None
+        if cached is None:
+            cached = model_points(fcfg, guide_cfg, cfg, judge, name, FAMILIES[family_name], run_dir, device)
+            write_text(run_dir / POINTS_FILE, json.dumps({"key": key, **cached}, indent=1))
+        else:
+            print(f"[{name}] frontier points reused from {run_dir / POINTS_FILE} (same settings)")
+        points += cached["points"]
+        if cached["guides"] is not None:
+            reports[name] = cached["guides"]
     lock.release()
     for p in points:
         p["seed"] = seed

@@ -50,14 +50,18 @@ def test_aggregate_over_seeds():
     assert e["bleu5"]["std"] == pytest.approx(0.1414, abs=1e-4)  # sample standard deviation
 
 
-def test_the_command_end_to_end(tmp_path):
-    summary = frontier.main([
+def tiny_frontier(tmp_path, *more):
+    return frontier.main([
         "--dataset", "numbers", "--models", "bigram,mlp", "--max_steps", "30", "--num_samples", "60",
         "--lm_score", "false", "--reverse_lm_score", "false", "--out_dir", str(tmp_path / "runs"),
         "--experiment", "fr", "--frontier.seeds", "1,2", "--temperatures", "0.8,1.0", "--top_ps", "0.9",
         "--guided", "mlp", "--drs_gammas", "0", "--sir_alphas", "1", "--sir_m", "2", "--planes", "bleu5:self_bleu5",
         "--reference", "mlp:temperature", "--table_dir", str(tmp_path / "table"), "--guide.samples", "120",
-        "--guide.max_epochs", "1", "--guide.n_layer", "1", "--guide.n_embd", "16", "--guide.n_head", "2"])
+        "--guide.max_epochs", "1", "--guide.n_layer", "1", "--guide.n_embd", "16", "--guide.n_head", "2", *more])
+
+
+def test_the_command_end_to_end(tmp_path):
+    summary = tiny_frontier(tmp_path)
     curves = {(e["model"], e["curve"], e["value"]) for e in summary["points"]}
     assert ("bigram", "top-p", 0.9) in curves and ("mlp", "DRS", 0.0) in curves and ("mlp", "SIR", 1.0) in curves
     assert not any(c[1] in ("DRS", "SIR") for c in curves if c[0] == "bigram")  # only the guided model
@@ -75,3 +79,20 @@ def test_reference_and_guided_models_must_be_in_the_comparison(tmp_path):
     with pytest.raises(ConfigError, match="not: gpt3"):
         frontier.main(["--models", "bigram", "--reference", "gpt3:temperature", "--guided", "bigram",
                        "--table_dir", str(tmp_path)])
+
+
+def test_reuse_reads_the_stored_points_and_rescores_when_a_setting_changed(tmp_path, monkeypatch):
+    """Seeds run as separate commands merge with --reuse true without sampling again; a changed
+    sampling setting scores again (only the model it concerns)."""
+    first = tiny_frontier(tmp_path)
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("a reused model was scored again")
+    monkeypatch.setattr(frontier.comparison.Judge, "score", no_scoring)
+    again = tiny_frontier(tmp_path, "--reuse", "true")
+    assert again["per_seed"] == first["per_seed"] and again["guides"] == first["guides"]
+
+    scored = []
+    monkeypatch.setattr(frontier.comparison.Judge, "score", lambda self, texts: scored.append(len(texts)) or {})
+    tiny_frontier(tmp_path, "--reuse", "true", "--sir_m", "3")  # only the guided model's points depend on it
+    assert len(scored) == 2 * 5  # mlp, per seed: 2 temperatures, top-p, DRS, SIR; bigram's points reused
