@@ -190,6 +190,13 @@ class GPT(nn.Module):
 
         With a cache, idx holds only the new tokens; they are placed after the cached ones.
         """
+        logits = self.lm_head(self.hidden(idx, cache))  # (B, T, V)
+        loss = lm_loss(logits, targets) if targets is not None else None
+        return logits, loss
+
+    def hidden(self, idx, cache: KVCache | None = None):
+        """idx (B, T) -> the final hidden states (B, T, C), after ln_f: what lm_head reads (and
+        MAUVE's features, experiments/scoring/mauve.py)."""
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
         if start + T > self.block_size:
@@ -200,6 +207,4 @@ class GPT(nn.Module):
             x = block(x, cache)
         if cache is not None:
             cache.pos += T
-        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
-        loss = lm_loss(logits, targets) if targets is not None else None
-        return logits, loss
+        return self.transformer.ln_f(x)

@@ -30,6 +30,7 @@ from experiments.families import FAMILIES
 from experiments.reporting.comparison import write_report
 from experiments.scoring.metrics import DEFAULT_NS
 from experiments.scoring.lm_score import LMScorer, ScorerConfig, lm_score, reverse_lm_score
+from experiments.scoring.mauve import mauve, text_features
 from experiments.scoring.samples import SampleEvaluator, SampleTokenizer, collapse_warnings
 
 
@@ -57,6 +58,8 @@ class CompareConfig(DataConfig):
                                    # move its samples (research/gan: ignored ~1e-7, used 0.15)
     lm_score: bool = True          # LM score: samples under a GPT-2 trained on the real training split
     reverse_lm_score: bool = True  # reverse LM score: a GPT-2 trained on the samples, scored on real test
+    mauve: bool = False            # MAUVE against as many real test texts, on the LM-score GPT-2's features
+                                   # (experiments/scoring/mauve.py: not comparable with published MAUVE)
     n_show: int = 10               # samples per model shown in the report
     progress: bool = False         # the trainers' progress bars
 
@@ -65,6 +68,8 @@ class CompareConfig(DataConfig):
         for name in ("max_steps", "eval_interval", "num_samples"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"CompareConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.mauve and not self.lm_score:
+            raise ValueError("mauve needs lm_score = true: its features are the LM-score GPT-2's hidden states")
         if self.num_samples < 2 or self.temperature <= 0 or self.max_minutes < 0:
             raise ValueError("need num_samples >= 2, temperature > 0 and max_minutes >= 0")
         floats(self.temperatures, "temperatures")
@@ -268,11 +273,17 @@ class Judge:
         if cfg.lm_score:
             print(f"training the LM-score GPT-2 on {corpus.name}'s training split ({scorer_cfg.steps} steps)")
             self.scorer = LMScorer(corpus, tokenizer, scorer_cfg, device)
+        if cfg.mauve:  # MAUVE's human side: num_samples test texts (all when fewer), drawn once with sample_seed
+            rng = random.Random(cfg.sample_seed)
+            human = rng.sample(corpus.test, min(cfg.num_samples, len(corpus.test)))
+            self.human = text_features(self.scorer.model, tokenizer, human, device)
 
     def score(self, samples) -> dict:
         m = self.evaluator.score(samples)
         if self.scorer is not None:
             m["lm_score"] = lm_score(samples, self.scorer)
+        if self.cfg.mauve:
+            m["mauve"] = mauve(self.human, text_features(self.scorer.model, self.tokenizer, samples, self.device))
         if self.cfg.reverse_lm_score:
             m["reverse_lm_score"] = reverse_lm_score(samples, self.corpus, self.tokenizer, self.scorer_cfg, self.device)
         return m

@@ -20,10 +20,10 @@ from experiments.reporting.literature import mean_std
 
 # +1: higher is better, -1: lower is better
 DIRECTION = {"bleu5": 1, "self_bleu5": -1, "lm_score": -1, "reverse_lm_score": -1, "precision": 1, "recall": 1,
-             "nll_oracle": -1, "nll_test": -1}
+             "nll_oracle": -1, "nll_test": -1, "mauve": 1}
 LABELS = {"bleu5": "BLEU-5", "self_bleu5": "Self-BLEU-5", "lm_score": "LM score (NLL of samples, nats)",
           "reverse_lm_score": "reverse LM score (NLL of real test, nats)", "precision": "precision",
-          "recall": "recall", "nll_oracle": "NLL-oracle"}
+          "recall": "recall", "nll_oracle": "NLL-oracle", "mauve": "MAUVE (own features)"}
 
 
 def aggregate(points: list[dict], metrics: list[str]) -> list[dict]:
@@ -120,6 +120,29 @@ def dominance_table(summary: list[dict], reference: tuple[str, str], planes: lis
             sigma = "-" if v["sigma"] is None else f"{v['sigma']:.4f}"
             lines.append(f"| {e['model']} | {e['curve']} | {e['knob']} = {e['value']:g} | {LABELS.get(q, q)} at "
                          f"equal {LABELS.get(d, d)} | {v['verdict']} | {_signed(v['margin'])} | {sigma} |")
+    return "\n".join(lines)
+
+
+def best_points(summary: list[dict], metric: str) -> str:
+    """The single-number summary: each curve's best point by `metric` (mean over seeds)."""
+    lines = [f"| model | curve | best point | {LABELS.get(metric, metric)} | seeds |", "|---|---|---|---|---|"]
+    for model, curve in dict.fromkeys((e["model"], e["curve"]) for e in summary):
+        pts = [e for e in curve_points(summary, model, curve) if metric in e]
+        if pts:
+            best = max(pts, key=lambda e: DIRECTION[metric] * e[metric]["mean"])
+            lines.append(f"| {model} | {curve} | {best['knob']} = {best['value']:g} | {fmt(best, metric)} | "
+                         f"{len(best['seeds'])} |")
+    return "\n".join(lines)
+
+
+def guides_table(guides: dict) -> str:
+    """{seed: {model: {source: discriminator report}}} -> one row per discriminator."""
+    lines = ["| model (discriminator) | seed | val accuracy | ECE | Brier | best epoch |", "|---|---|---|---|---|---|"]
+    for seed, per_model in guides.items():
+        for model, per_source in per_model.items():
+            for source, g in per_source.items():
+                lines.append(f"| {model} ({source}) | {seed} | {g['val_accuracy']:.3f} | {g['val_ece']:.3f} | "
+                             f"{g['val_brier']:.3f} | {g['best_epoch']} of {g['epochs']} |")
     return "\n".join(lines)
 
 
