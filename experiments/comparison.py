@@ -269,21 +269,29 @@ class Judge:
     def __init__(self, cfg, scorer_cfg, corpus, tokenizer, device):
         self.cfg, self.scorer_cfg, self.corpus, self.tokenizer, self.device = cfg, scorer_cfg, corpus, tokenizer, device
         self.evaluator = SampleEvaluator(corpus, tokenizer, references="test")  # the final scoring: test, read once
-        self.scorer = None
-        if cfg.lm_score:
-            print(f"training the LM-score GPT-2 on {corpus.name}'s training split ({scorer_cfg.steps} steps)")
-            self.scorer = LMScorer(corpus, tokenizer, scorer_cfg, device)
-        if cfg.mauve:  # MAUVE's human side: num_samples test texts (all when fewer), drawn once with sample_seed
-            rng = random.Random(cfg.sample_seed)
-            human = rng.sample(corpus.test, min(cfg.num_samples, len(corpus.test)))
-            self.human = text_features(self.scorer.model, tokenizer, human, device)
+        self._scorer, self._human = None, None  # trained and embedded at the first score(): a command whose
+                                                # points are all stored (frontier --reuse) never needs them
+
+    def scorer(self) -> LMScorer:
+        if self._scorer is None:  # its own seeded RNG (fit_gpt2): the same model whenever it is trained
+            print(f"training the LM-score GPT-2 on {self.corpus.name}'s training split ({self.scorer_cfg.steps} steps)")
+            self._scorer = LMScorer(self.corpus, self.tokenizer, self.scorer_cfg, self.device)
+        return self._scorer
+
+    def mauve(self, samples) -> float:
+        model = self.scorer().model
+        if self._human is None:  # MAUVE's human side: num_samples test texts (all when fewer), drawn with sample_seed
+            rng = random.Random(self.cfg.sample_seed)
+            human = rng.sample(self.corpus.test, min(self.cfg.num_samples, len(self.corpus.test)))
+            self._human = text_features(model, self.tokenizer, human, self.device)
+        return mauve(self._human, text_features(model, self.tokenizer, samples, self.device))
 
     def score(self, samples) -> dict:
         m = self.evaluator.score(samples)
-        if self.scorer is not None:
-            m["lm_score"] = lm_score(samples, self.scorer)
+        if self.cfg.lm_score:
+            m["lm_score"] = lm_score(samples, self.scorer())
         if self.cfg.mauve:
-            m["mauve"] = mauve(self.human, text_features(self.scorer.model, self.tokenizer, samples, self.device))
+            m["mauve"] = self.mauve(samples)
         if self.cfg.reverse_lm_score:
             m["reverse_lm_score"] = reverse_lm_score(samples, self.corpus, self.tokenizer, self.scorer_cfg, self.device)
         return m

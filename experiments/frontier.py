@@ -156,6 +156,7 @@ def guided_points(fcfg, guide_cfg, cfg, judge, name, family, sampler, run_dir, d
 
 
 POINTS_FILE = "frontier_points.json"  # a model's scored points, beside its run: --reuse true reads them
+POINTS_VERSION = 1  # raise when sampling or scoring code changes what a point is: stored points are then rescored
 
 
 def model_points(fcfg, guide_cfg, cfg, judge, name, family, run_dir, device) -> dict:
@@ -177,7 +178,7 @@ def points_key(fcfg, guide_cfg, cfg, judge, name: str) -> dict:
     reference only shape the report."""
     compare_keys = ("num_samples", "sample_seed", "temperature", "temperatures", "psis", "min_latent_use",
                     "lm_score", "reverse_lm_score", "mauve")
-    key = {"top_ps": fcfg.top_ps, "compare": {k: getattr(cfg, k) for k in compare_keys},
+    key = {"version": POINTS_VERSION, "top_ps": fcfg.top_ps, "compare": {k: getattr(cfg, k) for k in compare_keys},
            "data": cfg.data_settings(), "scorer": asdict(judge.scorer_cfg)}
     if name in {m.strip() for m in fcfg.guided.split(",")}:
         key["guided"] = {**{k: getattr(fcfg, k) for k in ("drs_gammas", "sir_alphas", "sir_m", "guide_sources")},

@@ -84,3 +84,13 @@ def test_the_judge_scores_mauve_on_its_scorer_and_refuses_it_without_one():
     real = judge.score(corpus.train[:300])["mauve"]
     one = judge.score([corpus.train[0]] * 300)["mauve"]  # one sentence repeated: a collapsed generator
     assert real > 0.8 and one < 0.1
+
+
+def test_kmeans_uses_every_bucket_when_texts_repeat():
+    from experiments.scoring.mauve import kmeans
+    rng = np.random.default_rng(0)
+    data = np.vstack([np.zeros((300, 4)), rng.normal(size=(300, 4))])  # a collapsed model beside varied text
+    labels = kmeans(data, 30, seed=0)
+    assert len(np.unique(labels)) == 30
+    with pytest.raises(ValueError, match="NaN"):
+        kmeans(np.full((10, 2), np.nan), 2, seed=0)

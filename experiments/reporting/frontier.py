@@ -131,7 +131,7 @@ def best_points(summary: list[dict], metric: str) -> str:
         if pts:
             best = max(pts, key=lambda e: DIRECTION[metric] * e[metric]["mean"])
             lines.append(f"| {model} | {curve} | {best['knob']} = {best['value']:g} | {fmt(best, metric)} | "
-                         f"{len(best['seeds'])} |")
+                         f"{len(best[metric]['values'])} |")
     return "\n".join(lines)
 
 

@@ -17,8 +17,8 @@ same kind of state (final layer, after ln_f, at the text's last token) of the co
 scorer GPT-2 (experiments/scoring/lm_score.py: a small model trained on the corpus' training
 split). So TextDuel's MAUVE figures rank models within one comparison; they are NOT comparable with
 published MAUVE figures on GPT-2-large features. The k-means is plain Lloyd's with random initial
-centroids drawn from the data (the package uses faiss'), so cluster boundaries, not the procedure,
-differ between the two.
+centroids drawn from the distinct data points and empty clusters refounded (the package uses
+faiss'), so cluster boundaries, not the procedure, differ between the two.
 """
 
 from __future__ import annotations
@@ -87,22 +87,32 @@ def pca_reduce(data: np.ndarray, explained_variance: float = 0.9) -> np.ndarray:
 
 
 def kmeans(data: np.ndarray, k: int, seed: int, redo: int = 5, max_iter: int = 500) -> np.ndarray:
-    """Cluster labels of the best (lowest within-cluster sum of squares) of `redo` Lloyd runs,
-    each from k distinct data points drawn at random; a run stops when no label changes."""
+    """Cluster labels of the best (lowest within-cluster sum of squares) of `redo` Lloyd runs, each
+    from k distinct data points drawn at random (repeated texts give repeated rows: drawn once);
+    a cluster left empty takes the point farthest from its centroid; a run stops when no label
+    changes."""
     rng = np.random.default_rng(seed)
     x = torch.as_tensor(data, dtype=torch.float64)
+    if not torch.isfinite(x).all():
+        raise ValueError("MAUVE: the features hold NaN or inf (a diverged feature model?)")
+    distinct = torch.as_tensor(np.unique(data, axis=0), dtype=torch.float64)
+    k = min(k, len(distinct))  # more buckets than distinct points could only stay empty
     best, best_labels = np.inf, None
     for _ in range(redo):
-        centroids = x[torch.as_tensor(rng.choice(len(x), size=k, replace=False))]
+        centroids = distinct[torch.as_tensor(rng.choice(len(distinct), size=k, replace=False))]
         labels = None
         for _ in range(max_iter):
-            new = torch.cdist(x, centroids).argmin(dim=1)
+            dist = torch.cdist(x, centroids)
+            new = dist.argmin(dim=1)
+            for empty in np.flatnonzero(torch.bincount(new, minlength=k).numpy() == 0):
+                far = int(dist[torch.arange(len(x)), new].argmax())  # the worst-served point founds it
+                new[far], dist[far] = int(empty), 0.0
             if labels is not None and torch.equal(new, labels):
                 break
             labels = new
             counts = torch.bincount(labels, minlength=k).unsqueeze(1)
             sums = torch.zeros_like(centroids).index_add_(0, labels, x)
-            centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)  # an empty cluster stays put
+            centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
         inertia = float(((x - centroids[labels]) ** 2).sum())
         if inertia < best:
             best, best_labels = inertia, labels.numpy()
@@ -118,7 +128,7 @@ def mauve(p_features: np.ndarray, q_features: np.ndarray, num_buckets: int = 0, 
     k = num_buckets or max(2, int(round(min(len(p_features), len(q_features)) / 10)))
     data = np.vstack([q_features, p_features]).astype(np.float64)
     data = data / np.maximum(np.linalg.norm(data, axis=1, keepdims=True), 1e-12)  # L2, as the package
-    labels = kmeans(pca_reduce(data, explained_variance), min(k, len(data)), seed, redo, max_iter)
+    labels = kmeans(pca_reduce(data, explained_variance), k, seed, redo, max_iter)
     q_hist = np.bincount(labels[:len(q_features)], minlength=k) / len(q_features)
     p_hist = np.bincount(labels[len(q_features):], minlength=k) / len(p_features)
     return mauve_from_histograms(p_hist, q_hist)
