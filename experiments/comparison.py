@@ -208,13 +208,14 @@ def _flat(d: dict, prefix: str = "") -> dict:
 def settings_changed(requested: dict, stored: dict) -> list[str]:
     """'section.key stored -> requested' for every setting a finished run (its config.json) was
     trained with that differs from the requested one. Sizes its trainer fills in (requested as 0:
-    vocab_size, block_size) and the resume flags do not count."""
+    vocab_size, block_size), the resume flags and the runs folder (a run moved elsewhere is the
+    same run) do not count."""
     out = []
     for sec, obj in requested.items():
         have = _flat(stored.get(sec, {}))
         for k, v in _flat(dataclasses.asdict(obj)).items():
             filled = k.rsplit(".", 1)[-1] in ("vocab_size", "block_size") and v == 0
-            if filled or (sec == "train" and k in ("resume", "progress")):
+            if filled or (sec == "train" and k in ("resume", "progress", "out_dir")):
                 continue
             if k not in have or have[k] != v:
                 out.append(f"{sec}.{k} {have.get(k, '(absent)')!r} -> {v!r}")

@@ -137,6 +137,18 @@ def test_reuse_loads_checkpoints_and_reproduces_the_scores(tiny):
     assert len(list((root / "runs" / "tiny" / "gpt2").glob("events.out.tfevents.*.compare"))) == 1
 
 
+def test_a_finished_run_moved_to_another_experiment_is_reused(tiny):
+    """Comparisons split over processes (one experiment name each) merge by moving run folders."""
+    import shutil
+    root, first = tiny
+    shutil.copytree(root / "runs" / "tiny" / "gpt2", root / "runs" / "moved" / "gpt2")
+    ckpt = root / "runs" / "moved" / "gpt2" / "best.pt"
+    mtime = ckpt.stat().st_mtime_ns
+    again = run(root, "--experiment", "moved", "--models", "gpt2", "--reuse", "true")
+    assert ckpt.stat().st_mtime_ns == mtime and again["reused"] == ["gpt2"]
+    assert again["rows"][1]["samples"] == first["rows"][2]["samples"]
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "experiments" / "configs" / "compare").glob("*.toml")),
                          ids=lambda p: p.name)
 def test_shipped_compare_configs_resolve(path):
