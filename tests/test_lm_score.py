@@ -88,6 +88,9 @@ def test_reverse_lm_score_is_the_test_nll_of_an_lm_fitted_on_the_samples(numbers
     on_test, on_val = (texts_nll(model, tok, getattr(corpus, s), CPU)["nll"] for s in ("test", "val"))
     assert on_test != on_val  # scoring the wrong split would show
     assert reverse_lm_score(samples, corpus, tok, cfg, CPU) == pytest.approx(on_test, rel=1e-9)
+    # reverse_steps gives the reverse LM its own budget (the LM-score GPT-2 keeps steps)
+    assert reverse_lm_score(samples, corpus, tok, dataclasses.replace(cfg, steps=500, reverse_steps=30), CPU) == \
+        pytest.approx(on_test, rel=1e-9)
 
 
 def test_reverse_lm_score_of_the_training_set_is_the_scorer_test_nll(numbers, scorer):

@@ -23,6 +23,7 @@ across papers, whose scorer LMs are far larger.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -44,6 +45,8 @@ class ScorerConfig:
     n_embd: int = 64
     dropout: float = 0.1          # the reverse LM sees only a few thousand samples: regularise
     steps: int = 500              # fixed optimizer-step budget for each scorer LM
+    reverse_steps: int = 0        # ... but the reverse LM's (0 = steps): it fits a few thousand samples, one
+                                  # per scored point, so a frontier of many points may give it fewer
     batch_size: int = 64
     lr: float = 2e-3
     min_lr: float = 2e-4
@@ -53,6 +56,8 @@ class ScorerConfig:
     train_seed: int = 0           # init, dropout and batch order
 
     def __post_init__(self):
+        if self.reverse_steps < 0:
+            raise ValueError(f"ScorerConfig.reverse_steps must be >= 0 (0 = steps), got {self.reverse_steps}")
         for name in ("n_layer", "n_head", "n_embd", "steps", "batch_size", "val_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ScorerConfig.{name} must be positive, got {getattr(self, name)}")
@@ -129,5 +134,6 @@ def lm_score(samples, scorer: LMScorer) -> float:
 def reverse_lm_score(samples, corpus: Corpus, tokenizer: Tokenizer, cfg: ScorerConfig, device) -> float:
     """NLL per token on the real test split of a GPT-2 trained on the samples (selected on real val)."""
     block = needed_block_size(tokenizer, samples, corpus.val, corpus.test)
+    cfg = dataclasses.replace(cfg, steps=cfg.reverse_steps or cfg.steps)
     model = fit_gpt2(samples, corpus.val, tokenizer, block, cfg, device)
     return texts_nll(model, tokenizer, corpus.test, device)["nll"]
