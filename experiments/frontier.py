@@ -280,6 +280,7 @@ def main(argv=None):
         points += more
         summary = summarize(points, guides, command, (cfg, fcfg, guide_cfg), corpus.name, t0)
         print(f"frontier report ({len(guides)} of {len(fcfg.seed_list())} seeds): {write_frontier(fcfg, summary)}")
+    print(f"every dataset's frontier: {report.write_index(Path(fcfg.table_dir).parent)}")
     return summary
 
 

@@ -96,3 +96,22 @@ def test_reuse_reads_the_stored_points_and_rescores_when_a_setting_changed(tmp_p
     monkeypatch.setattr(frontier.comparison.Judge, "score", lambda self, texts: scored.append(len(texts)) or {})
     tiny_frontier(tmp_path, "--reuse", "true", "--sir_m", "3")  # only the guided model's points depend on it
     assert len(scored) == 2 * 5  # mlp, per seed: 2 temperatures, top-p, DRS, SIR; bigram's points reused
+
+
+def test_the_index_counts_verdicts_per_dataset_and_tests_guidance_against_its_own_model(tmp_path):
+    from experiments.reporting.frontier import write_index
+
+    def point(model, curve, value, x, y):
+        return {"model": model, "curve": curve, "knob": "k", "value": value, "seeds": [1, 2],
+                **{k: {"mean": v, "std": 0.001, "values": [v, v]} for k, v in (("self_bleu5", x), ("bleu5", y))}}
+    points = [point("lm", "temperature", 1.0, 0.2, 0.10), point("lm", "temperature", 0.5, 0.4, 0.20),
+              point("g", "temperature", 1.0, 0.2, 0.20), point("g", "temperature", 0.5, 0.4, 0.40),
+              point("g", "SIR", 1.0, 0.3, 0.25)]  # above lm's curve (0.15 there), below g's own (0.30)
+    summary = {"command": "python -m experiments.frontier", "date": "today", "seeds": [1, 2], "points": points,
+               "config": {"frontier": {"title": "toy", "reference": "lm:temperature", "planes": "bleu5:self_bleu5"}}}
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "results.json").write_text(json.dumps(summary))
+    md = write_index(tmp_path).read_text()
+    assert "| BLEU-5 at equal Self-BLEU-5 | 3 | 0 | 0 | 0 |" in md  # g's two temperatures and its SIR point
+    assert "g SIR k = 1 (+0.1000" in md and "[toy](toy/report.md)" in md
+    assert "own model's temperature curve, BLEU-5 at equal Self-BLEU-5: dominated 1" in md

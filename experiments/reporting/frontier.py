@@ -13,6 +13,7 @@ does any point when either side has fewer than two seeds (no standard deviation 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from experiments.core.checkpoint import write_text
@@ -167,3 +168,57 @@ def plot_plane(summary: list[dict], x: str, y: str, path: Path, title: str) -> N
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def verdict_counts(summary: dict) -> list[dict]:
+    """Per plane of one frontier's results.json: how many points dominate the reference curve, are
+    dominated, within noise or untested, and the dominating points themselves."""
+    fcfg = summary["config"]["frontier"]
+    reference = tuple(fcfg["reference"].split(":"))
+    ref = curve_points(summary["points"], *reference)
+    out = []
+    for plane in fcfg["planes"].split(","):
+        q, d = plane.split(":")
+        counts, winners, own = {}, [], []
+        for e in summary["points"]:
+            if (e["model"], e["curve"]) == reference:
+                continue
+            v = dominance(e, ref, q, d)
+            counts[v["verdict"]] = counts.get(v["verdict"], 0) + 1
+            if v["verdict"] == "dominates":
+                winners.append(f"{e['model']} {e['curve']} {e['knob']} = {e['value']:g} ({_signed(v['margin'])}, "
+                               f"2 sigma {v['sigma']:.4f})")
+            if e["curve"].startswith(("DRS", "SIR")):  # does guidance help this model: against its own temperature
+                own.append(dominance(e, curve_points(summary["points"], e["model"], "temperature"), q, d)["verdict"])
+        out.append({"plane": f"{LABELS.get(q, q)} at equal {LABELS.get(d, d)}", "counts": counts, "winners": winners,
+                    "own": {k: own.count(k) for k in dict.fromkeys(own)}})
+    return out
+
+
+def write_index(folder: Path) -> Path:
+    """folder/report.md: one section per frontier under folder (each <dataset>/results.json), the
+    dominance verdicts counted per plane and the points that dominate; each links its full report."""
+    md = ["# The quality-diversity frontier: every dataset", "",
+          "Rewritten by every `python -m experiments.frontier` run from the results.json of each dataset's "
+          "frontier in this folder. A point dominates when it beats the reference curve, interpolated at "
+          "its own diversity, by more than two seed standard deviations of the difference; with some fifty "
+          "points tested per plane, one or two dominating points are what chance alone would give.", ""]
+    for path in sorted(Path(folder).glob("*/results.json")):
+        summary = json.loads(path.read_text())
+        fcfg = summary["config"]["frontier"]
+        model, curve = fcfg["reference"].split(":")
+        md += [f"## [{fcfg['title']}]({path.parent.name}/report.md)", "",
+               f"`{summary['command']}` ({summary['date']}); training seeds {summary['seeds']}; reference: "
+               f"{model}'s {curve} curve.", "",
+               "| plane | dominates | within noise | dominated | no test |", "|---|---|---|---|---|"]
+        planes = verdict_counts(summary)
+        for v in planes:
+            c = v["counts"]
+            untested = sum(n for k, n in c.items() if k not in ("dominates", "within noise", "dominated"))
+            md.append(f"| {v['plane']} | {c.get('dominates', 0)} | {c.get('within noise', 0)} | "
+                      f"{c.get('dominated', 0)} | {untested} |")
+        md += [""] + [f"- dominates on {v['plane']}: {w}" for v in planes for w in v["winners"]]
+        md += [f"- guided points against their own model's temperature curve, {v['plane']}: "
+               + ", ".join(f"{k} {n}" for k, n in v["own"].items()) for v in planes if v["own"]] + [""]
+    write_text(Path(folder) / "report.md", "\n".join(md) + "\n")
+    return Path(folder) / "report.md"
