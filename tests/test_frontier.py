@@ -34,10 +34,25 @@ def test_interpolation_and_dominance_by_hand():
     assert dominance(point, lm, "lm_score", "reverse_lm_score")["margin"] == pytest.approx(0.5)
 
 
-def test_duplicate_x_is_merged_and_one_seed_gets_no_verdict():
+def test_where_the_curve_meets_a_diversity_twice_its_best_crossing_is_the_reference():
     curve = [entry(0.2, 0.10), entry(0.2, 0.30), entry(0.4, 0.40)]  # a saturated axis: two points at 0.2
-    assert interpolate(curve, "self_bleu5", "bleu5", 0.2)[0] == pytest.approx(0.20)
-    assert interpolate(curve, "self_bleu5", "bleu5", 0.3)[0] == pytest.approx(0.30)
+    for i, e in enumerate(curve):
+        e["value"] = i
+    assert interpolate(curve, "self_bleu5", "bleu5", 0.2)[0] == pytest.approx(0.30)
+    assert interpolate(curve, "self_bleu5", "bleu5", 0.3)[0] == pytest.approx(0.35)
+    # a U-shaped diversity axis (the reverse LM score against temperature): knob order, not x order
+    u = []
+    for t, (rlm, lm) in zip((0.6, 0.8, 1.0, 1.2), ((5.4, 1.9), (4.9, 2.4), (4.75, 3.3), (4.8, 4.5))):
+        u.append({"value": t, "reverse_lm_score": {"mean": rlm, "std": 0.0, "values": [rlm, rlm]},
+                  "lm_score": {"mean": lm, "std": 0.0, "values": [lm, lm]}})
+    # at 4.775 the curve passes twice: T 0.8-1.0 (LM score 3.15) and T 1.0-1.2 (3.90); lower is better
+    assert interpolate(u, "reverse_lm_score", "lm_score", 4.775, direction=-1)[0] == pytest.approx(3.15)
+    point = {"reverse_lm_score": {"mean": 4.775, "std": 0.0, "values": [4.775] * 2},
+             "lm_score": {"mean": 3.45, "std": 0.01, "values": [3.45] * 2}}
+    assert dominance(point, u, "lm_score", "reverse_lm_score")["verdict"] == "dominated"
+
+
+def test_one_seed_gets_no_verdict():
     one = [entry(0.2, 0.1, seeds=1), entry(0.4, 0.2, seeds=1)]
     assert dominance(entry(0.3, 0.9, seeds=1), one, "bleu5", "self_bleu5")["verdict"] == "one seed: no test"
 

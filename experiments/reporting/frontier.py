@@ -5,8 +5,9 @@ A point is one (model, curve, knob value) setting scored on one seed: {"model", 
 top-p, truncation, DRS, SIR), "knob", "value", "seed", metric: value, ...}. Over seeds a setting
 becomes a mean and a sample standard deviation per metric (experiments/reporting/literature.py's
 mean_std). On a plane (quality axis, diversity axis), a point dominates a reference curve when,
-at its own diversity, it is better in quality than the reference curve linearly interpolated
-there, by more than two standard deviations of the difference (sqrt(s_point^2 + s_curve^2), the
+at its own diversity, it is better in quality than the reference curve there (the polyline through
+its knob values, interpolated linearly; the best crossing where it meets that diversity more than
+once), by more than two standard deviations of the difference (sqrt(s_point^2 + s_curve^2), the
 curve's s interpolated alike); a point outside the curve's diversity range gets no verdict, nor
 does any point when either side has fewer than two seeds (no standard deviation to test against).
 """
@@ -53,21 +54,20 @@ def curve_points(summary: list[dict], model: str, curve: str) -> list[dict]:
     return [e for e in summary if e["model"] == model and e["curve"] == curve]
 
 
-def interpolate(curve: list[dict], x_key: str, y_key: str, x: float) -> tuple[float, float] | None:
-    """(y mean, y std) of a curve linearly interpolated at x on the x_key axis; None outside its range.
-    Points at the same x (a saturated axis) are merged first: the mean of their y, the largest std."""
-    merged: dict[float, list] = {}
-    for e in curve:
-        if x_key in e and y_key in e:
-            merged.setdefault(e[x_key]["mean"], []).append((e[y_key]["mean"], e[y_key]["std"]))
-    pts = sorted((x0, sum(y for y, _ in ys) / len(ys), max(s for _, s in ys)) for x0, ys in merged.items())
+def interpolate(curve: list[dict], x_key: str, y_key: str, x: float, direction: int = 1) -> tuple[float, float] | None:
+    """(y mean, y std) of the reference curve at x on the x_key axis; None outside its range.
+    The curve is the polyline through its points in knob order (value), interpolated linearly on
+    each segment. Where it meets x more than once (the reverse LM score is U-shaped in temperature;
+    a saturated axis repeats an x), the best y in `direction` is the reference: the best the curve
+    reaches at that diversity."""
+    pts = [(e[x_key]["mean"], e[y_key]["mean"], e[y_key]["std"]) for e in sorted(curve, key=lambda e: e.get("value", 0))
+           if x_key in e and y_key in e]
+    found = [(y0, s0) for x0, y0, s0 in pts if x0 == x]
     for (x0, y0, s0), (x1, y1, s1) in zip(pts, pts[1:]):
-        if x0 <= x <= x1:
-            w = 0.0 if x1 == x0 else (x - x0) / (x1 - x0)
-            return y0 + w * (y1 - y0), s0 + w * (s1 - s0)
-    if len(pts) == 1 and pts[0][0] == x:
-        return pts[0][1], pts[0][2]
-    return None
+        if x0 != x1 and min(x0, x1) <= x <= max(x0, x1):
+            w = (x - x0) / (x1 - x0)
+            found.append((y0 + w * (y1 - y0), s0 + w * (s1 - s0)))
+    return max(found, key=lambda f: direction * f[0]) if found else None
 
 
 def dominance(point: dict, reference: list[dict], quality: str, diversity: str) -> dict:
@@ -79,7 +79,7 @@ def dominance(point: dict, reference: list[dict], quality: str, diversity: str) 
     if len(point[quality].get("values", [])) < 2 or any(len(e[quality].get("values", [])) < 2 for e in reference
                                                          if quality in e):
         return {"verdict": "one seed: no test", "margin": None, "sigma": None}
-    ref = interpolate(reference, diversity, quality, point[diversity]["mean"])
+    ref = interpolate(reference, diversity, quality, point[diversity]["mean"], DIRECTION[quality])
     if ref is None:
         return {"verdict": "outside the curve's range", "margin": None, "sigma": None}
     margin = DIRECTION[quality] * (point[quality]["mean"] - ref[0])
