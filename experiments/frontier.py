@@ -72,6 +72,8 @@ class FrontierConfig:
     planes: str = "bleu5:self_bleu5,lm_score:reverse_lm_score"  # quality:diversity axis pairs
     reference: str = "gpt2:temperature"      # the curve every other point is tested against
     table_dir: str = "runs/frontier"         # report.md, results.json and figures
+    index: str = ""                          # a report over every frontier in index's folder (its */results.json),
+                                             # rewritten after this one; "" = none
 
     def __post_init__(self):
         self.seed_list()
@@ -280,7 +282,8 @@ def main(argv=None):
         points += more
         summary = summarize(points, guides, command, (cfg, fcfg, guide_cfg), corpus.name, t0)
         print(f"frontier report ({len(guides)} of {len(fcfg.seed_list())} seeds): {write_frontier(fcfg, summary)}")
-    print(f"every dataset's frontier: {report.write_index(Path(fcfg.table_dir).parent)}")
+    if fcfg.index:
+        print(f"every dataset's frontier: {report.write_index(Path(fcfg.index))}")
     return summary
 
 
