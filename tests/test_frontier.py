@@ -127,6 +127,7 @@ def test_the_index_counts_verdicts_per_dataset_and_tests_guidance_against_its_ow
     (tmp_path / "toy").mkdir()
     (tmp_path / "toy" / "results.json").write_text(json.dumps(summary))
     md = write_index(tmp_path / "report.md").read_text()
+    assert json.loads((tmp_path / "toy" / "results.json").read_text()) == summary  # read, never written
     assert "| BLEU-5 at equal Self-BLEU-5 | 3 | 0 | 0 | 0 |" in md  # g's two temperatures and its SIR point
     assert "g SIR k = 1 (+0.1000" in md and "[toy](toy/report.md)" in md
     assert "own model's temperature curve, BLEU-5 at equal Self-BLEU-5: dominated 1" in md

@@ -205,11 +205,11 @@ def write_index(path: Path) -> Path:
           "it beats the reference curve at its own diversity by more than two seed standard deviations of the "
           "difference: a one-sided test at about 2.5 % if the differences were normal, so among dozens of "
           "points tested per plane a dominating point or two is what chance alone gives.", ""]
-    for path in sorted(Path(folder).glob("*/results.json")):
-        summary = json.loads(path.read_text())
+    for results in sorted(Path(folder).glob("*/results.json")):
+        summary = json.loads(results.read_text())
         fcfg = summary["config"]["frontier"]
         model, curve = fcfg["reference"].split(":")
-        md += [f"## [{fcfg['title']}]({path.parent.name}/report.md)", "",
+        md += [f"## [{fcfg['title']}]({results.parent.name}/report.md)", "",
                f"`{summary['command']}` ({summary['date']}); training seeds {summary['seeds']}; reference: "
                f"{model}'s {curve} curve.", "",
                "| plane | dominates | within noise | dominated | no test |", "|---|---|---|---|---|"]
