@@ -157,7 +157,7 @@ def plot_plane(summary: list[dict], x: str, y: str, path: Path, title: str) -> N
         pts = [e for e in curve_points(summary, model, curve) if x in e and y in e]
         if not pts:
             continue
-        pts.sort(key=lambda e: e[x]["mean"])
+        pts.sort(key=lambda e: e["value"])  # knob order: a U-shaped axis (reverse LM score) is no zigzag
         ax.errorbar([e[x]["mean"] for e in pts], [e[y]["mean"] for e in pts], xerr=[e[x]["std"] for e in pts],
                     yerr=[e[y]["std"] for e in pts], marker="o", ms=3, capsize=2, label=f"{model} {curve}")
     ax.set_xlabel(LABELS.get(x, x))
