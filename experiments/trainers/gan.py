@@ -90,8 +90,8 @@ from experiments.core.checkpoint import CheckpointError, check_compatible, load_
 from experiments.core.session import RunSession, mle_step, optimizer_update
 from experiments.generation import banned_ids, gan_texts
 from experiments.scoring.nll import latent_nll, latent_usage, posterior_nll, vae_objective
-from experiments.scoring.samples import (NLL_RISE_MARGIN, SELF_BLEU_MARGIN, UNIQUE_MARGIN, SampleEvaluator, brief,
-                                         collapse_warnings)
+from experiments.scoring.samples import NLL_RISE_MARGIN, SELF_BLEU_MARGIN, UNIQUE_MARGIN, SampleEvaluator, brief
+from experiments.trainers.adversarial_run import AdversarialRun
 from gan import (LOSSES, RELAXATIONS, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig,
                  MappingConfig, PosteriorEncoder, beta_schedule, ema_update, free_bits_kl, gaussian_kl,
                  gradient_penalty, info_loss, r1_penalty, real_inputs)
@@ -222,7 +222,7 @@ def run_dir_of(cfg) -> Path:
     return Path(cfg.out_dir) / (cfg.run_name or f"{Path(cfg.dataset).stem}-gan")
 
 
-class GANRun:
+class GANRun(AdversarialRun):
     """The state the phases of one run share: settings, data, the four networks (G, its EMA, D and,
     for VAE pretraining, the encoder E), their optimisers, the run session (lock, guard,
     checkpoints, logger, timing) and where each phase stands."""
@@ -362,17 +362,8 @@ class GANRun:
         """eval/latent_mi on fixed real prefixes: how much the predictions depend on z."""
         return latent_usage(gen, *self.usage_batch, seed=self.cfg.seed)
 
-    def warn_collapse(self, scores: dict, real: dict, val_nll: float, step: int) -> list[str]:
-        """Collapse warnings against real data (and, adversarial phase, the NLL at its start): printed,
-        logged as TensorBoard text; returns them."""
-        cfg = self.cfg
-        rise = val_nll / self.adv_start_nll - 1 if self.adv_start_nll else None
-        found = collapse_warnings(scores, real, rise, cfg.collapse_self_bleu, cfg.collapse_unique, cfg.collapse_nll)
-        for w in found:
-            self.session.say(f"warning: step {step}: {w}")
-        if found:
-            self.session.log.text("warnings", "  \n".join(found), step)
-        return found
+    def final_extras(self, gen) -> dict:
+        return {"latent_mi": self.usage(gen)}
 
     def evaluate(self, gen, step: int) -> tuple[float, dict]:
         """val/nll, latent use, the periodic sample metrics and the collapse warnings; (val NLL, scores)."""
@@ -628,28 +619,7 @@ def final_scoring(run: GANRun, train_seconds: float) -> tuple[dict, dict]:
                "psi": cfg.psi,
                "nll_K": cfg.nll_samples, "references": "test", "data/oov_val": run.data.oov["val"],
                "data/oov_test": run.data.oov["test"]}
-    tester = SampleEvaluator(run.corpus, run.tokenizer, references="test")
-    finals = {"ema": run.ema}
-    if run.pre_path.exists():
-        pretrained = copy.deepcopy(run.G)
-        pretrained.load_state_dict(load_checkpoint(run.pre_path)["model"])
-        finals["pretrained"] = pretrained.eval()
-    texts = {}
-    for name, gen in finals.items():
-        for split in ("val", "test"):
-            nll = run.nll(gen, split)
-            results[f"{name}/{split}_nll"] = nll["nll"]
-            if "nll_posterior" in nll:
-                results[f"{name}/{split}_nll_posterior"] = nll["nll_posterior"]
-        results[f"{name}/latent_mi"] = run.usage(gen)
-        texts[name] = run.draw(copy.deepcopy(gen), cfg.final_samples, seed=cfg.seed)
-        for k, v in tester.score(texts[name]).items():
-            results[f"{name}/{k}"] = v
-    real_test = tester.score(random.Random(cfg.seed).sample(run.corpus.train, min(cfg.final_samples,
-                                                                                  len(run.corpus.train))))
-    ema_scores = {k.split("/", 1)[1]: v for k, v in results.items() if k.startswith("ema/")}
-    results["adv_nll_rise"] = results["ema/val_nll"] / run.adv_start_nll - 1 if run.adv_start_nll else None
-    results["warnings"] = run.warn_collapse(ema_scores, real_test, results["ema/val_nll"], run.step)
+    texts = run.score_finals(results, "ema", run.ema)
     return results, texts
 
 

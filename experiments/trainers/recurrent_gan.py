@@ -35,8 +35,8 @@ from experiments.core.budget import PROBE_SAMPLES, Deadline, probe, timed
 from experiments.core.checkpoint import CheckpointError, check_compatible, load_checkpoint
 from experiments.core.session import RunSession, mle_step
 from experiments.scoring.nll import lm_nll
-from experiments.scoring.samples import (NLL_RISE_MARGIN, SELF_BLEU_MARGIN, UNIQUE_MARGIN, SampleEvaluator, brief,
-                                         collapse_warnings)
+from experiments.scoring.samples import NLL_RISE_MARGIN, SELF_BLEU_MARGIN, UNIQUE_MARGIN, SampleEvaluator, brief
+from experiments.trainers.adversarial_run import AdversarialRun
 from gan import seqgan
 
 GENERATOR = "lstm"  # the baselines.MODELS entry that is the generator; its name travels in every checkpoint
@@ -137,7 +137,7 @@ def generator_texts(model, tokenizer, n: int, T: int, fixed_length: int, tempera
     return [tokenizer.decode(row[row >= 0].tolist()) for row in out]
 
 
-class RecurrentGANRun:
+class RecurrentGANRun(AdversarialRun):
     """The state the phases of one run share: settings, data, G, D, the optimisers, the run
     session (lock, guard, checkpoints, logger, timing) and where each phase stands. A trainer's
     run class sets `name` and `title`, builds its networks (_networks) and its phases' counters,
@@ -229,17 +229,6 @@ class RecurrentGANRun:
         """NLL per token (padding excluded) on a split; nll_with_pad is the text-GAN figure."""
         return lm_nll(gen, self.data.eval_batches(split, self.cfg.eval_batch_size), self.device,
                       pad_len=self.data.block_size)
-
-    def warn_collapse(self, scores: dict, real: dict, val_nll: float, step: int) -> list[str]:
-        """Collapse warnings against real data (and the val NLL where the adversarial phase started)."""
-        cfg = self.cfg
-        rise = val_nll / self.adv_start_nll - 1 if self.adv_start_nll else None
-        found = collapse_warnings(scores, real, rise, cfg.collapse_self_bleu, cfg.collapse_unique, cfg.collapse_nll)
-        for w in found:
-            self.session.say(f"warning: step {step}: {w}")
-        if found:
-            self.session.log.text("warnings", "  \n".join(found), step)
-        return found
 
     def evaluate(self) -> tuple[float, dict]:
         """val/nll of G, the sample metrics (a fixed seed, so the curve follows the model), text samples,
@@ -369,23 +358,7 @@ def final_scoring(run: RecurrentGANRun, train_seconds: float, counts: dict) -> t
                "discriminator_params": sum(p.numel() for p in run.D.parameters()),
                "fixed_length": run.fixed_length, "temperature": cfg.temperature, "references": "test",
                "data/oov_val": run.data.oov["val"], "data/oov_test": run.data.oov["test"]}
-    tester = SampleEvaluator(run.corpus, run.tokenizer, references="test")
-    finals = {"final": run.G}
-    if run.pre_path.exists():
-        pretrained = copy.deepcopy(run.G)
-        pretrained.load_state_dict(load_checkpoint(run.pre_path)["model"])
-        finals["pretrained"] = pretrained.eval()
-    texts = {}
-    for name, gen in finals.items():
-        for split in ("val", "test"):
-            results[f"{name}/{split}_nll"] = run.nll(gen, split)["nll"]
-        texts[name] = run.draw(gen, cfg.final_samples, seed=cfg.seed)
-        results.update({f"{name}/{k}": v for k, v in tester.score(texts[name]).items()})
-    real_test = tester.score(random.Random(cfg.seed).sample(run.corpus.train, min(cfg.final_samples,
-                                                                                  len(run.corpus.train))))
-    final_scores = {k.split("/", 1)[1]: v for k, v in results.items() if k.startswith("final/")}
-    results["adv_nll_rise"] = results["final/val_nll"] / run.adv_start_nll - 1 if run.adv_start_nll else None
-    results["warnings"] = run.warn_collapse(final_scores, real_test, results["final/val_nll"], run.step)
+    texts = run.score_finals(results, "final", run.G)
     return results, texts
 
 
