@@ -19,12 +19,16 @@ NLL_KEYS = ("nll", "nll_posterior")  # what nll(gen, split) may return that the 
 
 class AdversarialRun:
 
+    def nll_rise(self, val_nll: float) -> float | None:
+        """Relative rise of the val NLL since the adversarial phase began (None before it)."""
+        return val_nll / self.adv_start_nll - 1 if self.adv_start_nll else None
+
     def warn_collapse(self, scores: dict, real: dict, val_nll: float, step: int) -> list[str]:
         """Collapse warnings against real data (and, adversarial phase, the val NLL at its start):
         printed, logged as TensorBoard text; returns them."""
         cfg = self.cfg
-        rise = val_nll / self.adv_start_nll - 1 if self.adv_start_nll else None
-        found = collapse_warnings(scores, real, rise, cfg.collapse_self_bleu, cfg.collapse_unique, cfg.collapse_nll)
+        found = collapse_warnings(scores, real, self.nll_rise(val_nll), cfg.collapse_self_bleu, cfg.collapse_unique,
+                                  cfg.collapse_nll)
         for w in found:
             self.session.say(f"warning: step {step}: {w}")
         if found:
@@ -55,7 +59,7 @@ class AdversarialRun:
         real_test = tester.score(random.Random(cfg.seed).sample(self.corpus.train, n_real))
         scores = {k.split("/", 1)[1]: v for k, v in results.items() if k.startswith(f"{final}/")}
         val_nll = results[f"{final}/val_nll"]
-        results["adv_nll_rise"] = val_nll / self.adv_start_nll - 1 if self.adv_start_nll else None
+        results["adv_nll_rise"] = self.nll_rise(val_nll)
         results["warnings"] = self.warn_collapse(scores, real_test, val_nll, self.step)
         return texts
 
