@@ -40,6 +40,23 @@ def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):
     return logits
 
 
+def take_rows(x, rows):
+    """x's tensors (nested in lists and tuples) cut to the batch rows `rows` (dim 0); anything else as is."""
+    if torch.is_tensor(x):
+        return x.index_select(0, rows)
+    if isinstance(x, (list, tuple)):
+        return type(x)(take_rows(v, rows) for v in x)
+    return x
+
+
+def keep_rows(cache, rows) -> None:
+    """Keep only the batch rows `rows` (a long tensor) of an incremental-decoding cache: a KV cache, a
+    recurrent state, the GAN generator's cache. Every cache here holds batch-first tensors in its
+    attributes (lists and tuples of them, or None for a layer not reached yet), so one rule fits all."""
+    for name, value in vars(cache).items():
+        setattr(cache, name, take_rows(value, rows))
+
+
 @torch.no_grad()
 def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
              eos_id=EOS_ID, use_cache=True, generator=None, banned=None):
@@ -47,37 +64,46 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
 
     A row that has produced eos_id is padded with PAD_ID afterwards; sampling ends early
     when every row has finished (eos_id=None: never, every row gets max_new_tokens tokens,
-    as far as the context allows). `generator` (a torch.Generator) makes sampling
-    reproducible independently of the global RNG. `banned`: token ids whose logits are set
-    to -inf before temperature and filtering, so they are never drawn (None: none; the
-    random numbers drawn are the same either way).
+    as far as the context allows). A finished row leaves the batch: the model runs only on
+    the rows still sampling (their cache rows kept by `keep_rows`), so a batch costs what its
+    rows' lengths add up to, not B times its longest row. `generator` (a torch.Generator)
+    makes sampling reproducible independently of the global RNG. `banned`: token ids whose
+    logits are set to -inf before temperature and filtering, so they are never drawn (None:
+    none; the random numbers drawn are the same either way).
     """
     was_training = model.training
     model.eval()
-    B = idx.size(0)
-    done = torch.zeros(B, dtype=torch.bool, device=idx.device)
+    B, T0 = idx.shape
     cached = use_cache and hasattr(model, "init_cache")
     # stay inside the context: the new tokens plus the prompt must fit
     max_new_tokens = min(max_new_tokens, model.block_size - idx.size(1) + 1) if cached else max_new_tokens
+    out = torch.full((B, T0 + max_new_tokens), PAD_ID, dtype=idx.dtype, device=idx.device)
+    out[:, :T0] = idx
+    active = torch.arange(B, device=idx.device)  # the rows still sampling
     cache = model.init_cache(B) if cached else None
     banned = torch.as_tensor(list(banned), dtype=torch.long, device=idx.device) if banned else None
-    step_input = idx
-    for _ in range(max_new_tokens):
+    step_input, n = idx, 0
+    for t in range(max_new_tokens):
         if cached:
             logits, _ = model(step_input, cache=cache)
         else:
-            logits, _ = model(idx[:, -model.block_size:])
+            logits, _ = model(out[active, :T0 + t][:, -model.block_size:])
         logits = logits[:, -1, :].float()
         if banned is not None:
             logits = logits.index_fill(-1, banned, float("-inf"))
         probs = F.softmax(filter_logits(logits, temperature, top_k, top_p), dim=-1)
-        nxt = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
-        nxt = nxt.masked_fill(done[:, None], PAD_ID)
-        idx = torch.cat([idx, nxt], dim=1)
-        step_input = nxt
+        nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (active,)
+        out[active, T0 + t] = nxt
+        n = t + 1
         if eos_id is not None:
-            done |= nxt.squeeze(1) == eos_id
-            if bool(done.all()):
+            going = nxt != eos_id
+            if not bool(going.any()):
                 break
+            if not bool(going.all()):
+                keep = going.nonzero().squeeze(1)
+                active, nxt = active[keep], nxt[keep]
+                if cached:
+                    keep_rows(cache, keep)
+        step_input = nxt[:, None]
     model.train(was_training)
-    return idx
+    return out[:, :T0 + n]

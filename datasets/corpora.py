@@ -477,9 +477,14 @@ class DataConfig:
     max_vocab: int = 0             # keep the N most frequent training symbols (specials not counted); 0 = all
     max_len: int = 0               # sequence mode: drop examples longer than N tokens (says how many); 0 = keep all,
                                    # and an extreme outlier is an error that suggests a value
+    batching: str = "length"       # sequence mode: length | random. length: training batches of lines of about one
+                                   # length (little padding; the loss over a fixed per-step normaliser); random:
+                                   # the earlier random batches (datasets/batching.py)
     data_dir: str = ""             # where real corpora are found (else $TEXTDUEL_DATA_DIR, the cache, download)
 
     def __post_init__(self):
+        if self.batching not in ("length", "random"):
+            raise ValueError(f"batching must be length or random, got {self.batching!r}")
         if self.level not in ("", "char", "word"):
             raise ValueError(f"level must be char or word (or empty for the corpus's own), got {self.level!r}")
         if self.mode not in ("", "sequence", "stream"):

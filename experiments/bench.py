@@ -1,9 +1,11 @@
-"""Speed, measured: every registered language model, GPT-2 at nanoGPT's CPU config, and
-BLEU against nltk.
+"""Speed, measured: every registered language model, GPT-2 at nanoGPT's CPU config, BLEU
+against nltk, a 1-thread matmul peak and the word-level MLE step's share of it, padding per
+corpus, and the judge's cost.
 
     python -m experiments.bench                     # the full benchmark (a few minutes on a 2-core CPU)
     python -m experiments.bench --quick true        # a few steps of everything: a smoke test
     python -m experiments.bench --models gpt2,lstm --dtype bfloat16 --compile true --fused true
+    python -m experiments.bench --peak false --padding false --judge false   # each section has such a flag
 
 What each figure is:
 - train tok/s, ms/iter: one optimizer step = zero_grad, forward, backward, gradient
@@ -39,6 +41,41 @@ What each figure is:
   sentence_bleu called per hypothesis and n (Texygen's loop), on COCO when the data
   directory has it, else on synthetic sentences; nltk is timed on a subset and
   extrapolated. The full comparison, self-BLEU included: python -m experiments.bench_bleu.
+- matmul peak (1 thread, fp32): torch.mm of two n x n fp32 matrices with torch.set_num_threads(1)
+  (the previous count restored after), n = 512, 1024, 2048 (quick: 256, 512); FLOP/s = 2 n^3 /
+  seconds, the best of 3 timings after a warm-up, each timing enough back-to-back products for
+  ~2 GFLOP; "best", the highest over the sizes, is the peak that "of peak" below divides by.
+- MLE step on messages: the trainers' mle_step (LMData's length-grouped data.train_batch(step, 32,
+  seed), normalizer data.loss_normalizer(32), clipping at 1.0, AdamW from make_optimizer, lr 1e-3)
+  of GPT-2 2 x 64 (the judge's scorer size) and 4 x 128, 4 heads, dropout 0, fp32, on one CPU
+  thread, `steps` timed after `warmup`, on datasets.messages' generated corpus (seed 0; 10,000
+  train, 500 val, 1,000 test lines; lowercased): at word level (WordTokenizer.fit on the training
+  lines: every training word, 17,796 ids) and as a byte-level BPE of 2,048 symbols (datasets.bpe
+  fitted on the canonical training lines: " ".join of the lowercased word split). train tok/s:
+  target tokens (padding excluded) per second, so the two vocabularies count different tokens;
+  lines/s (training lines per second) and kB/s (the UTF-8 bytes of those lines' canonical text,
+  plus one per line for its end, as bits per byte counts them, per second) compare them. FLOP/s:
+  6 * N * train tok/s, N = all parameters (the tied embedding once, position embeddings
+  included), attention FLOPs left out; "of peak": that over the matmul peak.
+- padding share: per corpus, numbers, names and coco (each where its files are in the data
+  directory or the cache; else skipped, and the table says so) and the messages corpus above:
+  LMData(corpus, build_tokenizer(corpus)).padding_share(batch, 1337, batching), computed tokens
+  (each batch trimmed to its longest row, times its rows) over real tokens (<eos> included), over
+  one epoch (len(train) // batch batches) of random and of length-grouped batches, at batch 32 and
+  64. lines, mean tok, longest: the training split's lines and their tokens (<eos> included;
+  names is character level, so its tokens are characters).
+- judge: the judge's scorer GPT-2 (ScorerConfig() defaults: 2 x 64, 4 heads, dropout 0.1, batch
+  64, BPE of 2,048) measured by experiments.scoring.judge.probe_fit on ScorerText's canonical
+  splits and BPE, at LMScorer's context (2 x the longest text's tokens + 1), on the bench's device
+  and the process's threads, on messages, numbers and COCO (where found; not in quick mode).
+  ms/step: the mean of 3 optimizer steps after one warm-up (the batch's making included); val s:
+  one lm_nll pass over the real val split; fit N: the estimated seconds of the LM-score fit at N
+  steps (N x step + ceil(N / val_interval) x val pass, Judge.plan's estimate); rev N: of one
+  reverse-LM fit, made once per row (reverse_steps, or N where it is 0, on num_samples texts, with the same per-step
+  figure: so equal to fit N at the default reverse_steps 0); N = 500 (ScorerConfig().steps) and
+  100. The word row: the same GPT-2 over the messages corpus's word vocabulary at the old
+  LMScorer's context (the longest line + 1), what the judge read before its BPE; the quick mode
+  validates it on 32 lines and reports no val pass or estimate.
 
 The machine's load matters: on a shared machine, figures move by tens of percent.
 """
@@ -55,7 +92,7 @@ import resource
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -95,6 +132,9 @@ class BenchConfig:
     effects: bool = True          # CUDA: the bf16 / compile / fused AdamW table
     bleu: bool = True
     guided: bool = True           # discriminator-guided sampling's cost against plain sampling
+    peak: bool = True             # the 1-thread fp32 matmul peak and the word-level MLE step's share of it
+    padding: bool = True          # padding share of random and length-grouped batches, per corpus
+    judge: bool = True            # the judge's scorer GPT-2: seconds per step and per fit
     data_dir: str = ""            # COCO for the BLEU timing (else $TEXTDUEL_DATA_DIR, ../shared/data, synthetic)
     quick: bool = False           # a few steps of everything (tests/test_bench.py)
     seed: int = 0
@@ -319,6 +359,192 @@ def bleu_speed(cfg):
             "speedup": t_nltk_all / (t_build + t_score), "max_abs_diff": diff}
 
 
+# ---------------------------------------------------------------------------- peak, word-level MLE, padding, judge
+
+MESSAGES_SEED = 0                        # datasets.messages' language and message streams
+MESSAGES_LINES = (10_000, 500, 1_000)    # train, val, test lines of the generated corpus
+PADDING_BATCHES = (32, 64)
+PADDING_SEED = 1337
+# the shipped corpora of the padding table, each with the datasets.corpora.FILES entries it reads
+PADDING_CORPORA = {"numbers": (), "names": ("names",), "coco": ("coco_train", "coco_test")}
+# GPT-2 sizes of the MLE table: the judge's scorer, and nanoGPT's CPU config
+MLE_SIZES = (dict(n_layer=2, n_head=4, n_embd=64), dict(n_layer=4, n_head=4, n_embd=128))
+MLE_BATCH = 32
+BPE_VOCAB = 2048
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to n inside the block, the previous count restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def matmul_peak(sizes, repeats: int = 3) -> dict[int, float]:
+    """{n: FLOP/s} of a square fp32 n x n matmul on one CPU thread: 2 n^3 over the best of
+    `repeats` timings (each of enough back-to-back products to last ~2 GFLOP), after a warm-up."""
+    out = {}
+    g = torch.Generator().manual_seed(0)
+    with torch_threads(1):
+        for n in sizes:
+            a, b, c = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g), torch.empty(n, n)
+            reps = max(1, 2**30 // n**3)  # short products are repeated, so the timer's resolution does not matter
+            torch.mm(a, b, out=c)
+            best = math.inf
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    torch.mm(a, b, out=c)
+                best = min(best, (time.perf_counter() - t0) / reps)
+            out[n] = 2 * n**3 / best
+    return out
+
+
+def messages_corpus():
+    """datasets.messages' generated corpus, lowercased word level: MESSAGES_LINES lines from the
+    train, val and test streams of the language of MESSAGES_SEED."""
+    from datasets import messages
+    from datasets.corpora import Corpus
+    n_train, n_val, n_test = MESSAGES_LINES
+    return Corpus("messages", "word", "sequence", messages.generate(n_train, MESSAGES_SEED),
+                  messages.generate(n_val, MESSAGES_SEED, split="val"),
+                  messages.generate(n_test, MESSAGES_SEED, split="test"), lowercase=True)
+
+
+def mle_speed(data, sizes, batch_size, line_bytes, cfg) -> dict:
+    """A GPT-2 of `sizes` over data's vocabulary: the trainers' own MLE step (mle_step with
+    data's loss normaliser, clipping at 1.0, AdamW) on one CPU thread, fp32, dropout 0, timed over
+    cfg.steps steps of data.train_batch after cfg.warmup. line_bytes[i]: the bytes of training line i."""
+    device = torch.device("cpu")
+    torch.manual_seed(cfg.seed)
+    model = GPT(GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=data.block_size, dropout=0.0, **sizes))
+    optimizer = runtime.make_optimizer(model, 1e-3, 0.1, (0.9, 0.99), device)
+    guard = Guard(advice="the benchmark's messages batches should never diverge; report it")
+    normalizer = data.loss_normalizer(batch_size)
+    n_steps = cfg.warmup + cfg.steps
+    batches = [data.train_batch(s, batch_size, cfg.seed) for s in range(n_steps)]  # made before the clock starts
+    n_bytes = sum(int(line_bytes[data.batch_rows(s, batch_size, cfg.seed)].sum()) for s in range(cfg.warmup, n_steps))
+    model.train()
+    with torch_threads(1):
+        for s in range(cfg.warmup):
+            mle_step(model, optimizer, *batches[s], guard, s, grad_clip=1.0, normalizer=normalizer)
+        tokens, t0 = 0, time.perf_counter()
+        for s in range(cfg.warmup, n_steps):
+            tokens += mle_step(model, optimizer, *batches[s], guard, s, grad_clip=1.0, normalizer=normalizer)[2]
+        dt = time.perf_counter() - t0
+    n_params = sum(p.numel() for p in model.parameters())
+    return {"sizes": sizes, "params": n_params, "ms_per_iter": 1000 * dt / cfg.steps, "tokens_per_sec": tokens / dt,
+            "lines_per_sec": batch_size * cfg.steps / dt, "bytes_per_sec": n_bytes / dt,
+            "flops": 6 * n_params * tokens / dt}
+
+
+def word_mle_speed(corpus, cfg, peak_flops: float) -> list[dict]:
+    """mle_speed of each MLE_SIZES GPT-2 on `corpus` at word level (its full training vocabulary)
+    and as a byte-level BPE of BPE_VOCAB symbols of its canonical text; each with its share of peak_flops."""
+    from datasets import LMData, build_tokenizer
+    from datasets.bpe import BPETokenizer
+    from datasets.corpora import Corpus
+    words = build_tokenizer(corpus)  # = WordTokenizer.fit(train, lowercase=True): every training word
+    canon = {s: [" ".join(words.split(line)) for line in getattr(corpus, s)] for s in ("train", "val", "test")}
+    bpe = BPETokenizer.fit(canon["train"], vocab_size=BPE_VOCAB)
+    # the same text in both: canonical UTF-8 bytes, plus one per line for its end (as bits_per_byte counts)
+    line_bytes = torch.tensor([len(line.encode("utf-8")) + 1 for line in canon["train"]])
+    datas = (("word", LMData(corpus, words)),
+             ("BPE", LMData(Corpus(corpus.name, "bpe", "sequence", canon["train"], canon["val"], canon["test"]), bpe)))
+    rows = []
+    for vocab, data in datas:
+        for sizes in MLE_SIZES:
+            r = mle_speed(data, sizes, MLE_BATCH, line_bytes, cfg)
+            rows.append({"vocab": vocab, "vocab_size": data.tokenizer.vocab_size, **r,
+                         "share_of_peak": r["flops"] / peak_flops})
+    return rows
+
+
+def corpus_files_present(keys, data_dir: Path) -> bool:
+    """Whether every datasets.corpora.FILES entry in keys is in the data directory or the cache
+    (where load_corpus looks before it would download)."""
+    from datasets.corpora import FILES, cache_dir
+    return all((data_dir / FILES[k].filename).is_file() or (cache_dir() / FILES[k].filename).is_file() for k in keys)
+
+
+def padding_shares(cfg, messages) -> dict:
+    """Per corpus: training lines, mean and longest tokens of a training example (<eos> included)
+    and the padding share of one epoch of random and length-grouped batches (PADDING_BATCHES)."""
+    from datasets import LMData, build_tokenizer, load_corpus
+    data_dir = Path(find_data_dir(cfg.data_dir, shared_fallback=True))
+    corpora, skipped = [], []
+    for name, keys in PADDING_CORPORA.items():
+        if corpus_files_present(keys, data_dir):
+            corpora.append(load_corpus(name, data_dir=str(data_dir)))
+        else:
+            skipped.append(name)
+    rows = []
+    for corpus in corpora + [messages]:
+        data = LMData(corpus, build_tokenizer(corpus))
+        lengths = data.splits["train"].lengths
+        rows.append({"corpus": corpus.name, "lines": len(lengths), "mean_tokens": float(lengths.float().mean()),
+                     "longest": int(lengths.max()),
+                     **{b: {bs: data.padding_share(bs, PADDING_SEED, batching=b) for bs in PADDING_BATCHES}
+                        for b in ("random", "length")}})
+    return {"data_dir": str(data_dir), "rows": rows, "skipped": skipped}
+
+
+def fit_estimates(per_step: float, val_pass: float, scorer_cfg, budgets) -> dict:
+    """{steps: (LM-score fit seconds, one reverse-LM fit seconds)} at each step budget, as Judge.plan
+    estimates them: steps x per step + one validation pass every val_interval steps (and at the end)."""
+    out = {}
+    for steps in budgets:
+        c = replace(scorer_cfg, steps=steps)
+        reverse = c.reverse_steps or c.steps
+        out[steps] = (c.steps * per_step + -(-c.steps // c.val_interval) * val_pass,
+                      reverse * per_step + -(-reverse // c.val_interval) * val_pass)
+    return out
+
+
+def judge_cost(cfg, device, messages) -> dict:
+    """The judge's scorer GPT-2 (ScorerConfig defaults) measured by judge.probe_fit on each corpus,
+    and on messages also at the corpus's word vocabulary (what the judge read before the BPE)."""
+    from datasets import build_tokenizer, load_corpus
+    from experiments.scoring.judge import probe_fit
+    from experiments.scoring.lm_score import ScorerConfig, ScorerText, needed_block_size
+    from experiments.scoring.samples import SampleTokenizer
+    scorer_cfg = ScorerConfig()
+    budgets = (scorer_cfg.steps, 100)
+    data_dir = Path(find_data_dir(cfg.data_dir, shared_fallback=True))
+    corpora = [messages, load_corpus("numbers")]
+    coco_found = corpus_files_present(PADDING_CORPORA["coco"], data_dir)
+    if coco_found and not cfg.quick:
+        corpora.append(load_corpus("coco", data_dir=str(data_dir)))
+    rows = []
+    for corpus in corpora:
+        text = ScorerText(corpus, SampleTokenizer(build_tokenizer(corpus)), scorer_cfg)
+        canon = text.corpus(corpus)
+        block = 2 * needed_block_size(text.tokenizer, canon.train, canon.val, canon.test) + 1  # as LMScorer
+        per_step, val_pass, params = probe_fit(canon.train, canon.val, text.tokenizer, block, scorer_cfg, device)
+        rows.append({"corpus": corpus.name, "vocab": "BPE", "vocab_size": text.tokenizer.vocab_size,
+                     "block_size": block, "params": params, "step_s": per_step, "val_pass_s": val_pass,
+                     "estimates": fit_estimates(per_step, val_pass, scorer_cfg, budgets)})
+    # before: the comparison's word tokenizer, context one past the longest line (the old LMScorer);
+    # its validation pass takes tens of seconds, so the quick mode validates on 32 lines and reports none
+    words = build_tokenizer(messages)
+    block = needed_block_size(words, messages.train, messages.val, messages.test) + 1
+    val = messages.val[:32] if cfg.quick else messages.val
+    per_step, val_pass, params = probe_fit(messages.train, val, words, block, scorer_cfg, device)
+    val_pass = None if cfg.quick else val_pass
+    rows.append({"corpus": messages.name, "vocab": "word", "vocab_size": words.vocab_size, "block_size": block,
+                 "params": params, "step_s": per_step, "val_pass_s": val_pass,
+                 "estimates": None if val_pass is None else fit_estimates(per_step, val_pass, scorer_cfg, budgets)})
+    return {"scorer": {k: getattr(scorer_cfg, k) for k in ("n_layer", "n_head", "n_embd", "vocab_size", "batch_size",
+                                                           "steps", "reverse_steps", "val_interval")},
+            "budgets": budgets, "threads": torch.get_num_threads(), "rows": rows,
+            "coco": "measured" if coco_found and not cfg.quick else "left out in quick mode" if coco_found else
+            f"not found in {data_dir} or the cache"}
+
+
 # ---------------------------------------------------------------------------- report
 
 def human(x):
@@ -332,6 +558,67 @@ def human(x):
 
 def mib(b):
     return "-" if b is None else f"{b / 2**20:.1f} MiB"
+
+
+def flops(x):
+    return f"{x / 1e9:.2f} G" if x >= 1e9 else f"{x / 1e6:.0f} M"
+
+
+def peak_section(cfg, messages, results) -> None:
+    """The measured 1-thread fp32 matmul peak, and the word-level MLE step's share of it."""
+    sizes = (256, 512) if cfg.quick else (512, 1024, 2048)
+    by_size = matmul_peak(sizes)
+    best = max(by_size.values())
+    print("\nmatmul peak (1 thread, fp32): " + ", ".join(f"{n}: {flops(f)}FLOP/s" for n, f in by_size.items())
+          + f"; best {flops(best)}FLOP/s")
+    rows = word_mle_speed(messages, cfg, best)
+    results["peak"] = {"matmul_flops": by_size, "peak_flops": best, "mle": rows}
+    print(f"MLE step of GPT-2 on messages ({len(messages.train):,} training lines), batch {MLE_BATCH}, 1 thread, "
+          f"fp32, {cfg.steps} timed steps; FLOP/s = 6 x all parameters x tok/s (attention left out); "
+          "lines/s and kB/s count the same text under both vocabularies (kB: UTF-8 bytes of the lowercased, "
+          "space-separated words, plus one per line)")
+    print(f"{'vocab':<13}{'GPT-2':>8}{'params':>11}{'ms/iter':>9}{'train tok/s':>13}{'lines/s':>9}{'kB/s':>8}"
+          f"{'FLOP/s':>10}{'of peak':>9}")
+    for r in rows:
+        s = r["sizes"]
+        print(f"{r['vocab'] + ' ' + format(r['vocab_size'], ','):<13}{str(s['n_layer']) + ' x ' + str(s['n_embd']):>8}"
+              f"{r['params']:>11,}{r['ms_per_iter']:>9.1f}{human(r['tokens_per_sec']):>13}{r['lines_per_sec']:>9.0f}"
+              f"{r['bytes_per_sec'] / 1e3:>8.1f}{flops(r['flops']):>10}{100 * r['share_of_peak']:>8.1f}%")
+
+
+def padding_section(cfg, messages, results) -> None:
+    p = padding_shares(cfg, messages)
+    results["padding"] = p
+    print(f"\npadding share (computed / real tokens) of one epoch of training batches, seed {PADDING_SEED}; "
+          "tokens per training line include <eos>")
+    for name in p["skipped"]:
+        print(f"  {name}: skipped, its files are not in {p['data_dir']} or the cache")
+    bs = PADDING_BATCHES
+    print(f"{'corpus':<10}{'lines':>8}{'mean tok':>10}{'longest':>9}"
+          + "".join(f"{'random ' + str(b):>11}" for b in bs) + "".join(f"{'length ' + str(b):>11}" for b in bs))
+    for r in p["rows"]:
+        print(f"{r['corpus']:<10}{r['lines']:>8,}{r['mean_tokens']:>10.1f}{r['longest']:>9}"
+              + "".join(f"{r['random'][b]:>11.2f}" for b in bs) + "".join(f"{r['length'][b]:>11.2f}" for b in bs))
+
+
+def judge_section(cfg, device, messages, results) -> None:
+    j = judge_cost(cfg, device, messages)
+    results["judge"] = j
+    s, budgets = j["scorer"], j["budgets"]
+    print(f"\nthe judge's scorer GPT-2 ({s['n_layer']} x {s['n_embd']}, {s['n_head']} heads, batch {s['batch_size']}, "
+          f"validation every {s['val_interval']} steps) by judge.probe_fit, {device}, {j['threads']} thread(s); "
+          "est. s: the LM-score fit (once per comparison) and one reverse-LM fit (one per row), at each step budget; "
+          f"COCO {j['coco']}")
+    print(f"{'corpus':<10}{'vocab':>12}{'block':>7}{'params':>11}{'ms/step':>9}{'val s':>7}"
+          + "".join(f"{'fit ' + str(b):>9}{'rev ' + str(b):>9}" for b in budgets))
+    for r in j["rows"]:
+        est = r["estimates"]
+        print(f"{r['corpus']:<10}{r['vocab'] + ' ' + format(r['vocab_size'], ','):>12}{r['block_size']:>7}"
+              f"{r['params']:>11,}{1000 * r['step_s']:>9.1f}"
+              + (f"{r['val_pass_s']:>7.2f}" if r["val_pass_s"] is not None else f"{'-':>7}")
+              + "".join(f"{est[b][0]:>9.1f}{est[b][1]:>9.1f}" if est else f"{'-':>9}{'-':>9}" for b in budgets))
+    print("  (the word row: the corpus's own word vocabulary, what the judge read before its BPE"
+          + ("; quick mode: no validation pass timed)" if cfg.quick else ")"))
 
 
 def resolve_setup(cfg) -> tuple[dict, list[str]]:
@@ -456,6 +743,13 @@ def run(argv):
         print(f"  nltk sentence_bleu:  {b['nltk_s_measured']:.2f} s for {b['n_nltk']} hyps, "
               f"{b['nltk_s_extrapolated']:.1f} s extrapolated; speedup {b['speedup']:,.0f}x, "
               f"max |ours - nltk| {b['max_abs_diff']:.1e}")
+    messages = messages_corpus() if cfg.peak or cfg.padding or cfg.judge else None
+    if cfg.peak:
+        peak_section(cfg, messages, results)
+    if cfg.padding:
+        padding_section(cfg, messages, results)
+    if cfg.judge:
+        judge_section(cfg, device, messages, results)
     return results
 
 if __name__ == "__main__":

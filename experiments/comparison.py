@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import re
 import shutil
 import sys
@@ -19,8 +18,9 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from baselines import MODELS
-from datasets import DataConfig, build_tokenizer
-from datasets.batching import oov_rate
+from datasets import CorpusError, DataConfig, build_tokenizer
+from datasets.batching import check_block_size, check_lengths, oov_rate
+from datasets.tokenizers import SPECIALS
 from experiments.core import config as cfglib
 from experiments.core import runtime
 from experiments.core.checkpoint import CheckpointError, write_text
@@ -29,9 +29,9 @@ from experiments.core.runlock import RunLock
 from experiments.families import FAMILIES
 from experiments.reporting.comparison import write_report
 from experiments.scoring.metrics import DEFAULT_NS
-from experiments.scoring.lm_score import LMScorer, ScorerConfig, lm_score, reverse_lm_score
-from experiments.scoring.mauve import mauve, text_features
-from experiments.scoring.samples import SampleEvaluator, SampleTokenizer, collapse_warnings
+from experiments.scoring.judge import Judge, real_sample
+from experiments.scoring.lm_score import ScorerConfig
+from experiments.scoring.samples import SampleTokenizer, collapse_warnings
 
 
 @dataclass
@@ -198,6 +198,36 @@ def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabulary: list[str]
                     "differ. Run without --reuse true to retrain it, or restore the settings it was trained with")
 
 
+MIN_FREE_BYTES = 1 << 30  # a comparison writes every model's best, last (with optimizer state) and pretrained checkpoints
+
+
+def preflight_data(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, runs_dir: Path, corpus, tokenizer) -> None:
+    """Every check that can fail on the data, in seconds and before the judge or any trainer starts:
+    a vocabulary with symbols in it, each entry's block size against the longest example (an
+    outlier refused where a context is sized from the data: every automatic block_size, and the
+    judge's scorer LMs), and room on disk for the runs."""
+    if tokenizer.vocab_size <= len(SPECIALS):
+        raise CorpusError(f"the training split of {corpus.name} leaves no symbol in the vocabulary (min_freq "
+                          f"{cfg.min_freq}, max_vocab {cfg.max_vocab}): lower --min_freq or check the file")
+    lengths = {s: [len(tokenizer.base.encode(t)) for t in getattr(corpus, s)] for s in ("train", "val", "test")}
+    for name, family_name, settings in entries:
+        sections = FAMILIES[family_name].config(trainer_argv(cfg, runs_dir, name, settings))
+        block = next((getattr(sec, "block_size") for key, sec in sections.items()
+                      if key in ("model", "generator") and hasattr(sec, "block_size")), 0)
+        try:
+            check_block_size(corpus, lengths, block)
+        except CorpusError as e:
+            raise CorpusError(f"entry {name!r}: {e}") from None
+    if (cfg.lm_score or cfg.reverse_lm_score or cfg.mauve) and not corpus.fixed_length:
+        check_lengths(corpus, lengths, who="the judge's scorer LMs (lm_score, reverse_lm_score, mauve)")
+    folder = next(p for p in [runs_dir, *runs_dir.parents] if p.exists())
+    free = shutil.disk_usage(folder).free
+    if free < MIN_FREE_BYTES:
+        raise CheckpointError(f"{folder} has {free / 2**20:,.0f} MiB free; a comparison of {len(entries)} models "
+                              f"needs at least {MIN_FREE_BYTES / 2**30:.0f} GiB for their checkpoints: free some "
+                              "space or give --out_dir on another disk")
+
+
 def _flat(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
@@ -261,41 +291,6 @@ class CompareLogger(RunLogger):
         for old in self.run_dir.glob(f"events.out.tfevents.*{self.SUFFIX}"):
             old.unlink()
         self.writer = SummaryWriter(str(self.run_dir), filename_suffix=self.SUFFIX)
-
-
-class Judge:
-    """Scores any list of texts the same way: the sample metrics against test, the LM score under
-    the scorer GPT-2 trained on the real training split, and the reverse LM score."""
-
-    def __init__(self, cfg, scorer_cfg, corpus, tokenizer, device):
-        self.cfg, self.scorer_cfg, self.corpus, self.tokenizer, self.device = cfg, scorer_cfg, corpus, tokenizer, device
-        self.evaluator = SampleEvaluator(corpus, tokenizer, references="test")  # the final scoring: test, read once
-        self._scorer, self._human = None, None  # trained and embedded at the first score(): a command whose
-                                                # points are all stored (frontier --reuse) never needs them
-
-    def scorer(self) -> LMScorer:
-        if self._scorer is None:  # its own seeded RNG (fit_gpt2): the same model whenever it is trained
-            print(f"training the LM-score GPT-2 on {self.corpus.name}'s training split ({self.scorer_cfg.steps} steps)")
-            self._scorer = LMScorer(self.corpus, self.tokenizer, self.scorer_cfg, self.device)
-        return self._scorer
-
-    def mauve(self, samples) -> float:
-        model = self.scorer().model
-        if self._human is None:  # MAUVE's human side: num_samples test texts (all when fewer), drawn with sample_seed
-            rng = random.Random(self.cfg.sample_seed)
-            human = rng.sample(self.corpus.test, min(self.cfg.num_samples, len(self.corpus.test)))
-            self._human = text_features(model, self.tokenizer, human, self.device)
-        return mauve(self._human, text_features(model, self.tokenizer, samples, self.device))
-
-    def score(self, samples) -> dict:
-        m = self.evaluator.score(samples)
-        if self.cfg.lm_score:
-            m["lm_score"] = lm_score(samples, self.scorer())
-        if self.cfg.mauve:
-            m["mauve"] = self.mauve(samples)
-        if self.cfg.reverse_lm_score:
-            m["reverse_lm_score"] = reverse_lm_score(samples, self.corpus, self.tokenizer, self.scorer_cfg, self.device)
-        return m
 
 
 def truncation_skipped(sampler, family, cfg) -> str:
@@ -390,13 +385,18 @@ def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run
     sampler = family.load(run_dir, judge.corpus, judge.device)
     t_score = time.time()  # the comparison's own scoring: not in the trainers' max_minutes
     samples = sampler.sample(cfg.num_samples, temperature=cfg.temperature, seed=cfg.sample_seed)
+    t_nll = time.time()
     test, val = sampler.nll("test"), sampler.nll("val")
+    timing = {"sampling": t_nll - t_score, "nll": time.time() - t_nll}
     metrics = {"nll_test": test["nll"], "nll_test_with_pad": test.get("nll_with_pad"), "nll_val": val["nll"],
                "nll_K": test.get("K"), **judge.score(samples)}
+    timing.update(judge.timing)
     skipped = truncation_skipped(sampler, family, cfg)
+    t_sweep = time.time()
+    points = sweep(sampler, family, cfg, judge.evaluator, samples, skipped)
+    timing["sweep"] = time.time() - t_sweep
     row = {"label": name, "family": family_name, "kind": "model", "run_dir": str(run_dir), **sampler.info,
-           "samples": samples, "metrics": metrics,
-           "sweep": sweep(sampler, family, cfg, judge.evaluator, samples, skipped),
+           "samples": samples, "metrics": metrics, "sweep": points, "timing": timing,
            "warnings": collapse_warnings(metrics, real, sampler.info.get("adv_nll_rise")), "sweep_note": skipped}
     row["score_seconds"] = time.time() - t_score
     log_row(run_dir, row, None)
@@ -412,11 +412,12 @@ def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run
 
 def real_row(cfg: CompareConfig, judge: Judge, runs_dir: Path) -> dict:
     """The reference row: real training sentences, as many as samples, scored the same way."""
-    real = random.Random(cfg.sample_seed).sample(judge.corpus.train, min(cfg.num_samples, len(judge.corpus.train)))
+    real = real_sample(cfg, judge.corpus)
     print(f"scoring {len(real)} real training sentences")
     row = {"label": "real data", "family": "data", "kind": "real", "run_dir": str(runs_dir / "real-data"),
-           "params": None, "steps": None, "train_seconds": None, "samples": real, "metrics": judge.score(real),
-           "sweep": []}
+           "params": None, "steps": None, "train_seconds": None, "samples": real,
+           "metrics": judge.score(real, real=True), "sweep": []}
+    row["timing"] = dict(judge.timing)
     shutil.rmtree(runs_dir / "real-data", ignore_errors=True)
     log_row(runs_dir / "real-data", row, {"run_name": "real-data", "model": "real data", "family": "data"})
     return row
@@ -450,9 +451,11 @@ def run(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: dict, 
     # the training split's vocabulary, the same for every model; "<unk>" in a sample read back as one token
     tokenizer = SampleTokenizer(build_tokenizer(corpus))
     preflight(cfg, entries, runs_dir, tokenizer.itos)
+    preflight_data(cfg, scorer_cfg, entries, runs_dir, corpus, tokenizer)
     lock = RunLock(runs_dir).acquire()  # one comparison per experiment folder
     mark_incomplete(report_dir / "report.md")  # until this comparison replaces it
     judge = Judge(cfg, scorer_cfg, corpus, tokenizer, device)
+    plan = judge.plan(len(entries))
     rows, reused = [real_row(cfg, judge, runs_dir)], []
     for name, family_name, settings in entries:
         run_dir = trained_run(cfg, runs_dir, name, family_name, settings, reused)
@@ -463,7 +466,8 @@ def run(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: dict, 
     write_experiment_summary(runs_dir, metric_names)
     results = {"experiment": experiment, "dataset": corpus.name, "command": command, "config": asdict(cfg), "scorer": asdict(scorer_cfg), "runs_dir": str(runs_dir),
                "device": str(device), "threads": torch.get_num_threads(), "wall_seconds": time.time() - t0,
-               "reused": reused, "splits": describe_splits(corpus, tokenizer), "rows": rows}
+               "reused": reused, "splits": describe_splits(corpus, tokenizer), "rows": rows,
+               "judge": {**plan, **judge.fit}}
     report = write_report(results, report_dir, tokenize=tokenizer.split, test_texts=corpus.test)
     print(f"report: {report}")
     print(f"TensorBoard runs: {runs_dir}  (tensorboard --logdir {runs_dir})")

@@ -161,7 +161,7 @@ def guided_points(fcfg, guide_cfg, cfg, judge, name, family, sampler, run_dir, d
 
 
 POINTS_FILE = "frontier_points.json"  # a model's scored points, beside its run: --reuse true reads them
-POINTS_VERSION = 1  # raise when sampling or scoring code changes what a point is: stored points are then rescored
+POINTS_VERSION = 2  # raise when sampling or scoring code changes what a point is: stored points are then rescored
 
 
 def model_points(fcfg, guide_cfg, cfg, judge, name, family, run_dir, device) -> dict:
@@ -278,6 +278,7 @@ def main(argv=None):
     device = runtime.resolve_device(cfg.device)
     corpus = cfg.load()
     judge = comparison.Judge(cfg, sections["scorer"], corpus, SampleTokenizer(build_tokenizer(corpus)), device)
+    comparison.preflight_data(cfg, sections["scorer"], entries, Path(cfg.out_dir), corpus, judge.tokenizer)
     points, guides, command = [], {}, "python -m experiments.frontier " + " ".join(argv)
     for seed in fcfg.seed_list():
         print(f"=== seed {seed} ===")

@@ -153,7 +153,7 @@ def reference_nll(model, tokenizer, references: list[str], K: int | None, device
                           "without --ckpt")
     oov = unk_share([t for i in ids for t in i])
     split = SequenceSplit(references, tokenizer, model.block_size, encoded=ids)  # encoded once, above
-    batches = (split.rows(list(range(i, min(i + batch_size, len(split))))) for i in range(0, len(split), batch_size))
+    batches = split.batches(batch_size)
     if K is None:
         return {"nll": lm_nll(model, batches, device)["nll"], "nll_oov_rate": oov}
     return {"nll": latent_nll(model, batches, K, device, seed=seed)["nll"], "nll_oov_rate": oov, "nll_K": K}

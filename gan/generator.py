@@ -56,6 +56,7 @@ import torch.nn.functional as F
 
 from baselines.gpt2 import Block, CausalSelfAttention, FeedForward, KVCache, init_weights
 from baselines.loss import lm_loss
+from baselines.sampling import keep_rows
 from datasets.tokenizers import BOS_ID, EOS_ID, PAD_ID
 from gan.mapping import MappingConfig, MappingNetwork
 
@@ -321,7 +322,7 @@ class Generator(nn.Module):
 
     def sample(self, batch_size: int, max_len: int, z=None, w=None, noise=None, psi: float = 1.0,
                temperature: float = 1.0, generator: torch.Generator | None = None, relax=None,
-               banned=None) -> dict:
+               banned=None, trim: bool = False) -> dict:
         """Generate from <bos> for max_len steps with the KV cache -> dict of
           ids   (B, max_len) long: the sentence without <bos>; <eos>, then <pad> after it
           mask  (B, max_len) bool: valid positions, up to and including <eos>
@@ -342,6 +343,9 @@ class Generator(nn.Module):
         fixed-length corpus (Corpus.fixed_length = n) bans the special tokens
         (datasets.tokenizers.SPECIAL_IDS) with max_len = n: <eos> never comes, every row is n
         tokens and mask is all True, the layout of its real batches.
+        A finished row leaves the batch (the model runs only on the rows still generating), and
+        generation stops once every row has ended; trim=True also cuts ids, mask and soft to
+        that width (the longest row, its <eos> included) instead of padding them to max_len.
         """
         if not 1 <= max_len <= self.block_size:
             raise ValueError(f"max_len must be in [1, block_size={self.block_size}], got {max_len}")
@@ -360,35 +364,41 @@ class Generator(nn.Module):
                                  f"got {tuple(noise.shape)}")
             ids = torch.full((B, max_len), PAD_ID, dtype=torch.long, device=device)
             mask = torch.zeros(B, max_len, dtype=torch.bool, device=device)
-            done = torch.zeros(B, dtype=torch.bool, device=device)
+            active = torch.arange(B, device=device)  # rows still generating: a finished row leaves the batch
+            w = cache.w  # every row's styles (keep_rows below cuts the cache to the active rows)
             banned = torch.as_tensor(list(banned), dtype=torch.long, device=device) if banned else None
             soft_steps = []
             tok = torch.full((B, 1), BOS_ID, dtype=torch.long, device=device)
             for t in range(max_len):
-                logits, _ = self(tok, noise=noise[:, t:t + 1], cache=cache)
-                logits = logits[:, -1, :]  # (B, V)
+                logits, _ = self(tok, noise=noise[active, t:t + 1], cache=cache)
+                logits = logits[:, -1, :]  # (active, V)
                 scaled = logits / temperature
                 if banned is not None:
                     scaled = scaled.index_fill(-1, banned, float("-inf"))
                 if relax is None:
                     nxt = torch.multinomial(F.softmax(scaled.float(), dim=-1), 1, generator=generator).squeeze(1)
                 else:
-                    soft, nxt = relax(scaled, generator=generator)  # (B, V), (B,)
-                    pad_row = F.one_hot(torch.tensor(PAD_ID, device=device), soft.size(-1)).to(soft.dtype)
-                    soft_steps.append(torch.where(done[:, None], pad_row, soft))
-                mask[:, t] = ~done
-                nxt = nxt.detach().long().masked_fill(done, PAD_ID)  # finished rows write <pad>
-                ids[:, t] = nxt
-                done = done | (nxt == EOS_ID)
-                if bool(done.all()):
+                    soft, nxt = relax(scaled, generator=generator)  # (active, V), (active,)
+                    pad_rows = F.one_hot(torch.full((B,), PAD_ID, device=device), soft.size(-1)).to(soft.dtype)
+                    soft_steps.append(pad_rows.index_put((active,), soft))  # finished rows read one-hot <pad>
+                nxt = nxt.detach().long()
+                mask[active, t] = True
+                ids[active, t] = nxt
+                going = nxt != EOS_ID
+                if not bool(going.any()):
                     break
+                if not bool(going.all()):
+                    keep = going.nonzero().squeeze(1)
+                    active, nxt = active[keep], nxt[keep]
+                    keep_rows(cache, keep)
                 tok = nxt[:, None]  # the hard token, fed back without gradient
-            out = {"ids": ids, "mask": mask, "w": cache.w}
+            width = t + 1 if trim else max_len
+            out = {"ids": ids[:, :width], "mask": mask[:, :width], "w": w}
             if relax is not None:
-                n_left = max_len - (t + 1)
+                n_left = width - (t + 1)
                 soft = torch.stack(soft_steps, dim=1)  # (B, t + 1, V)
                 if n_left:
                     pad_rows = F.one_hot(torch.full((B, n_left), PAD_ID, device=device), soft.size(-1))
                     soft = torch.cat([soft, pad_rows.to(soft.dtype)], dim=1)
-                out["soft"] = soft  # (B, max_len, V)
+                out["soft"] = soft  # (B, width, V)
         return out

@@ -236,3 +236,42 @@ def test_truncation_rows_only_for_a_latent_that_is_used(tmp_path, monkeypatch, u
     report = (tmp_path / "research" / "f" / "report.md").read_text()
     assert ("truncation rows omitted: latent use 2.0e-07" in report) == (not psi_rows)
     assert bool(row["sweep_note"]) == (not psi_rows)
+
+
+def test_the_judge_is_planned_timed_and_cached(tiny, capsys):
+    """The plan is printed before training, the report has the time table, and a second comparison on
+    the same corpus reuses the cached scorer LM and the real-data reverse LM score, exactly."""
+    root, first = tiny
+    assert first["judge"]["unit"] == "bits per byte" and first["judge"]["scorer_reused"] is False
+    assert first["judge"]["estimate_seconds"] > 0 and "judge: scorer LMs are GPT-2 1 x 16" in first["judge"]["text"]
+    text = (root / "research" / "tiny" / "report.md").read_text()
+    assert "## Time" in text and "Judge in all (scorer LMs, sample metrics, sweeps)" in text
+    assert "bits per byte" in text
+    for row in first["rows"]:
+        assert {"sample_metrics", "lm_score", "reverse_lm"} <= set(row["timing"])
+    cached = list((root / "runs" / "judge-cache").glob("*/scorer.pt"))
+    assert len(cached) == 1 and (cached[0].parent / "real_reverse_lm.json").is_file()
+    capsys.readouterr()
+    again = run(root, "--reuse", "true", "--experiment", "tiny-again")
+    out = capsys.readouterr().out
+    assert "reused cached scorer" in out and "reused cached real-data reverse LM score" in out
+    assert again["judge"]["scorer_reused"] is True
+    for a, b in zip(first["rows"], again["rows"]):
+        assert a["metrics"]["lm_score"] == b["metrics"]["lm_score"]
+        assert a["metrics"]["reverse_lm_score"] == b["metrics"]["reverse_lm_score"]
+    run(root, "--reuse", "true", "--experiment", "tiny-other", "--num_samples", "20")  # other real-data lines
+    assert len(list((root / "runs" / "judge-cache").glob("*/scorer.pt"))) == 2
+
+
+def test_the_judge_cache_key_follows_what_decides_the_scorer():
+    from datasets.corpora import Corpus
+    from experiments.scoring.judge import cache_key
+    from experiments.scoring.lm_score import ScorerConfig
+    cfg = comparison.CompareConfig()
+    corpus = Corpus("c", "word", "sequence", ["a b", "b c"], ["a"], ["c"])
+    key = cache_key(cfg, ScorerConfig(), corpus, "cpu")
+    assert key == cache_key(cfg, ScorerConfig(), Corpus("c", "word", "sequence", ["a b", "b c"], ["a"], ["c"]), "cpu")
+    assert key != cache_key(cfg, ScorerConfig(), Corpus("c", "word", "sequence", ["a b", "b d"], ["a"], ["c"]), "cpu")
+    assert key != cache_key(cfg, ScorerConfig(steps=7), corpus, "cpu")
+    assert key != cache_key(comparison.CompareConfig(sample_seed=3), ScorerConfig(), corpus, "cpu")
+    assert key != cache_key(comparison.CompareConfig(lowercase=True), ScorerConfig(), corpus, "cpu")

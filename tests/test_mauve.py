@@ -70,7 +70,7 @@ def test_features_are_the_final_state_at_each_texts_last_token():
         assert np.allclose(f, want.numpy(), atol=1e-6)
 
 
-def test_the_judge_scores_mauve_on_its_scorer_and_refuses_it_without_one():
+def test_the_judge_scores_mauve_on_its_scorer_and_refuses_it_without_one(tmp_path):
     from datasets import build_tokenizer
     from experiments.comparison import CompareConfig, Judge
     from experiments.scoring.lm_score import ScorerConfig
@@ -78,7 +78,8 @@ def test_the_judge_scores_mauve_on_its_scorer_and_refuses_it_without_one():
 
     with pytest.raises(ValueError, match="mauve needs lm_score"):
         CompareConfig(dataset="numbers", mauve=True, lm_score=False)
-    cfg = CompareConfig(dataset="numbers", mauve=True, reverse_lm_score=False, num_samples=300)
+    cfg = CompareConfig(dataset="numbers", mauve=True, reverse_lm_score=False, num_samples=300,
+                        out_dir=str(tmp_path))  # the judge's cache goes under out_dir
     corpus = cfg.load()
     judge = Judge(cfg, ScorerConfig(steps=60, val_interval=30), corpus, SampleTokenizer(build_tokenizer(corpus)), "cpu")
     real = judge.score(corpus.train[:300])["mauve"]

@@ -214,6 +214,35 @@ def test_a_per_model_data_setting_fails_at_once(corpus_files, tmp_path):
     assert time.time() - t0 < 5 and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("extra, match", [
+    (("--max_len", "0"), r"train\.txt, line 41 \(train split\) has 300 word-level tokens.*--max_len 64"),
+    (("--models.gpt2.block_size", "8"), r"entry 'gpt2': the longest .* block_size >= 13, but block_size = 8"),
+    (("--min_freq", "100000"), "leaves no symbol in the vocabulary"),
+])
+def test_bad_data_or_settings_are_refused_before_the_judge_or_any_trainer(corpus_files, tmp_path, monkeypatch,
+                                                                         extra, match):
+    """Preflight: an overlong line (no --max_len), a block size an entry's examples do not fit, an
+    empty vocabulary: each refused with its message before the scorer LMs or any family's trainer
+    is entered (they are patched to raise here)."""
+    from experiments.families import FAMILIES
+    from experiments.scoring import judge, lm_score
+    entered = []
+
+    def refuse(what):
+        def f(*args, **kwargs):
+            entered.append(what)
+            raise AssertionError(f"{what} entered before preflight refused")
+        return f
+
+    monkeypatch.setattr(lm_score, "fit_gpt2", refuse("scorer fit"))
+    monkeypatch.setattr(judge, "probe_fit", refuse("judge probe"))
+    for name, family in FAMILIES.items():
+        monkeypatch.setattr(family, "train", refuse(f"{name} train"))
+    with pytest.raises(CorpusError, match=match):
+        own_compare(corpus_files, tmp_path, *extra)
+    assert entered == [] and not (tmp_path / "runs" / "mine").exists()
+
+
 def test_reusing_a_run_of_another_vocabulary_fails_before_training(compared, corpus_files):
     _, tmp = compared
     before = {p: p.stat().st_mtime for p in (tmp / "runs" / "mine").rglob("*") if p.is_file()}

@@ -96,18 +96,22 @@ def lm_loss(model, x, y):
 
 def mle_step(model, optimizer, x, y, guard: Guard, step: int, *, grad_clip: float, loss_fn=lm_loss,
              train_model=None, dist=LOCAL, grad_accum: int = 1, amp=contextlib.nullcontext,
-             average_grads: bool = False, before_step=None) -> tuple[float, float, int]:
+             average_grads: bool = False, before_step=None, normalizer: float | None = None) -> tuple[float, float, int]:
     """One teacher-forcing optimizer step on the global batch (x, y); returns (mean loss over
     this rank's target tokens, gradient norm, target tokens in the global batch).
 
-    Each rank takes its rows of the global batch, in grad_accum micro-batches; each micro-batch
-    contributes its share of the global per-token mean (x world, because DDP averages over
+    The objective is the global batch's summed token loss divided by `normalizer`: by default the
+    batch's own target-token count (the per-token mean); a fixed number for length-grouped
+    batches (LMData.loss_normalizer), so that a token's weight does not depend on the lengths of
+    the lines it was batched with. Each rank takes its rows of the global batch, in grad_accum
+    micro-batches; each micro-batch contributes its share (x world, because DDP averages over
     ranks), so the gradient is that of one big batch. Only the last micro-step all-reduces
     (no_sync on the others). loss_fn(train_model, x, y) -> scalar loss; train_model is the
     (DDP- or compile-) wrapped model, model the raw one whose parameters are clipped."""
     train_model = model if train_model is None else train_model
     device = next(itertools.chain(model.parameters(), model.buffers())).device
     n_global = int((y >= 0).sum())
+    denominator = n_global if normalizer is None else normalizer
     micro = list(zip(x[dist.rank::dist.world].chunk(grad_accum), y[dist.rank::dist.world].chunk(grad_accum)))
     optimizer.zero_grad(set_to_none=True)
     loss_sum, n_rank = 0.0, 0
@@ -119,7 +123,7 @@ def mle_step(model, optimizer, x, y, guard: Guard, step: int, *, grad_clip: floa
             with amp():
                 loss = loss_fn(train_model, xm, ym)
             guard.check("training loss", loss.item(), step)
-            (loss * (n_micro / n_global) * dist.world).backward()
+            (loss * (n_micro / denominator) * dist.world).backward()
         loss_sum, n_rank = loss_sum + loss.item() * n_micro, n_rank + n_micro
     norm = optimizer_update(model, optimizer, grad_clip, guard, step, dist, average_grads, before_step)
     return loss_sum / max(n_rank, 1), norm, n_global
@@ -137,6 +141,7 @@ class RunSession:
         self.guard = Guard(self.last_path, self.ckpt["step"] if self.ckpt else None, advice)
         self.say = tqdm.write if dist.is_main else (lambda *a, **k: None)  # prints without breaking the bar
         self.log = None
+        self.padding_share = None  # say_batches
         # wall-clock accounting accumulates across resumes; it only feeds logs and metrics.json
         prior = (self.ckpt or {}).get("timing") or {"train_seconds": (self.ckpt or {}).get("train_seconds", 0.0)}
         self.prior_seconds = prior.get("train_seconds", 0.0)
@@ -153,10 +158,18 @@ class RunSession:
             runtime.say_resume_changes(self.ckpt["train_config"], self.cfg, self.ckpt.get("environment"),
                                        runtime.environment(self.dist))
 
+    def say_batches(self, data, batch_size: int, seed: int) -> None:
+        """Print how training batches are made and their padding share (computed / real tokens);
+        open_log records the share as data/padding_share."""
+        self.say(data.batching_summary(batch_size, seed))
+        self.padding_share = data.padding_share(batch_size, seed)
+
     def open_log(self, step: int, sections: dict) -> RunLogger:
         """The TensorBoard logger (on resume it hides what a killed process logged after its last
         checkpoint), and config.json with the resolved settings by section."""
         self.log = RunLogger(self.run_dir, enabled=self.dist.is_main, purge_step=step + 1 if self.ckpt else None)
+        if self.padding_share is not None:
+            self.log.scalar("data/padding_share", self.padding_share, step)
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_text(self.run_dir / "config.json", json.dumps({k: asdict(v) for k, v in sections.items()}, indent=2))

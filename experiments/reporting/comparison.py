@@ -166,7 +166,7 @@ def _data_section(results: dict) -> list[str]:
     if "lm_score" in have or "reverse_lm_score" in have:
         lines.append("- LM score: a GPT-2 trained on the training split (selected on validation) scores the "
                      "samples; reverse LM: a GPT-2 trained on the samples (selected on validation) is scored "
-                     "on the test split.")
+                     "on the test split." + _judge_text(results))
     if "nll_oracle" in have:
         lines.append("- NLL-oracle: the samples under the oracle LSTM that generated the data; no split.")
     if "recall" in have:
@@ -177,6 +177,47 @@ def _data_section(results: dict) -> list[str]:
                  f"eval/recall against the {eval_refs} split).")
     lines += [f"- {k}: {_pct(v) if k.startswith('oov') else v}" for k, v in splits.items()]  # anything else recorded
     return ["## Data", ""] + lines + [""]
+
+
+def _judge_text(results: dict) -> str:
+    """How the scorer LMs read text, for results that record it (older ones scored word ids, nats per token)."""
+    judge = results.get("judge") or {}
+    if judge.get("unit") == "bits per byte":
+        return (f" Both read every text in one canonical form (the corpus's tokens joined by single spaces, "
+                f"lowercased where the data is) as byte-level BPE of {judge.get('bpe_vocab', 0):,} symbols, and "
+                "score in bits per byte (experiments/scoring/lm_score.py).")
+    return f" Both score in {judge['unit']}." if judge.get("unit") else ""
+
+
+def _time_section(results: dict) -> list[str]:
+    """Where the wall time went: training per model, the judge per row (the scorer LMs, the sample
+    metrics, the sweeps), for results that record it."""
+    rows = [r for r in results["rows"] if r.get("timing") is not None]
+    if not rows:
+        return []
+    parts = [("sample_metrics", "sample metrics"), ("lm_score", "LM score"), ("reverse_lm", "reverse LM"),
+             ("mauve", "MAUVE"), ("sweep", "sweep")]
+    judge = results.get("judge") or {}
+    fit = judge.get("scorer_seconds", 0.0) + judge.get("bpe_seconds", 0.0)
+    lines = ["| row | training s | sampling + NLL s | " + " | ".join(f"{h} s" for _, h in parts) + " | judge s |",
+             "|" + "---|" * (len(parts) + 4)]
+    total_judge = fit
+    for r in rows:
+        t = r["timing"]
+        judged = sum(t.get(k, 0.0) for k, _ in parts)
+        total_judge += judged
+        train = "reused" if r["label"] in (results.get("reused") or []) else _fmt(r.get("train_seconds"), "{:.0f}")
+        lines.append(f"| {r['label']} | {train} | {_fmt(t.get('sampling', 0.0) + t.get('nll', 0.0), '{:.1f}')} | "
+                     + " | ".join(_fmt(t.get(k), "{:.1f}") for k, _ in parts) + f" | {judged:.1f} |")
+    wall = results["wall_seconds"]
+    reused = judge.get("scorer_reused")
+    how = ("reused from the cache" if reused else f"trained in {judge.get('scorer_seconds', 0.0):.1f} s"
+           if reused is not None else "not needed")
+    return ["## Time", "", *lines, "",
+            f"The LM-score GPT-2: {how}" + (f" (BPE fitted in {judge['bpe_seconds']:.1f} s)" if judge.get("bpe_seconds")
+                                            else "") + f"; estimated before training: "
+            f"{judge.get('estimate_seconds', 0.0):.0f} s for the scorer LMs. Judge in all (scorer LMs, sample metrics, "
+            f"sweeps): {total_judge:.0f} s of {wall:.0f} s wall time ({total_judge / max(wall, 1e-9):.0%}).", ""]
 
 
 def _scored_list(rows: list[dict]) -> list[str]:
@@ -360,7 +401,7 @@ def _header(results: dict) -> list[str]:
                "retrains them." if results.get("reused") else ""), ""]
 
 
-def _definitions(rows: list[dict], bleu_refs: str) -> str:
+def _definitions(rows: list[dict], bleu_refs: str, unit: str = "nats per token") -> str:
     """What each column of the results tables is."""
     return ("NLL-test: nats per token on the test split, padding excluded, <eos> included; "
             + ("what each row scores is listed above. " if any(r.get("scored") for r in rows) else
@@ -376,9 +417,9 @@ def _definitions(rows: list[dict], bleu_refs: str) -> str:
             "probability 1 (not per token; comparable only with papers that print it). BLEU: each sample "
             f"against the whole {bleu_refs} split (nltk method1, uniform weights), averaged. Self-BLEU: each "
             "sample against the other samples of the same set. distinct-n, unique: over the samples; length TV: "
-            "sample lengths against the test split's. LM score: NLL per token of the samples under a small GPT-2 "
+            f"sample lengths against the test split's. LM score: NLL ({unit}) of the samples under a small GPT-2 "
             "trained on the real training split and selected on validation (for the real-data row it has seen "
-            "those very sentences, so its LM score is optimistic); reverse LM: NLL per token on the test split of "
+            f"those very sentences, so its LM score is optimistic); reverse LM: NLL ({unit}) on the test split of "
             "a small GPT-2 trained on the samples. A generator far above the real-data row on BLEU and Self-BLEU "
             "has collapsed, not improved.")
 
@@ -396,11 +437,13 @@ def write_report(results: dict, report_dir: Path, tokenize=None, test_texts=None
     figures = _figures(results, report_dir, tokenize, test_texts)
     md = [*_header(results), *_data_section(results),
           "## Results", "", _table(rows, LIKELIHOOD_COLUMNS), "", _table(rows, SAMPLE_COLUMNS), "",
-          *_scored_list(rows), _definitions(rows, bleu_refs), ""]
+          *_scored_list(rows), _definitions(rows, bleu_refs, (results.get("judge") or {}).get("unit", "nats per token")),
+          ""]
     if any(r["kind"] == "published" for r in rows):
         md += ["Rows in italics other than *real data* are published figures, copied from the papers "
                "named; their protocols (tokenization, reference subset, sample count) differ from ours.", ""]
     md += _warnings_section(rows)
+    md += _time_section(results)
     md += ["## Figures", ""]
     md += [f"![{caption}]({name})\n" for name, caption in figures.items()]
     sweep = _sweep_table(rows)

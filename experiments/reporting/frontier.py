@@ -23,8 +23,9 @@ from experiments.reporting.literature import mean_std
 # +1: higher is better, -1: lower is better
 DIRECTION = {"bleu5": 1, "self_bleu5": -1, "lm_score": -1, "reverse_lm_score": -1, "precision": 1, "recall": 1,
              "nll_oracle": -1, "nll_test": -1, "mauve": 1}
-LABELS = {"bleu5": "BLEU-5", "self_bleu5": "Self-BLEU-5", "lm_score": "LM score (NLL of samples, nats)",
-          "reverse_lm_score": "reverse LM score (NLL of real test, nats)", "precision": "precision",
+# the LM scores are in bits per byte on text, in nats per token on the oracles (scoring/lm_score.py)
+LABELS = {"bleu5": "BLEU-5", "self_bleu5": "Self-BLEU-5", "lm_score": "LM score (NLL of samples)",
+          "reverse_lm_score": "reverse LM score (NLL of real test)", "precision": "precision",
           "recall": "recall", "nll_oracle": "NLL-oracle", "mauve": "MAUVE (own features)"}
 
 

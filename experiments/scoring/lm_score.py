@@ -1,23 +1,32 @@
 """LM score and reverse LM score: sample quality and coverage judged by trained LMs.
 
 - LM score (de Masson d'Autume et al. 2019, "Training Language GANs from Scratch"
-  (ScratchGAN); Caccia et al. 2020, "Language GANs Falling Short"): the mean NLL per
-  token of the samples under a language model trained on the real training data. Low
-  means the samples look like the data. It is blind to diversity: a generator that
-  repeats one typical sentence scores very well.
+  (ScratchGAN); Caccia et al. 2020, "Language GANs Falling Short"): the NLL of the samples
+  under a language model trained on the real training data. Low means the samples look
+  like the data. It is blind to diversity: a generator that repeats one typical sentence
+  scores very well.
 - Reverse LM score (same papers): train a language model on the samples, then take its
-  NLL per token on the real test data. Low means the samples cover the data; a
-  generator that drops modes leaves the reverse LM unable to explain part of the test
-  set, and poor samples teach it the wrong language. Read the two together.
+  NLL on the real test data. Low means the samples cover the data; a generator that drops
+  modes leaves the reverse LM unable to explain part of the test set, and poor samples
+  teach it the wrong language. Read the two together.
 
-Both language models here are small GPT-2s (baselines/gpt2.py) trained in-process for a
-fixed budget (`ScorerConfig`) with the trainer's own parts: LMData batches, AdamW with
-weight decay on 2-D weights, warmup and cosine decay, gradient clipping, lm_nll. The
-checkpoint kept is the one with the lowest NLL on the real VALIDATION split, never the
-test split. The vocabulary is the real training split's (the tokenizer every model of a
-comparison shares), so the scores are per token of the same tokenization for every model;
-figures are comparable within one comparison (same data, budget and sample count), not
-across papers, whose scorer LMs are far larger.
+How the scorer LMs read text (`ScorerText`): every text, real or generated, in one
+canonical form: the corpus's own tokenization joined again (words and punctuation marks
+separated by single spaces at word level, lowercased where the data is; the characters at
+character level), so a word model's detokenised "don ' t" is scored against the real
+"don ' t", not against a raw "don't". The scorer LMs read that text as byte-level BPE
+(datasets/bpe.py, `ScorerConfig.vocab_size` symbols, trained on the canonical training
+split), so their cost does not grow with the corpus's word count, and the scores are in
+bits per byte (`bits_per_byte`): the summed NLL in bits over the texts, divided by their
+UTF-8 bytes plus one per text for its end. The synthetic oracles keep their own fixed
+vocabulary (5,000 ids, no text): there the scores stay in nats per token.
+
+Both language models are small GPT-2s (baselines/gpt2.py) trained in-process for a fixed
+budget (`ScorerConfig`) with the trainer's own parts: LMData's length-grouped batches,
+AdamW with weight decay on 2-D weights, warmup and cosine decay, gradient clipping,
+lm_nll. The checkpoint kept is the one with the lowest NLL on the real VALIDATION split,
+never the test split. Figures are comparable within one comparison (same data, budget and
+sample count), not across papers, whose scorer LMs are far larger.
 """
 
 from __future__ import annotations
@@ -31,11 +40,12 @@ import torch
 
 from baselines.gpt2 import GPT, GPTConfig
 from datasets.batching import LMData, SequenceSplit
+from datasets.bpe import MIN_VOCAB, BPETokenizer
 from datasets.corpora import Corpus
 from datasets.tokenizers import Tokenizer
 from experiments.core import runtime
 from experiments.core.session import Guard, mle_step
-from experiments.scoring.nll import lm_nll
+from experiments.scoring.nll import bits_per_byte, lm_nll
 
 
 @dataclass
@@ -43,6 +53,7 @@ class ScorerConfig:
     n_layer: int = 2              # the scorer GPT-2's blocks
     n_head: int = 4
     n_embd: int = 64
+    vocab_size: int = 2048        # the scorer LMs' byte-level BPE (text corpora; the oracles keep their own ids)
     dropout: float = 0.1          # the reverse LM sees only a few thousand samples: regularise
     steps: int = 500              # fixed optimizer-step budget for each scorer LM
     reverse_steps: int = 0        # ... but the reverse LM's (0 = steps): it fits a few thousand samples, one
@@ -61,6 +72,9 @@ class ScorerConfig:
         for name in ("n_layer", "n_head", "n_embd", "steps", "batch_size", "val_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ScorerConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.vocab_size < MIN_VOCAB:
+            raise ValueError(f"ScorerConfig.vocab_size must be >= {MIN_VOCAB} (the 4 specials and 256 bytes), "
+                             f"got {self.vocab_size}")
         if not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"need 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
 
@@ -91,7 +105,8 @@ def fit_gpt2(train_texts, val_texts, tokenizer: Tokenizer, block_size: int, cfg:
             for group in optimizer.param_groups:
                 group["lr"] = runtime.lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.steps)
             x, y = data.train_batch(step, cfg.batch_size, cfg.train_seed)
-            mle_step(model, optimizer, x, y, guard, step, grad_clip=1.0)
+            mle_step(model, optimizer, x, y, guard, step, grad_clip=1.0,
+                     normalizer=data.loss_normalizer(cfg.batch_size))
             if (step + 1) % cfg.val_interval == 0 or step + 1 == cfg.steps:
                 val = lm_nll(model, data.eval_batches("val", 256), device)["nll"]
                 if val < best_val:  # a NaN val never is: the guard stops a diverging fit first
@@ -106,34 +121,81 @@ def texts_nll(model, tokenizer: Tokenizer, texts, device, batch_size: int = 256)
     if need > model.block_size:
         raise ValueError(f"a text needs block_size {need}, the scorer has {model.block_size}")
     split = SequenceSplit(list(texts), tokenizer, model.block_size)
-    batches = (split.rows(list(range(i, min(i + batch_size, len(split))))) for i in range(0, len(split), batch_size))
-    return lm_nll(model, batches, device)
+    return lm_nll(model, split.batches(batch_size), device)
+
+
+class ScorerText:
+    """How the scorer LMs read text: one canonical form for every text, one tokenizer, one unit
+    (the module docstring). `source` is the comparison's tokenizer (experiments.scoring.samples.
+    SampleTokenizer: a literal "<unk>" in a sample stays one symbol)."""
+
+    def __init__(self, corpus: Corpus, source, cfg: ScorerConfig, state: dict | None = None):
+        self.source, self.fixed = source, corpus.fixed_vocab is not None
+        if self.fixed:  # the oracles: token ids, no text to canonicalise
+            self.tokenizer, self.unit = source, "nats per token"
+        elif state is not None:  # a cached judge's (experiments/scoring/judge.py)
+            self.tokenizer, self.unit = BPETokenizer.from_state(state["tokenizer"]), state["unit"]
+        else:
+            self.tokenizer = BPETokenizer.fit([self.canonical(t) for t in corpus.train], vocab_size=cfg.vocab_size)
+            self.unit = "bits per byte"
+
+    def canonical(self, text: str) -> str:
+        return text if self.fixed else self.source.base.join(self.source.split(text))
+
+    def texts(self, texts) -> list[str]:
+        return [self.canonical(t) for t in texts]
+
+    def corpus(self, corpus: Corpus) -> Corpus:
+        """The corpus's three splits in canonical form (what the scorer LMs train, select and test on)."""
+        return Corpus(corpus.name, self.tokenizer.level, "sequence", self.texts(corpus.train), self.texts(corpus.val),
+                      self.texts(corpus.test))
+
+    def score(self, model, texts, device) -> float:
+        """The texts' NLL under model in this unit (texts already canonical)."""
+        nll = texts_nll(model, self.tokenizer, texts, device)
+        return nll["nll"] if self.fixed else bits_per_byte(nll["nll"] * nll["tokens"], texts)
+
+    def state_dict(self) -> dict:
+        return {"tokenizer": self.tokenizer.state_dict() if not self.fixed else None, "unit": self.unit}
 
 
 class LMScorer:
-    """A GPT-2 trained once on the real training split (selected on val); scores sample sets.
+    """A GPT-2 trained once on the real training split (selected on val), in `text`'s canonical
+    form; scores sample sets.
 
-    Its context is one token longer than the data needs, so that a sample that ran to a
-    generator's full length without an <eos> still fits.
+    Its context is twice what the longest real text needs, plus one: a sample may spell its
+    words in more BPE pieces than any real line (rare words), or run to a generator's full
+    length without an <eos>; positions beyond the real lines' are never trained, as before.
     """
 
-    def __init__(self, corpus: Corpus, tokenizer: Tokenizer, cfg: ScorerConfig, device):
-        self.tokenizer, self.device = tokenizer, device
-        block = needed_block_size(tokenizer, corpus.train, corpus.val, corpus.test) + 1
-        self.model = fit_gpt2(corpus.train, corpus.val, tokenizer, block, cfg, device)
+    def __init__(self, corpus: Corpus, text: ScorerText, cfg: ScorerConfig, device, state: dict | None = None):
+        self.text, self.device = text, device
+        canon = text.corpus(corpus)
+        block = 2 * needed_block_size(text.tokenizer, canon.train, canon.val, canon.test) + 1
+        if state is None:
+            self.model = fit_gpt2(canon.train, canon.val, text.tokenizer, block, cfg, device)
+        else:  # a cached fit (experiments/scoring/judge.py)
+            self.model = GPT(GPTConfig(**state["config"])).to(device)
+            self.model.load_state_dict(state["model"])
+            self.model.eval()
+
+    def state_dict(self) -> dict:
+        return {"config": dataclasses.asdict(self.model.config), "model": self.model.state_dict()}
 
     def __call__(self, samples) -> float:
         return lm_score(samples, self)
 
 
 def lm_score(samples, scorer: LMScorer) -> float:
-    """Mean NLL per token (nats, <eos> included) of samples under the real-data LM."""
-    return texts_nll(scorer.model, scorer.tokenizer, samples, scorer.device)["nll"]
+    """NLL of the samples under the real-data LM (bits per byte, or nats per token on the oracles; <eos> included)."""
+    return scorer.text.score(scorer.model, scorer.text.texts(samples), scorer.device)
 
 
-def reverse_lm_score(samples, corpus: Corpus, tokenizer: Tokenizer, cfg: ScorerConfig, device) -> float:
-    """NLL per token on the real test split of a GPT-2 trained on the samples (selected on real val)."""
-    block = needed_block_size(tokenizer, samples, corpus.val, corpus.test)
+def reverse_lm_score(samples, corpus: Corpus, text: ScorerText, cfg: ScorerConfig, device) -> float:
+    """NLL on the real test split (bits per byte, or nats per token on the oracles) of a GPT-2
+    trained on the samples, selected on real val."""
+    canon, samples = text.corpus(corpus), text.texts(samples)
+    block = needed_block_size(text.tokenizer, samples, canon.val, canon.test)
     cfg = dataclasses.replace(cfg, steps=cfg.reverse_steps or cfg.steps)
-    model = fit_gpt2(samples, corpus.val, tokenizer, block, cfg, device)
-    return texts_nll(model, tokenizer, corpus.test, device)["nll"]
+    model = fit_gpt2(samples, canon.val, text.tokenizer, block, cfg, device)
+    return text.score(model, canon.test, device)

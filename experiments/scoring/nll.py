@@ -104,6 +104,14 @@ def _pass(batches, device, modules, batch_total: Callable, pad_len: int | None =
     return _Totals(total, count, rows)
 
 
+def bits_per_byte(nll_sum: float, texts) -> float:
+    """One scale across vocabularies: a summed NLL (nats) over texts, in bits, divided by the texts'
+    UTF-8 bytes plus one per text for its end (the <eos> every model predicts). The texts are the
+    cleaned ones the model was scored on (lowercased where the data is)."""
+    n_bytes = sum(len(t.encode("utf-8")) + 1 for t in texts)
+    return nll_sum / math.log(2) / max(n_bytes, 1)
+
+
 def _summary(total: float, count: int, rows: int, pad_len: int | None) -> dict:
     mean = total / max(count, 1)
     out = {"nll": mean, "bits": mean / math.log(2), "ppl": math.exp(mean), "tokens": count, "sequences": rows}

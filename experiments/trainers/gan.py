@@ -95,6 +95,7 @@ from experiments.trainers.adversarial_run import AdversarialRun
 from gan import (LOSSES, RELAXATIONS, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig,
                  MappingConfig, PosteriorEncoder, beta_schedule, ema_update, free_bits_kl, gaussian_kl,
                  gradient_penalty, info_loss, r1_penalty, real_inputs)
+from gan.relax import pad_inputs
 
 
 @dataclass
@@ -127,6 +128,9 @@ class GANTrainConfig(DataConfig):
     n_critic: int = 1              # discriminator steps per generator step
     g_lr: float = 1e-4             # generator (and mapping) learning rate, Adam
     d_lr: float = 1e-4             # discriminator learning rate, Adam
+    adv_width: str = "own"         # own: each real batch is padded to its own longest line and the fakes end where
+                                   # their batch's longest ends | block: both at the corpus's longest line
+                                   # (block_size), the earlier layout (the same results, more compute)
     beta1: float = 0.9             # Adam betas, both optimisers and pretraining
     beta2: float = 0.999
     loss: str = "rsgan"            # a name in gan.LOSSES: standard | rsgan | wgan-gp | hinge
@@ -192,6 +196,8 @@ class GANTrainConfig(DataConfig):
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.init_from and self.pretrain_steps:
             raise ValueError("init_from replaces MLE pretraining: set pretrain_steps = 0")
+        if self.adv_width not in ("own", "block"):
+            raise ValueError(f"adv_width must be own or block, got {self.adv_width!r}")
         if self.mode not in ("", "sequence"):
             raise ValueError("the GAN generates whole sentences: mode must be 'sequence'")
         if self.pretrain_latent not in ("prior", "posterior"):
@@ -263,7 +269,7 @@ class GANRun(AdversarialRun):
             raise CorpusError(f"{self.corpus.name} is read as one stream; the GAN needs one sentence per example: "
                               "give --mode sequence (one example per line)")
         self.tokenizer = build_tokenizer(self.corpus)
-        self.data = LMData(self.corpus, self.tokenizer, block_size=gen_cfg.block_size)
+        self.data = LMData(self.corpus, self.tokenizer, block_size=gen_cfg.block_size, batching=cfg.batching)
         self.T = self.data.block_size
         # reference tables built once: the curves are scored against val, the final scoring against test
         self.evaluator = SampleEvaluator(self.corpus, self.tokenizer)
@@ -430,7 +436,7 @@ def pretrain(run: GANRun, deadline: Deadline, bar) -> None:
         x, y = run.data.train_batch(run.pre_step, cfg.batch_size, cfg.seed)
         loss, grad_norm, _ = mle_step(run.mle_model, run.opt_mle, x, y, session.guard, run.pre_step,
                                       grad_clip=cfg.grad_clip, loss_fn=loss_fn, dist=run.dist, amp=run.amp,
-                                      average_grads=True)
+                                      average_grads=True, normalizer=run.data.loss_normalizer(cfg.batch_size))
         session.time_step(time.perf_counter() - t_step, "pretrain")
         run.pre_step += 1
         bar.update(1)
@@ -500,6 +506,25 @@ def new_z(run: GANRun):
                        dtype=run.G.lm_head.weight.dtype)
 
 
+def real_batch(run: GANRun, k: int):
+    """The k-th real batch of the adversarial phase, this rank's rows as D reads them (one-hot, mask).
+    Its lines are drawn at random whatever `batching` says: D compares them with fakes of every
+    length, and a real batch of one length would teach it lengths. Width: the batch's own longest
+    line (adv_width own) or block_size (block)."""
+    cfg, dist = run.cfg, run.dist
+    _, y = run.data.train_batch(k, cfg.batch_size, cfg.seed + 1, batching="random")
+    y = y[dist.rank::dist.world]
+    return real_inputs(pad_to(y, run.T if cfg.adv_width == "block" else y.size(1)).to(run.device),
+                       run.tokenizer.vocab_size)
+
+
+def draw_fakes(run: GANRun, B: int, z, relax) -> dict:
+    """B relaxed fakes from z, up to block_size tokens; generation stops once every row has ended,
+    and under adv_width own the fakes are that wide (else padded to block_size)."""
+    return run.G.sample(B, run.T, z=z, relax=relax, banned=banned_ids(run.data.fixed_length),
+                        trim=run.cfg.adv_width == "own")
+
+
 def critic_steps(run: GANRun, z_g, fake_g, relax) -> dict:
     """n_critic discriminator steps on fresh real batches and detached fakes; the last step reads
     the generator step's own sample (detached). Returns the last step's figures and its real batch
@@ -509,15 +534,13 @@ def critic_steps(run: GANRun, z_g, fake_g, relax) -> dict:
     B = cfg.batch_size // run.dist.world
     D.requires_grad_(True)
     for k in range(cfg.n_critic):
-        _, y = run.data.train_batch(run.adv_step * cfg.n_critic + k, cfg.batch_size, cfg.seed + 1)
-        real, real_mask = real_inputs(pad_to(y[run.dist.rank::run.dist.world], run.T).to(run.device),
-                                      run.tokenizer.vocab_size)
+        real, real_mask = real_batch(run, run.adv_step * cfg.n_critic + k)
         if k == cfg.n_critic - 1:
             z, fake = z_g, {"soft": fake_g["soft"].detach(), "mask": fake_g["mask"]}
         else:
             z = new_z(run)
             with torch.no_grad(), run.amp():
-                fake = G.sample(B, run.T, z=z, relax=relax, banned=banned_ids(run.data.fixed_length))
+                fake = draw_fakes(run, B, z, relax)
         with run.amp():
             d_real, d_fake = D(real, real_mask), D(fake["soft"], fake["mask"], return_latent=info)
             out = {}
@@ -527,8 +550,10 @@ def critic_steps(run: GANRun, z_g, fake_g, relax) -> dict:
             loss_d = d_loss_fn(d_real, d_fake)
             if info:
                 loss_d = loss_d + cfg.info_weight * out["info_d"]
-            if cfg.loss == "wgan-gp":
-                loss_d = loss_d + gradient_penalty(D, real, fake["soft"], real_mask | fake["mask"], cfg.gp_weight)
+            if cfg.loss == "wgan-gp":  # interpolates real and fake: one width for both
+                T = max(real.size(1), fake["soft"].size(1))
+                (r, r_mask), (f, f_mask) = pad_inputs(real, real_mask, T), pad_inputs(fake["soft"], fake["mask"], T)
+                loss_d = loss_d + gradient_penalty(D, r, f, r_mask | f_mask, cfg.gp_weight)
             if cfg.r1_gamma > 0:
                 loss_d = loss_d + r1_penalty(D, real, real_mask, cfg.r1_gamma)
         run.session.guard.check("discriminator loss", loss_d.item(), run.step)
@@ -577,8 +602,7 @@ def adversarial(run: GANRun, deadline: Deadline, bar) -> None:
         relax = functools.partial(relax_fn, beta=beta)
         z_g = new_z(run)
         with run.amp():
-            fake_g = run.G.sample(cfg.batch_size // run.dist.world, run.T, z=z_g, relax=relax,
-                                  banned=banned_ids(run.data.fixed_length))
+            fake_g = draw_fakes(run, cfg.batch_size // run.dist.world, z_g, relax)
         d = critic_steps(run, z_g, fake_g, relax)
         g = generator_step(run, z_g, fake_g, d["real"], d["real_mask"])
         session.time_step(time.perf_counter() - t_step, "adversarial")  # n_critic D steps and one G step
@@ -643,6 +667,7 @@ def main(argv=None):
     run = GANRun(cfg, gen_cfg, disc_cfg, dist)
     session = run.session
     session.say(describe(run))
+    session.say_batches(run.data, cfg.batch_size, cfg.seed)
     session.open_log(run.step, {"train": cfg, "generator": run.gen_cfg, "discriminator": run.disc_cfg})
     if cfg.max_minutes:
         reserve_final_scoring(deadline, cfg, run.data, run.G, run.pre_total > 0 or run.pre_path.exists(), run.nll,

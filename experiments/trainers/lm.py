@@ -158,7 +158,7 @@ class LMRun:
         # data: the vocabulary comes from the training split (on resume it must equal the checkpoint's)
         self.corpus = cfg.load()
         self.tokenizer = build_tokenizer(self.corpus)
-        self.data = LMData(self.corpus, self.tokenizer, block_size=model_cfg.block_size)
+        self.data = LMData(self.corpus, self.tokenizer, block_size=model_cfg.block_size, batching=cfg.batching)
         # reference tables built once; sequence corpora only (BLEU needs one example per line)
         self.evaluator = (SampleEvaluator(self.corpus, self.tokenizer)
                           if cfg.eval_samples and self.data.mode == "sequence" and dist.is_main else None)
@@ -233,7 +233,7 @@ def train_step(run: LMRun, train_model, diag) -> tuple[float, float, float, int]
         diag.start()  # forward hooks for this step only; removed before the update, which they read
     loss, grad_norm, tokens = mle_step(run.model, run.optimizer, x, y, run.session.guard, run.step,
                                        grad_clip=cfg.grad_clip, train_model=train_model, dist=run.dist,
-                                       grad_accum=cfg.grad_accum, amp=run.amp,
+                                       grad_accum=cfg.grad_accum, amp=run.amp, normalizer=run.data.loss_normalizer(cfg.batch_size),
                                        before_step=diag.before_step if diagnose else None)
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)  # kernels are asynchronous: time the finished step
@@ -310,6 +310,7 @@ def main(argv=None):
     run = LMRun(cfg, model_cfg, dist)
     session = run.session
     session.say(describe(run))
+    session.say_batches(run.data, cfg.batch_size, cfg.seed)
     session.open_log(run.step, {"train": cfg, "model": run.model_cfg})
     if cfg.max_minutes:
         reserve_final_scoring(deadline, run.data, cfg, run.evaluator, run.val_nll, run.draw)

@@ -168,7 +168,7 @@ class RecurrentGANRun(AdversarialRun):
             raise CorpusError(f"{self.corpus.name} is read as one stream; {self.title} needs one sequence per "
                               "example: give --mode sequence (one example per line)")
         self.tokenizer = build_tokenizer(self.corpus)
-        self.data = LMData(self.corpus, self.tokenizer, block_size=gen_cfg.block_size)
+        self.data = LMData(self.corpus, self.tokenizer, block_size=gen_cfg.block_size, batching=cfg.batching)
         self.fixed_length = getattr(self.corpus, "fixed_length", 0)
         self.T = self.fixed_length or self.data.block_size  # tokens of every generated sequence, at most
         self.evaluator = SampleEvaluator(self.corpus, self.tokenizer)  # val references; test only at the end
@@ -268,7 +268,7 @@ def pretrain(run: RecurrentGANRun, deadline: Deadline, bar) -> None:
         t_step = time.perf_counter()
         x, y = run.data.train_batch(run.pre_step, cfg.batch_size, cfg.seed)
         loss, grad_norm, _ = mle_step(run.G, run.opt_mle, x, y, session.guard, run.step, grad_clip=cfg.grad_clip,
-                                      dist=run.dist)
+                                      dist=run.dist, normalizer=run.data.loss_normalizer(cfg.batch_size))
         session.time_step(time.perf_counter() - t_step, "pretrain")
         run.pre_step += 1
         bar.update(1)
@@ -324,6 +324,7 @@ def begin(run: RecurrentGANRun, deadline: Deadline, describe: str, total: int):
     reserve of max_minutes, the clock; -> the progress bar over `total` steps."""
     cfg, session = run.cfg, run.session
     session.say(describe)
+    session.say_batches(run.data, cfg.batch_size, cfg.seed)
     session.open_log(run.step, {"train": cfg, "generator": run.gen_cfg, "discriminator": run.disc_cfg})
     if cfg.max_minutes:
         reserve_final_scoring(deadline, run)
