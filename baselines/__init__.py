@@ -11,7 +11,11 @@ Every model here:
 - may implement incremental decoding, `init_cache(batch_size)` plus
   `forward(idx_new, cache=cache)`, which the sampler then uses (KV cache, RNN state);
 - may be fitted in closed form: a model with `closed_form = True` (the count bigram) has
-  no trainable parameters and is trained by `model.fit(batches)`, not by an optimizer.
+  no trainable parameters and is trained by `model.fit(batches)`, not by an optimizer;
+- says `batch_statistics = True` when its training forward normalises by the batch's own
+  statistics (BatchNorm: the MLP with batchnorm, WaveNet): the trainer then draws its batches at
+  random, since batches of lines of one length would skew those statistics against the running
+  ones used at evaluation (datasets/batching.py).
 
 MODELS is a literal registry: name -> (model class, config class).
 """

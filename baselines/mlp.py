@@ -114,6 +114,7 @@ class MLP(nn.Module):
         self.wte = nn.Embedding(config.vocab_size + 1, config.n_embd)  # N(0, 1), as in the lecture
         self.hidden = nn.Linear(fan_in, config.n_embd2, bias=not config.batchnorm)
         self.bn = MaskedBatchNorm1d(config.n_embd2) if config.batchnorm else None
+        self.batch_statistics = config.batchnorm  # training batches drawn at random (baselines/__init__.py)
         self.tanh = nn.Tanh()  # a module, not torch.tanh, so that diagnostics can hook its output
         self.lm_head = nn.Linear(config.n_embd2, config.vocab_size)
         with torch.no_grad():

@@ -95,6 +95,8 @@ class Level(nn.Module):
 
 
 class WaveNet(nn.Module):
+    batch_statistics = True  # BatchNorm in every level: training batches drawn at random (baselines/__init__.py)
+
     def __init__(self, config: WaveNetConfig):
         super().__init__()
         if config.vocab_size <= 0 or config.block_size <= 0:

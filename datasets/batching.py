@@ -10,27 +10,32 @@ Two layouts:
 - stream mode (character LM on Shakespeare): windows of block_size tokens cut from one
   long token stream, y = x shifted by one.
 
-Training batches are a pure function of (seed, step), so a resumed run sees exactly the
-batches the uninterrupted run would have seen, and every rank of a distributed run can
-compute the same global batch and take its rows (x[rank::world]: equal shares).
-- sequence mode, `batching = "length"` (the default): length-grouped batches, as fairseq's
-  `batch_by_size` and Hugging Face's `LengthGroupedSampler` make them. Each epoch, a
-  permutation seeded by (seed, epoch) is cut into pools of POOL_BATCHES batches, each pool is
-  sorted by length and cut into batches, and the order of the batches is shuffled with the
-  same generator. A batch then holds lines of about one length, so it is trimmed to little
-  padding (computed / real tokens about 1.0-1.1 instead of 1.6-2.3 for random batches), and
-  its composition changes every epoch. The len(train) % batch_size lines left over are a
-  different random few each epoch (drop-last). Since a batch of short lines has fewer tokens
-  than one of long lines, the per-batch token mean would weight a token by the lengths of
-  its batch-mates; the trainers therefore divide the summed loss by a fixed normaliser,
-  `loss_normalizer(batch_size)` = batch_size x the mean target tokens of a training example,
-  so every token weighs the same in every step (core/session.mle_step).
-- sequence mode, `batching = "random"`: the earlier scheme, kept for comparison: a fresh
-  seeded permutation every epoch, walked batch_size lines at a time (a batch may span two
-  epochs), each batch's loss the mean over its real tokens. A fixed-length corpus (the
-  oracles: no padding to save) and a training split smaller than one batch always batch
-  this way.
-- stream mode: offsets drawn from a generator seeded by the step.
+Training batches are a pure function of (seed, step): sequence mode walks a fresh seeded
+permutation every epoch (a batch may span two epochs), stream mode draws offsets from a
+generator seeded by the step. So a resumed run sees exactly the batches the uninterrupted
+run would have seen, and every rank of a distributed run can compute the same global batch
+and take its rows (x[rank::world]: equal shares).
+
+How a sequence-mode step is computed (`batching`):
+- "length" (the default): the batch's rows sorted by length and cut into micro-batches of
+  at most `micro_tokens` positions (a sixth of the batch's mean tokens), each trimmed to its
+  own longest row (`micro_batches`), so a step computes little padding (computed / real
+  tokens 1.04-1.12 on COCO and a messages corpus with a long tail, against 1.8 and 3.0 for
+  the batch as one block). The batch's composition is the random one: batches of lines of
+  one length (fairseq's `batch_by_size`, Hugging Face's `LengthGroupedSampler`) were
+  measured to train worse here (COCO, GPT-2 2 x 128, batch 64, seed 1, validation NLL at step
+  750: 3.488 for batches of one length, 3.443 for random batches as one block, 3.442 for
+  random batches in sorted micro-batches), since every row of such a batch ends at one
+  position. The step's objective is the summed token loss over a fixed normaliser,
+  `batch_size` x the mean target tokens of a training line (`step_settings`), so a token
+  weighs the same whichever lines it was batched with, and the split into micro-batches
+  does not change the gradient.
+- "random": the batch as one block trimmed to its longest row, its loss the mean over its
+  real tokens (the earlier scheme). A model whose training forward normalises by batch
+  statistics (BatchNorm; a VAE's free bits on the batch-mean KL) always trains this way
+  (`whole_batches`): statistics of a micro-batch of lines of one length are skewed. So does
+  data whose random batches pad little anyway (at most MICRO_MIN_PADDING: numbers 1.11, the
+  oracles' fixed-length lines 1.0), where more, smaller steps would only cost time.
 Evaluation batches are a fixed, complete pass over a split, in order of length (so a batch
 pads little); an NLL is a sum over tokens, so the order changes it only by float rounding.
 """
@@ -105,31 +110,23 @@ class SequenceSplit:
 
 EVAL_ROW_TOKENS = 32  # an evaluation batch holds at most batch_size x this many positions
 BATCHINGS = ("length", "random")
-# batches per sorting pool. Hugging Face's LengthGroupedSampler sorts "megabatches" of 50; 100 halves
-# the padding a long tail leaves (datasets/messages.py's corpus, batches of 64: 1.08 against 1.12;
-# COCO 1.025 against 1.033), and a pool of 6,400 lines still mixes each batch anew every epoch
-POOL_BATCHES = 100
+MICRO_SHARE = 6  # a training micro-batch holds at most 1/MICRO_SHARE of a batch's mean positions
+MICRO_MIN_PADDING = 1.15  # ... and data whose random batches pad less than this is computed whole
 
 
-def length_grouped(lengths: torch.Tensor, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """One epoch of length-grouped batches (index tensors of batch_size rows): a seeded
-    permutation (drop-last), sorted by length inside pools of POOL_BATCHES batches, cut into
-    batches, the batches in a seeded order."""
-    n_batches = len(lengths) // batch_size
-    perm = torch.randperm(len(lengths), generator=generator)[:n_batches * batch_size]
-    pool = POOL_BATCHES * batch_size
-    batches = []
-    for start in range(0, len(perm), pool):
-        chunk = perm[start:start + pool]
-        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
-        batches.extend(chunk.view(-1, batch_size))
-    return [batches[i] for i in torch.randperm(n_batches, generator=generator).tolist()]
-
-
-def padding_share(lengths: torch.Tensor, batches) -> float:
-    """Computed tokens / real tokens over index batches, each trimmed to its longest row."""
-    computed = sum(len(b) * int(lengths[b].max()) for b in batches)
-    return computed / max(sum(int(lengths[b].sum()) for b in batches), 1)
+def micro_batches(lengths: torch.Tensor, budget: int) -> list[torch.Tensor]:
+    """Row indices of one batch, by ascending length (ties in row order), in groups of at most
+    `budget` positions (rows x the group's longest row; at least one row each)."""
+    order = torch.argsort(lengths, stable=True)
+    ls = lengths[order].tolist()
+    groups, start = [], 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and (end - start + 1) * ls[end] <= budget:
+            end += 1
+        groups.append(order[start:end])
+        start = end
+    return groups
 
 
 def unk_share(ids: list[int]) -> float:
@@ -251,9 +248,10 @@ class LMData:
             raise ValueError(f"batching must be one of {BATCHINGS}, got {batching!r}")
         self.corpus, self.tokenizer, self.mode = corpus, tokenizer, corpus.mode
         self.fixed_length = corpus.fixed_length if corpus.mode == "sequence" else 0
-        # fixed-length examples have no padding to save: they keep the plain permutation
-        self.batching = "random" if self.fixed_length or self.mode == "stream" else batching
-        self._epoch = (None, None)  # the last epoch's length-grouped batches, by (epoch, batch_size, seed)
+        self.batching = batching if corpus.mode == "sequence" else "random"  # stream windows: no padding
+        self.why_whole = ""  # why batches are computed whole although batching = "length" (whole_batches)
+        self._perm = (None, None)  # the last epoch's permutation, by (epoch, seed)
+        self._micro = {}  # batch_size -> micro_tokens (None: whole), decided once
         names = ("train", "val", "test")
         if corpus.mode == "sequence":
             encoded = {s: [tokenizer.encode(line) for line in getattr(corpus, s)] for s in names}
@@ -275,69 +273,90 @@ class LMData:
         """'out-of-vocabulary val 1.2%, test 1.5%'."""
         return f"out-of-vocabulary val {self.oov['val']:.1%}, test {self.oov['test']:.1%}"
 
-    def grouped(self, batch_size: int, batching: str | None = None) -> bool:
-        """Whether training batches of this size are length-grouped (see the module docstring);
-        `batching` asks about that scheme instead of this data's own."""
-        return ((batching or self.batching) == "length" and not self.fixed_length and self.mode == "sequence"
-                and len(self.splits["train"]) >= batch_size)
+    def whole_batches(self, why: str) -> None:
+        """Compute every step as one block, its loss the batch's token mean, for the reason given (a
+        model that normalises by batch statistics); batching_summary says it."""
+        if self.batching == "length":
+            self.batching, self.why_whole, self._micro = "random", why, {}
 
-    def batch_rows(self, step: int, batch_size: int, seed: int, batching: str | None = None) -> torch.Tensor:
-        """Sequence mode: the training-split rows of `step`'s global batch (pure function of seed and
-        step); `batching` overrides this data's scheme (the benchmark compares the two)."""
+    def batch_rows(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
+        """Sequence mode: the training-split rows of `step`'s global batch (pure function of seed and step)."""
         N = len(self.splits["train"])
-        if self.grouped(batch_size, batching):
-            epoch, b = divmod(step, N // batch_size)
-            if self._epoch[0] != (epoch, batch_size, seed):
-                g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-                self._epoch = ((epoch, batch_size, seed), length_grouped(self.splits["train"].lengths, batch_size, g))
-            return self._epoch[1][b]
         start = step * batch_size
         idx = []
         while len(idx) < batch_size:  # a batch may span the end of one epoch and the start of the next
             epoch, pos = divmod(start + len(idx), N)
-            perm = torch.randperm(N, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-            idx.extend(perm[pos:pos + batch_size - len(idx)].tolist())
+            if self._perm[0] != (epoch, seed):
+                self._perm = ((epoch, seed), torch.randperm(N, generator=torch.Generator().manual_seed(
+                    seed * 1_000_003 + epoch)))
+            idx.extend(self._perm[1][pos:pos + batch_size - len(idx)].tolist())
         return torch.tensor(idx)
 
-    def train_batch(self, step: int, batch_size: int, seed: int, batching: str | None = None):
-        """The global training batch of `step` (pure function of seed and step); `batching` overrides
-        this data's scheme (a discriminator's real batches are random: see the GAN trainers)."""
+    def train_batch(self, step: int, batch_size: int, seed: int):
+        """The global training batch of `step` (pure function of seed and step), trimmed to its longest row."""
         split = self.splits["train"]
         if self.mode == "stream":
             g = torch.Generator().manual_seed(seed * 1_000_003 + step)
             offsets = torch.randint(len(split.tokens) - self.block_size - 1 + 1, (batch_size,), generator=g)
             return split.windows(offsets.tolist())
-        return split.rows(self.batch_rows(step, batch_size, seed, batching))
+        return split.rows(self.batch_rows(step, batch_size, seed))
 
-    def loss_normalizer(self, batch_size: int) -> float | None:
-        """What a training step divides its summed token loss by: batch_size x the mean target tokens
-        of a training example when batches are length-grouped (every token weighs the same in every
-        step); None for the batch's own token count (random batches, stream windows: as before)."""
-        if not self.grouped(batch_size):
+    def _epoch_batches(self, batch_size: int, seed: int) -> list[torch.Tensor]:
+        """The row lengths of one epoch of training batches (at least one batch)."""
+        lengths = self.splits["train"].lengths
+        return [lengths[self.batch_rows(s, batch_size, seed)] for s in range(max(len(lengths) // batch_size, 1))]
+
+    def micro_tokens(self, batch_size: int) -> int | None:
+        """Positions per training micro-batch under batching = "length" (a sixth of a batch's mean
+        positions), or None: the step computed whole ("random", stream mode, or data whose random
+        batches pad at most MICRO_MIN_PADDING)."""
+        if self.batching != "length":
             return None
-        return batch_size * self.n_tokens("train") / len(self.splits["train"])
+        if batch_size not in self._micro:
+            whole = self.padding_share(batch_size, seed=0, batching="random")
+            mean = self.n_tokens("train") / len(self.splits["train"])
+            self._micro[batch_size] = (None if whole <= MICRO_MIN_PADDING else
+                                       max(1, round(batch_size * mean / MICRO_SHARE)))
+        return self._micro[batch_size]
+
+    def step_settings(self, batch_size: int) -> dict:
+        """mle_step's keyword arguments for this data's training steps: `normalizer`, the fixed number
+        the summed token loss is divided by under batching = "length" (batch_size x the mean target
+        tokens of a training line; None: the batch's own token count, the per-batch mean), and
+        `micro_tokens` (see micro_tokens)."""
+        if self.batching != "length":
+            return {"normalizer": None, "micro_tokens": None}
+        return {"normalizer": batch_size * self.n_tokens("train") / len(self.splits["train"]),
+                "micro_tokens": self.micro_tokens(batch_size)}
 
     def padding_share(self, batch_size: int, seed: int, batching: str | None = None) -> float:
-        """Computed / real tokens over one epoch of training batches (1.0 in stream mode);
-        `batching` asks about that scheme instead of this data's own."""
+        """Computed / real tokens over one epoch of training steps (1.0 in stream mode), as this data
+        computes them or as `batching` would (the whole batch for "random")."""
         if self.mode == "stream":
             return 1.0
-        lengths = self.splits["train"].lengths
-        steps = max(len(lengths) // batch_size, 1)
-        return padding_share(lengths, [self.batch_rows(s, batch_size, seed, batching) for s in range(steps)])
+        budget = self.micro_tokens(batch_size) if (batching or self.batching) == "length" else None
+        computed = real = 0
+        for lengths in self._epoch_batches(batch_size, seed):
+            real += int(lengths.sum())
+            groups = micro_batches(lengths, budget) if budget else [torch.arange(len(lengths))]
+            computed += sum(len(g) * int(lengths[g].max()) for g in groups)
+        return computed / max(real, 1)
 
     def batching_summary(self, batch_size: int, seed: int) -> str:
-        """'length-grouped batches of 64: padding share 1.02 (computed / real tokens; random batches 2.30)'."""
+        """'random batches of 64 in length-sorted micro-batches of at most 88 positions: padding share
+        1.05 (computed / real tokens; as one block 1.80)'."""
         if self.mode == "stream":
             return f"stream windows of {self.block_size} tokens: no padding"
         share = self.padding_share(batch_size, seed)
-        if not self.grouped(batch_size):
-            why = (" (fixed-length examples)" if self.fixed_length else
-                   f" (a training split of {len(self.splits['train'])} lines is under one batch)"
-                   if self.batching == "length" else "")
-            return f"random batches of {batch_size}{why}: padding share {share:.2f} (computed / real tokens)"
-        return (f"length-grouped batches of {batch_size}: padding share {share:.2f} (computed / real tokens; "
-                f"random batches {self.padding_share(batch_size, seed, 'random'):.2f})")
+        budget = self.micro_tokens(batch_size)
+        if budget is None:
+            why = (f" ({self.why_whole})" if self.why_whole else
+                   f" (they pad at most {MICRO_MIN_PADDING:g} whole)" if self.batching == "length" else "")
+            return f"random batches of {batch_size}, each step computed whole{why}: padding share {share:.2f} " \
+                   "(computed / real tokens)"
+        return (f"random batches of {batch_size} in length-sorted micro-batches of at most {budget} positions: "
+                f"padding share {share:.2f} (computed / real tokens; as one block "
+                f"{self.padding_share(batch_size, seed, 'random'):.2f})")
 
     def eval_batches(self, split: str, batch_size: int):
         """A complete pass over a split in a fixed order: every token is scored once."""

@@ -45,8 +45,8 @@ What each figure is:
   (the previous count restored after), n = 512, 1024, 2048 (quick: 256, 512); FLOP/s = 2 n^3 /
   seconds, the best of 3 timings after a warm-up, each timing enough back-to-back products for
   ~2 GFLOP; "best", the highest over the sizes, is the peak that "of peak" below divides by.
-- MLE step on messages: the trainers' mle_step (LMData's length-grouped data.train_batch(step, 32,
-  seed), normalizer data.loss_normalizer(32), clipping at 1.0, AdamW from make_optimizer, lr 1e-3)
+- MLE step on messages: the trainers' mle_step (LMData's data.train_batch(step, 32,
+  seed) computed as data.step_settings(32) says (length-sorted micro-batches, the fixed normaliser), clipping at 1.0, AdamW from make_optimizer, lr 1e-3)
   of GPT-2 2 x 64 (the judge's scorer size) and 4 x 128, 4 heads, dropout 0, fp32, on one CPU
   thread, `steps` timed after `warmup`, on datasets.messages' generated corpus (seed 0; 10,000
   train, 500 val, 1,000 test lines; lowercased): at word level (WordTokenizer.fit on the training
@@ -61,7 +61,7 @@ What each figure is:
   directory or the cache; else skipped, and the table says so) and the messages corpus above:
   LMData(corpus, build_tokenizer(corpus)).padding_share(batch, 1337, batching), computed tokens
   (each batch trimmed to its longest row, times its rows) over real tokens (<eos> included), over
-  one epoch (len(train) // batch batches) of random and of length-grouped batches, at batch 32 and
+  one epoch (len(train) // batch batches) of random batches as one block and in length-sorted micro-batches, at batch 32 and
   64. lines, mean tok, longest: the training split's lines and their tokens (<eos> included;
   names is character level, so its tokens are characters).
 - judge: the judge's scorer GPT-2 (ScorerConfig() defaults: 2 x 64, 4 heads, dropout 0.1, batch
@@ -133,7 +133,7 @@ class BenchConfig:
     bleu: bool = True
     guided: bool = True           # discriminator-guided sampling's cost against plain sampling
     peak: bool = True             # the 1-thread fp32 matmul peak and the word-level MLE step's share of it
-    padding: bool = True          # padding share of random and length-grouped batches, per corpus
+    padding: bool = True          # padding share of batches as one block and in length-sorted micro-batches, per corpus
     judge: bool = True            # the judge's scorer GPT-2: seconds per step and per fit
     data_dir: str = ""            # COCO for the BLEU timing (else $TEXTDUEL_DATA_DIR, ../shared/data, synthetic)
     quick: bool = False           # a few steps of everything (tests/test_bench.py)
@@ -424,17 +424,17 @@ def mle_speed(data, sizes, batch_size, line_bytes, cfg) -> dict:
     model = GPT(GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=data.block_size, dropout=0.0, **sizes))
     optimizer = runtime.make_optimizer(model, 1e-3, 0.1, (0.9, 0.99), device)
     guard = Guard(advice="the benchmark's messages batches should never diverge; report it")
-    normalizer = data.loss_normalizer(batch_size)
+    settings = data.step_settings(batch_size)
     n_steps = cfg.warmup + cfg.steps
     batches = [data.train_batch(s, batch_size, cfg.seed) for s in range(n_steps)]  # made before the clock starts
     n_bytes = sum(int(line_bytes[data.batch_rows(s, batch_size, cfg.seed)].sum()) for s in range(cfg.warmup, n_steps))
     model.train()
     with torch_threads(1):
         for s in range(cfg.warmup):
-            mle_step(model, optimizer, *batches[s], guard, s, grad_clip=1.0, normalizer=normalizer)
+            mle_step(model, optimizer, *batches[s], guard, s, grad_clip=1.0, **settings)
         tokens, t0 = 0, time.perf_counter()
         for s in range(cfg.warmup, n_steps):
-            tokens += mle_step(model, optimizer, *batches[s], guard, s, grad_clip=1.0, normalizer=normalizer)[2]
+            tokens += mle_step(model, optimizer, *batches[s], guard, s, grad_clip=1.0, **settings)[2]
         dt = time.perf_counter() - t0
     n_params = sum(p.numel() for p in model.parameters())
     return {"sizes": sizes, "params": n_params, "ms_per_iter": 1000 * dt / cfg.steps, "tokens_per_sec": tokens / dt,
@@ -473,7 +473,7 @@ def corpus_files_present(keys, data_dir: Path) -> bool:
 
 def padding_shares(cfg, messages) -> dict:
     """Per corpus: training lines, mean and longest tokens of a training example (<eos> included)
-    and the padding share of one epoch of random and length-grouped batches (PADDING_BATCHES)."""
+    and the padding share of one epoch of batches as one block and in sorted micro-batches (PADDING_BATCHES)."""
     from datasets import LMData, build_tokenizer, load_corpus
     data_dir = Path(find_data_dir(cfg.data_dir, shared_fallback=True))
     corpora, skipped = [], []

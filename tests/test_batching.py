@@ -1,5 +1,5 @@
-"""Length-grouped batches: little padding, every token weighed alike, a pure function of
-(seed, step) that changes composition every epoch; the random scheme kept as it was."""
+"""Length-sorted micro-batches within random batches: little padding, every token weighed alike,
+batches a pure function of (seed, step) with the random composition; whole batches where they must be."""
 
 import pytest
 import torch
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from baselines.gpt2 import GPT, GPTConfig
 from datasets import LMData, build_tokenizer, load_corpus
 from datasets import messages
-from datasets.batching import padding_share
+from datasets.batching import MICRO_SHARE, micro_batches
 from datasets.corpora import Corpus
 from datasets.tokenizers import IGNORE_INDEX
 from experiments.core import runtime
@@ -32,64 +32,58 @@ def old_random_rows(N, step, batch_size, seed):
     return idx
 
 
-def test_length_grouped_batches_pad_little_and_cover_each_epoch_once(msgs):
-    B, per_epoch = 32, len(msgs.splits["train"]) // 32
-    assert msgs.grouped(B) and msgs.padding_share(B, 1) < 1.15 < msgs.padding_share(B, 1, "random")
-    epoch0 = [msgs.batch_rows(s, B, 1) for s in range(per_epoch)]
-    seen = torch.cat(epoch0)
-    assert len(seen) == len(set(seen.tolist())) == per_epoch * B  # each line at most once, drop-last only
-    epoch1 = [msgs.batch_rows(s, B, 1) for s in range(per_epoch, 2 * per_epoch)]
-    same = {frozenset(b.tolist()) for b in epoch0} & {frozenset(b.tolist()) for b in epoch1}
-    assert len(same) < per_epoch // 10  # batch composition changes between epochs
-    assert padding_share(msgs.splits["train"].lengths, epoch1) < 1.15
+def test_length_sorted_micro_batches_pad_little_within_random_batches(msgs):
+    B = 32
+    settings = msgs.step_settings(B)
+    assert settings["micro_tokens"] == round(B * msgs.n_tokens("train") / len(msgs.splits["train"]) / MICRO_SHARE)
+    assert msgs.padding_share(B, 1) < 1.15 < 2.0 < msgs.padding_share(B, 1, "random")
+    lengths = msgs.splits["train"].lengths[msgs.batch_rows(0, B, 1)]
+    groups = micro_batches(lengths, settings["micro_tokens"])
+    assert sorted(torch.cat(groups).tolist()) == list(range(B))  # every row once
+    assert all(len(g) == 1 or len(g) * int(lengths[g].max()) <= settings["micro_tokens"] for g in groups)
+    widths = [int(lengths[g].max()) for g in groups]
+    assert widths == sorted(widths)
 
 
-def test_batches_are_a_pure_function_of_seed_and_step(msgs):
-    other = LMData(msgs.corpus, msgs.tokenizer)
-    for step in (500, 3, 87, 3):  # any order, a fresh object: the same rows (exact resume, DDP ranks)
-        assert torch.equal(msgs.train_batch(step, 32, 5)[0], other.train_batch(step, 32, 5)[0])
-    assert not torch.equal(msgs.batch_rows(3, 32, 5), msgs.batch_rows(3, 32, 6))
-
-
-def test_random_batching_is_the_earlier_scheme(msgs):
+def test_batches_keep_their_random_composition_and_are_a_pure_function_of_seed_and_step(msgs):
     N = len(msgs.splits["train"])
-    rnd = LMData(msgs.corpus, msgs.tokenizer, batching="random")
-    for step in (0, 1, 86, 87, 400):  # 87 spans two epochs
-        assert rnd.batch_rows(step, 32, 3).tolist() == old_random_rows(N, step, 32, 3)
-        assert msgs.batch_rows(step, 32, 3, batching="random").tolist() == old_random_rows(N, step, 32, 3)
-    assert rnd.loss_normalizer(32) is None and not rnd.grouped(32)
+    other = LMData(msgs.corpus, msgs.tokenizer, batching="random")
+    for step in (500, 3, 87, 86, 3):  # any order, a fresh object: the same rows (exact resume, DDP ranks)
+        assert msgs.batch_rows(step, 32, 5).tolist() == old_random_rows(N, step, 32, 5)  # 87 spans two epochs
+        assert torch.equal(msgs.train_batch(step, 32, 5)[1], other.train_batch(step, 32, 5)[1])
+    assert not torch.equal(msgs.batch_rows(3, 32, 5), msgs.batch_rows(3, 32, 6))
+    assert other.step_settings(32) == {"normalizer": None, "micro_tokens": None}
 
 
-def test_fixed_length_and_tiny_splits_keep_random_batches(monkeypatch):
+def test_data_that_pads_little_is_computed_whole(monkeypatch):
     from datasets import oracle
     monkeypatch.setattr(oracle, "SIZES", {"train": 40, "val": 5, "test": 5})
     c = load_corpus("oracle")
     data = LMData(c, build_tokenizer(c))
-    assert data.batching == "random" and data.padding_share(8, 0) == 1.0
-    assert data.batch_rows(7, 8, 0).tolist() == old_random_rows(40, 7, 8, 0)
-    small = Corpus("tiny", "word", "sequence", ["a b", "a", "b a b"], ["a"], ["b"])
-    tiny = LMData(small, build_tokenizer(small))
-    assert not tiny.grouped(8) and tiny.loss_normalizer(8) is None and "under one batch" in tiny.batching_summary(8, 0)
+    assert data.padding_share(8, 0) == 1.0 and data.micro_tokens(8) is None
+    assert data.step_settings(8)["normalizer"] == 8 * 20  # the batch's own token count, every step
+    assert "each step computed whole (they pad at most 1.15 whole)" in data.batching_summary(8, 0)
+    numbers = load_corpus("numbers")
+    assert LMData(numbers, build_tokenizer(numbers)).micro_tokens(64) is None  # random batches pad 1.11
 
 
-def test_every_token_weighs_the_same_whatever_its_batch(msgs):
-    """mle_step with the fixed normaliser: the gradient is that of (summed token NLL) / normaliser,
-    so a token in a batch of short lines counts exactly as one in a batch of long lines."""
+def test_every_token_weighs_the_same_however_the_step_is_split(msgs):
+    """mle_step with length-sorted micro-batches and the fixed normaliser: the gradient is that of
+    (the batch's summed token NLL) / normaliser, computed as one block."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=msgs.tokenizer.vocab_size, block_size=msgs.block_size, n_layer=1, n_head=2,
                           n_embd=16, dropout=0.0))
-    norm = msgs.loss_normalizer(32)
-    assert norm == pytest.approx(32 * msgs.n_tokens("train") / len(msgs.splits["train"]))
-    lengths = msgs.splits["train"].lengths
-    by_width = sorted(range(80), key=lambda s: int(lengths[msgs.batch_rows(s, 32, 1)].max()))
-    for step in (by_width[0], by_width[-1]):  # the shortest and the longest batch
+    settings = msgs.step_settings(32)
+    assert settings["normalizer"] == pytest.approx(32 * msgs.n_tokens("train") / len(msgs.splits["train"]))
+    for step in (0, 7):
         x, y = msgs.train_batch(step, 32, 1)
         optimizer = runtime.make_optimizer(model, 0.0, 0.0, (0.9, 0.99), torch.device("cpu"))
-        mle_step(model, optimizer, x, y, Guard(), 0, grad_clip=0.0, normalizer=norm)
+        mle_step(model, optimizer, x, y, Guard(), 0, grad_clip=0.0, **settings)
         got = [p.grad.clone() for p in model.parameters()]
         model.zero_grad()
         logits, _ = model(x)
-        (F.cross_entropy(logits.transpose(1, 2), y, ignore_index=IGNORE_INDEX, reduction="sum") / norm).backward()
+        loss = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=IGNORE_INDEX, reduction="sum")
+        (loss / settings["normalizer"]).backward()
         for g, p in zip(got, model.parameters()):
             assert torch.allclose(g, p.grad, rtol=1e-4, atol=1e-7)
 
@@ -107,3 +101,18 @@ def test_padding_share_at_most_1_15_on_coco(data_dir):
     data = LMData(c, build_tokenizer(c))
     for B in (32, 64):
         assert data.padding_share(B, 1337) <= 1.15 and data.padding_share(B, 1337, "random") > 1.6
+
+
+@pytest.mark.parametrize("model, grouped", [("gpt2", True), ("mlp", False), ("wavenet", False)])
+def test_models_with_batch_statistics_train_on_random_batches(tmp_path, capsys, model, grouped):
+    """BatchNorm normalises by the batch: batches of lines of one length would skew its statistics
+    against the running ones of evaluation, so those models get random batches, and say why."""
+    from experiments import train_lm
+    train_lm.main(["--dataset", "numbers", "--model", model, "--max_steps", "2", "--eval_interval", "2",
+                   "--num_samples", "2", "--eval_samples", "0", "--progress", "false", "--batch_size", "16",
+                   "--out_dir", str(tmp_path), "--run_name", model])
+    out = capsys.readouterr().out
+    if grouped:  # numbers pads little: whole steps, but the fixed normaliser
+        assert "random batches of 16, each step computed whole (they pad at most 1.15 whole)" in out
+    else:
+        assert f"random batches of 16, each step computed whole ({model} normalises by batch statistics)" in out

@@ -34,6 +34,7 @@ from types import SimpleNamespace
 import torch
 from tqdm import tqdm
 
+from datasets.batching import micro_batches
 from experiments.core import runtime
 from experiments.core.checkpoint import load_resume_checkpoint, save_checkpoint, write_text
 from experiments.core.logger import RunLogger
@@ -96,23 +97,32 @@ def lm_loss(model, x, y):
 
 def mle_step(model, optimizer, x, y, guard: Guard, step: int, *, grad_clip: float, loss_fn=lm_loss,
              train_model=None, dist=LOCAL, grad_accum: int = 1, amp=contextlib.nullcontext,
-             average_grads: bool = False, before_step=None, normalizer: float | None = None) -> tuple[float, float, int]:
+             average_grads: bool = False, before_step=None, normalizer: float | None = None,
+             micro_tokens: int | None = None) -> tuple[float, float, int]:
     """One teacher-forcing optimizer step on the global batch (x, y); returns (mean loss over
     this rank's target tokens, gradient norm, target tokens in the global batch).
 
     The objective is the global batch's summed token loss divided by `normalizer`: by default the
-    batch's own target-token count (the per-token mean); a fixed number for length-grouped
-    batches (LMData.loss_normalizer), so that a token's weight does not depend on the lengths of
+    batch's own target-token count (the per-token mean); a fixed number under batching = "length"
+    (LMData.step_settings), so that a token's weight does not depend on the lengths of
     the lines it was batched with. Each rank takes its rows of the global batch, in grad_accum
-    micro-batches; each micro-batch contributes its share (x world, because DDP averages over
-    ranks), so the gradient is that of one big batch. Only the last micro-step all-reduces
+    micro-batches (or, with `micro_tokens`, in length-sorted micro-batches of at most that many
+    positions, each trimmed to its longest row: datasets.batching.micro_batches); each micro-batch
+    contributes its share (x world, because DDP averages over ranks), so the gradient is that of
+    one big batch however it is split. Only the last micro-step all-reduces
     (no_sync on the others). loss_fn(train_model, x, y) -> scalar loss; train_model is the
     (DDP- or compile-) wrapped model, model the raw one whose parameters are clipped."""
     train_model = model if train_model is None else train_model
     device = next(itertools.chain(model.parameters(), model.buffers())).device
     n_global = int((y >= 0).sum())
     denominator = n_global if normalizer is None else normalizer
-    micro = list(zip(x[dist.rank::dist.world].chunk(grad_accum), y[dist.rank::dist.world].chunk(grad_accum)))
+    x, y = x[dist.rank::dist.world], y[dist.rank::dist.world]
+    if micro_tokens:
+        lengths = (y >= 0).sum(1)  # real targets per row: the row's inputs and targets end there
+        micro = [(x[g, :int(lengths[g].max())], y[g, :int(lengths[g].max())])
+                 for g in micro_batches(lengths, micro_tokens)]
+    else:
+        micro = list(zip(x.chunk(grad_accum), y.chunk(grad_accum)))
     optimizer.zero_grad(set_to_none=True)
     loss_sum, n_rank = 0.0, 0
     for i, (xm, ym) in enumerate(micro):

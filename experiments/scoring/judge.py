@@ -46,7 +46,7 @@ from experiments.scoring.nll import lm_nll
 from experiments.scoring.samples import SampleEvaluator
 
 # bump when the scorer's training or scoring changes what a cached entry holds
-CODE_VERSION = 1
+CODE_VERSION = 2
 PROBE_STEPS = 3  # timed optimizer steps behind each estimate in the plan
 
 
@@ -257,7 +257,7 @@ def probe_fit(train, val, tokenizer, block: int, cfg: ScorerConfig, device) -> t
         for step in range(PROBE_STEPS + 1):
             t = time.perf_counter()
             x, y = data.train_batch(step, cfg.batch_size, cfg.train_seed)
-            mle_step(model, optimizer, x, y, guard, step, grad_clip=1.0, normalizer=data.loss_normalizer(cfg.batch_size))
+            mle_step(model, optimizer, x, y, guard, step, grad_clip=1.0, **data.step_settings(cfg.batch_size))
             times.append(time.perf_counter() - t)
         t = time.perf_counter()
         lm_nll(model, data.eval_batches("val", 256), device)

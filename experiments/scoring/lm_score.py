@@ -22,7 +22,7 @@ UTF-8 bytes plus one per text for its end. The synthetic oracles keep their own 
 vocabulary (5,000 ids, no text): there the scores stay in nats per token.
 
 Both language models are small GPT-2s (baselines/gpt2.py) trained in-process for a fixed
-budget (`ScorerConfig`) with the trainer's own parts: LMData's length-grouped batches,
+budget (`ScorerConfig`) with the trainer's own parts: LMData's batches in length-sorted micro-batches,
 AdamW with weight decay on 2-D weights, warmup and cosine decay, gradient clipping,
 lm_nll. The checkpoint kept is the one with the lowest NLL on the real VALIDATION split,
 never the test split. Figures are comparable within one comparison (same data, budget and
@@ -106,7 +106,7 @@ def fit_gpt2(train_texts, val_texts, tokenizer: Tokenizer, block_size: int, cfg:
                 group["lr"] = runtime.lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.steps)
             x, y = data.train_batch(step, cfg.batch_size, cfg.train_seed)
             mle_step(model, optimizer, x, y, guard, step, grad_clip=1.0,
-                     normalizer=data.loss_normalizer(cfg.batch_size))
+                     **data.step_settings(cfg.batch_size))
             if (step + 1) % cfg.val_interval == 0 or step + 1 == cfg.steps:
                 val = lm_nll(model, data.eval_batches("val", 256), device)["nll"]
                 if val < best_val:  # a NaN val never is: the guard stops a diverging fit first

@@ -166,6 +166,8 @@ class LMRun:
         self.model_cfg = dataclasses.replace(model_cfg, vocab_size=self.tokenizer.vocab_size,
                                              block_size=self.data.block_size)
         self.model = MODELS[cfg.model][0](self.model_cfg).to(self.device)
+        if getattr(self.model, "batch_statistics", False):  # BatchNorm: lines of one length would skew its statistics
+            self.data.whole_batches(f"{cfg.model} normalises by batch statistics")
         self.closed_form = getattr(self.model, "closed_form", False)  # e.g. the count bigram: fitted, not trained
         self.optimizer = None if self.closed_form else runtime.make_optimizer(
             self.model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device)
@@ -233,7 +235,7 @@ def train_step(run: LMRun, train_model, diag) -> tuple[float, float, float, int]
         diag.start()  # forward hooks for this step only; removed before the update, which they read
     loss, grad_norm, tokens = mle_step(run.model, run.optimizer, x, y, run.session.guard, run.step,
                                        grad_clip=cfg.grad_clip, train_model=train_model, dist=run.dist,
-                                       grad_accum=cfg.grad_accum, amp=run.amp, normalizer=run.data.loss_normalizer(cfg.batch_size),
+                                       grad_accum=cfg.grad_accum, amp=run.amp, **run.data.step_settings(cfg.batch_size),
                                        before_step=diag.before_step if diagnose else None)
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)  # kernels are asynchronous: time the finished step

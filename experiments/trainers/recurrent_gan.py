@@ -268,7 +268,7 @@ def pretrain(run: RecurrentGANRun, deadline: Deadline, bar) -> None:
         t_step = time.perf_counter()
         x, y = run.data.train_batch(run.pre_step, cfg.batch_size, cfg.seed)
         loss, grad_norm, _ = mle_step(run.G, run.opt_mle, x, y, session.guard, run.step, grad_clip=cfg.grad_clip,
-                                      dist=run.dist, normalizer=run.data.loss_normalizer(cfg.batch_size))
+                                      dist=run.dist, **run.data.step_settings(cfg.batch_size))
         session.time_step(time.perf_counter() - t_step, "pretrain")
         run.pre_step += 1
         bar.update(1)

@@ -237,9 +237,8 @@ class RelGANRun(RecurrentGANRun):
 
 def real_ids(run: RelGANRun, k: int):
     """The k-th real batch of the adversarial phase as D reads it: token ids (B, T), <pad> after the
-    end (batches walk seeded epochs of train, in another order than pretraining's; random lines
-    whatever `batching` says, since D compares them with fakes of every length)."""
-    _, y = run.data.train_batch(k, run.cfg.batch_size, run.cfg.seed + 1, batching="random")
+    end (batches walk seeded epochs of train, in another order than pretraining's)."""
+    _, y = run.data.train_batch(k, run.cfg.batch_size, run.cfg.seed + 1)
     return seqgan.as_ids(seqgan.pad_targets(y, run.T)).to(run.device)
 
 
