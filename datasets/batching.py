@@ -96,16 +96,8 @@ class SequenceSplit:
         at most batch_size rows and batch_size x EVAL_ROW_TOKENS positions: the evaluation pass of
         every NLL. (Without the position cap, 256 rows of 195 positions at a 17,796-word vocabulary
         are 3.4 GB of logits.)"""
-        order = torch.argsort(self.lengths, stable=True)
-        budget = batch_size * EVAL_ROW_TOKENS
-        lengths = self.lengths[order].tolist()
-        start = 0
-        while start < len(order):
-            end = start + 1  # sorted ascending: a batch is as wide as its last row
-            while end < len(order) and end - start < batch_size and (end - start + 1) * lengths[end] <= budget:
-                end += 1
-            yield self.rows(order[start:end])
-            start = end
+        for rows in micro_batches(self.lengths, batch_size * EVAL_ROW_TOKENS, max_rows=batch_size):
+            yield self.rows(rows)
 
 
 EVAL_ROW_TOKENS = 32  # an evaluation batch holds at most batch_size x this many positions
@@ -114,20 +106,21 @@ MICRO_SHARE = 6  # a training micro-batch holds at most 1/MICRO_SHARE of a batch
 MICRO_MIN_PADDING = 1.15  # ... and data whose random batches pad less than this is computed whole
 
 
-def micro_batches(lengths: torch.Tensor, budget: int) -> list[torch.Tensor]:
-    """Row indices of one batch, by ascending length (ties in row order), in groups of at most
-    `budget` positions (rows x the group's longest row; at least one row each)."""
+def micro_batches(lengths: torch.Tensor, budget: int, max_rows: int | None = None) -> list[torch.Tensor]:
+    """Row indices by ascending length (ties in row order), in groups of at most `budget` positions
+    (rows x the group's longest row) and at most `max_rows` rows; at least one row each. A training
+    batch's micro-batches, and (with max_rows) the evaluation batches of a whole split."""
     order = torch.argsort(lengths, stable=True)
     ls = lengths[order].tolist()
+    cap = max_rows or len(ls)
     groups, start = [], 0
     while start < len(order):
-        end = start + 1
-        while end < len(order) and (end - start + 1) * ls[end] <= budget:
+        end = start + 1  # sorted ascending: a group is as wide as its last row
+        while end < len(order) and end - start < cap and (end - start + 1) * ls[end] <= budget:
             end += 1
         groups.append(order[start:end])
         start = end
     return groups
-
 
 def unk_share(ids: list[int]) -> float:
     """Share of token ids that are <unk>."""

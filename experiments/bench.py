@@ -92,7 +92,7 @@ import resource
 import sys
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -495,22 +495,18 @@ def padding_shares(cfg, messages) -> dict:
 
 def fit_estimates(per_step: float, val_pass: float, scorer_cfg, budgets) -> dict:
     """{steps: (LM-score fit seconds, one reverse-LM fit seconds)} at each step budget, as Judge.plan
-    estimates them: steps x per step + one validation pass every val_interval steps (and at the end)."""
-    out = {}
-    for steps in budgets:
-        c = replace(scorer_cfg, steps=steps)
-        reverse = c.reverse_steps or c.steps
-        out[steps] = (c.steps * per_step + -(-c.steps // c.val_interval) * val_pass,
-                      reverse * per_step + -(-reverse // c.val_interval) * val_pass)
-    return out
-
+    estimates them (judge.fit_seconds)."""
+    from experiments.scoring.judge import fit_seconds
+    return {steps: (fit_seconds(steps, per_step, val_pass, scorer_cfg.val_interval),
+                    fit_seconds(scorer_cfg.reverse_steps or steps, per_step, val_pass, scorer_cfg.val_interval))
+            for steps in budgets}
 
 def judge_cost(cfg, device, messages) -> dict:
     """The judge's scorer GPT-2 (ScorerConfig defaults) measured by judge.probe_fit on each corpus,
     and on messages also at the corpus's word vocabulary (what the judge read before the BPE)."""
     from datasets import build_tokenizer, load_corpus
     from experiments.scoring.judge import probe_fit
-    from experiments.scoring.lm_score import ScorerConfig, ScorerText, needed_block_size
+    from experiments.scoring.lm_score import ScorerConfig, ScorerText, needed_block_size, scorer_block_size
     from experiments.scoring.samples import SampleTokenizer
     scorer_cfg = ScorerConfig()
     budgets = (scorer_cfg.steps, 100)
@@ -523,7 +519,7 @@ def judge_cost(cfg, device, messages) -> dict:
     for corpus in corpora:
         text = ScorerText(corpus, SampleTokenizer(build_tokenizer(corpus)), scorer_cfg)
         canon = text.corpus(corpus)
-        block = 2 * needed_block_size(text.tokenizer, canon.train, canon.val, canon.test) + 1  # as LMScorer
+        block = scorer_block_size(text.tokenizer, canon)
         per_step, val_pass, params = probe_fit(canon.train, canon.val, text.tokenizer, block, scorer_cfg, device)
         rows.append({"corpus": corpus.name, "vocab": "BPE", "vocab_size": text.tokenizer.vocab_size,
                      "block_size": block, "params": params, "step_s": per_step, "val_pass_s": val_pass,

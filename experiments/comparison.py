@@ -201,7 +201,7 @@ def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabulary: list[str]
 MIN_FREE_BYTES = 1 << 30  # a comparison writes every model's best, last (with optimizer state) and pretrained checkpoints
 
 
-def preflight_data(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, runs_dir: Path, corpus, tokenizer) -> None:
+def preflight_data(cfg: CompareConfig, entries, runs_dir: Path, corpus, tokenizer) -> None:
     """Every check that can fail on the data, in seconds and before the judge or any trainer starts:
     a vocabulary with symbols in it, each entry's block size against the longest example (an
     outlier refused where a context is sized from the data: every automatic block_size, and the
@@ -451,7 +451,7 @@ def run(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: dict, 
     # the training split's vocabulary, the same for every model; "<unk>" in a sample read back as one token
     tokenizer = SampleTokenizer(build_tokenizer(corpus))
     preflight(cfg, entries, runs_dir, tokenizer.itos)
-    preflight_data(cfg, scorer_cfg, entries, runs_dir, corpus, tokenizer)
+    preflight_data(cfg, entries, runs_dir, corpus, tokenizer)
     lock = RunLock(runs_dir).acquire()  # one comparison per experiment folder
     mark_incomplete(report_dir / "report.md")  # until this comparison replaces it
     judge = Judge(cfg, scorer_cfg, corpus, tokenizer, device)

@@ -278,7 +278,7 @@ def main(argv=None):
     device = runtime.resolve_device(cfg.device)
     corpus = cfg.load()
     judge = comparison.Judge(cfg, sections["scorer"], corpus, SampleTokenizer(build_tokenizer(corpus)), device)
-    comparison.preflight_data(cfg, sections["scorer"], entries, Path(cfg.out_dir), corpus, judge.tokenizer)
+    comparison.preflight_data(cfg, entries, Path(cfg.out_dir), corpus, judge.tokenizer)
     points, guides, command = [], {}, "python -m experiments.frontier " + " ".join(argv)
     for seed in fcfg.seed_list():
         print(f"=== seed {seed} ===")

@@ -59,6 +59,7 @@ from baselines.loss import lm_loss
 from baselines.sampling import keep_rows
 from datasets.tokenizers import BOS_ID, EOS_ID, PAD_ID
 from gan.mapping import MappingConfig, MappingNetwork
+from gan.relax import pad_soft
 
 
 @dataclass
@@ -395,10 +396,5 @@ class Generator(nn.Module):
             width = t + 1 if trim else max_len
             out = {"ids": ids[:, :width], "mask": mask[:, :width], "w": w}
             if relax is not None:
-                n_left = width - (t + 1)
-                soft = torch.stack(soft_steps, dim=1)  # (B, t + 1, V)
-                if n_left:
-                    pad_rows = F.one_hot(torch.full((B, n_left), PAD_ID, device=device), soft.size(-1))
-                    soft = torch.cat([soft, pad_rows.to(soft.dtype)], dim=1)
-                out["soft"] = soft  # (B, width, V)
+                out["soft"] = pad_soft(torch.stack(soft_steps, dim=1), width)  # (B, t + 1, V) -> (B, width, V)
         return out

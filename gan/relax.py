@@ -115,12 +115,21 @@ def real_inputs(targets, vocab_size: int, dtype=torch.float32):
     return F.one_hot(tokens, vocab_size).to(dtype), mask
 
 
+def pad_soft(soft, T: int):
+    """Inputs (B, t, V) -> (B, max(t, T), V): one-hot <pad> rows after position t (what a finished
+    row reads)."""
+    n = T - soft.size(1)
+    if n <= 0:
+        return soft
+    pad_rows = F.one_hot(torch.full((soft.size(0), n), PAD_ID, device=soft.device), soft.size(-1)).to(soft.dtype)
+    return torch.cat([soft, pad_rows], dim=1)
+
+
 def pad_inputs(soft, mask, T: int):
-    """Inputs (B, t, V) and mask (B, t) -> (B, T, V), (B, T): one-hot <pad> rows with mask False
-    after position t (a real batch and a fake of other widths, brought to one for an
-    interpolation such as WGAN-GP's)."""
+    """Inputs (B, t, V) and mask (B, t) -> (B, T, V), (B, T): pad_soft, with mask False after
+    position t (a real batch and a fake of other widths, brought to one for an interpolation
+    such as WGAN-GP's)."""
     n = T - soft.size(1)
     if n <= 0:
         return soft, mask
-    pad_rows = F.one_hot(torch.full((soft.size(0), n), PAD_ID, device=soft.device), soft.size(-1)).to(soft.dtype)
-    return torch.cat([soft, pad_rows], dim=1), F.pad(mask, (0, n), value=False)
+    return pad_soft(soft, T), F.pad(mask, (0, n), value=False)

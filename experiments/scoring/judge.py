@@ -39,8 +39,8 @@ import torch
 from datasets.batching import LMData
 from experiments.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_text
 from experiments.core.session import Guard, mle_step
-from experiments.scoring.lm_score import (LMScorer, ScorerConfig, ScorerText, fit_gpt2, lm_score, needed_block_size,
-                                          reverse_lm_score)
+from experiments.scoring.lm_score import (LMScorer, ScorerConfig, ScorerText, lm_score, reverse_lm_score,
+                                          scorer_block_size, scorer_model)
 from experiments.scoring.mauve import mauve, text_features
 from experiments.scoring.nll import lm_nll
 from experiments.scoring.samples import SampleEvaluator
@@ -206,52 +206,66 @@ class Judge:
     def plan(self, n_models: int) -> dict:
         """Print what the judge will train and an estimate of its seconds; -> the same as a dict."""
         if not self.uses_lm:
-            print(f"judge: sample metrics only (lm_score, reverse_lm_score and mauve are off)")
+            print("judge: sample metrics only (lm_score, reverse_lm_score and mauve are off)")
             return {"estimate_seconds": 0.0}
+        est = self.estimate(n_models)
+        text = "\n".join(self.plan_lines(est, n_models))
+        print(text)
+        return {**{k: est[k] for k in ("estimate_seconds", "scorer_cached", "params", "block_size", "bpe_vocab",
+                                       "unit")}, "text": text}
+
+    def estimate(self, n_models: int) -> dict:
+        """The scorer LMs' size and context, and their seconds measured by probe_fit (cached fits cost none)."""
         text, cfg = self.text(), self.scorer_cfg
         canon = text.corpus(self.corpus)
-        block = 2 * needed_block_size(text.tokenizer, canon.train, canon.val, canon.test) + 1
+        block = scorer_block_size(text.tokenizer, canon)
         stored = self._stored()
         cached = stored is not None and stored.get("key") == self.key
-        real = text.texts(real_sample(self.cfg, self.corpus))
         per_step, val_pass, params = probe_fit(canon.train, canon.val, text.tokenizer, block, cfg, self.device)
-        reverse_steps = cfg.reverse_steps or cfg.steps
-        fit_s = cfg.steps * per_step + -(-cfg.steps // cfg.val_interval) * val_pass
+        fit_s = fit_seconds(cfg.steps, per_step, val_pass, cfg.val_interval)
         # a reverse LM's step is a batch of batch_size samples: about a scorer step (the same texts' kind)
-        rev_s = reverse_steps * per_step + -(-reverse_steps // cfg.val_interval) * val_pass
+        rev_s = fit_seconds(cfg.reverse_steps or cfg.steps, per_step, val_pass, cfg.val_interval)
         rev_cached = self.cache_dir is not None and (self.cache_dir / "real_reverse_lm.json").is_file()
         n_rev = (n_models + (0 if rev_cached else 1)) if self.cfg.reverse_lm_score else 0
         est = (0.0 if cached or not self.cfg.lm_score and not self.cfg.mauve else fit_s) + n_rev * rev_s
-        vocab = (f"a byte-level BPE of {text.tokenizer.vocab_size:,} symbols (the training split's canonical text; "
-                 f"{text.unit})" if not text.fixed else f"the corpus's fixed {text.tokenizer.vocab_size:,} ids ({text.unit})")
-        lines = [f"judge: scorer LMs are GPT-2 {cfg.n_layer} x {cfg.n_embd} ({params:,} parameters) over {vocab}, "
-                 f"context {block} tokens; {per_step * 1000:.0f} ms per step of {cfg.batch_size} texts measured"]
-        if self.cfg.lm_score or self.cfg.mauve:
-            lines.append("  LM-score GPT-2: " + (f"reused cached scorer {self.cache_dir}" if cached else
-                         f"{cfg.steps} steps, est. {fit_s:.0f} s"))
-        if self.cfg.reverse_lm_score:
-            lines.append(f"  reverse LM: {reverse_steps} steps on each row's {len(real):,} texts, est. {rev_s:.0f} s "
-                         f"each, {n_rev} to train (the real-data row's " + ("cached" if rev_cached else "cached after this")
-                         + ")")
-        lines.append(f"  estimated judge LM time: {est:.0f} s, plus the sample metrics of {n_models + 1} rows and the sweeps")
-        print("\n".join(lines))
         return {"estimate_seconds": est, "scorer_cached": cached, "params": params, "block_size": block,
-                "bpe_vocab": text.tokenizer.vocab_size, "unit": text.unit, "text": "\n".join(lines)}
+                "bpe_vocab": text.tokenizer.vocab_size, "unit": text.unit, "per_step": per_step,
+                "fit_seconds": fit_s, "reverse_seconds": rev_s, "reverse_cached": rev_cached, "n_reverse": n_rev}
 
+    def plan_lines(self, plan: dict, n_models: int) -> list[str]:
+        """The plan as printed: 'judge: scorer LMs are GPT-2 2 x 64 ...' and a line per scorer LM."""
+        text, cfg = self.text(), self.scorer_cfg
+        vocab = (f"a byte-level BPE of {plan['bpe_vocab']:,} symbols (the training split's canonical text; "
+                 f"{text.unit})" if not text.fixed else f"the corpus's fixed {plan['bpe_vocab']:,} ids ({text.unit})")
+        lines = [f"judge: scorer LMs are GPT-2 {cfg.n_layer} x {cfg.n_embd} ({plan['params']:,} parameters) over "
+                 f"{vocab}, context {plan['block_size']} tokens; {plan['per_step'] * 1000:.0f} ms per step of "
+                 f"{cfg.batch_size} texts measured"]
+        if self.cfg.lm_score or self.cfg.mauve:
+            lines.append("  LM-score GPT-2: " + (f"reused cached scorer {self.cache_dir}" if plan["scorer_cached"] else
+                         f"{cfg.steps} steps, est. {plan['fit_seconds']:.0f} s"))
+        if self.cfg.reverse_lm_score:
+            n_real = min(self.cfg.num_samples, len(self.corpus.train))  # real_sample's count
+            lines.append(f"  reverse LM: {cfg.reverse_steps or cfg.steps} steps on each row's {n_real:,} texts, "
+                         f"est. {plan['reverse_seconds']:.0f} s each, {plan['n_reverse']} to train (the real-data "
+                         "row's " + ("cached" if plan["reverse_cached"] else "cached after this") + ")")
+        lines.append(f"  estimated judge LM time: {plan['estimate_seconds']:.0f} s, plus the sample metrics of "
+                     f"{n_models + 1} rows and the sweeps")
+        return lines
+
+
+def fit_seconds(steps: int, per_step: float, val_pass: float, val_interval: int) -> float:
+    """A scorer LM fit's seconds: steps x per step + a validation pass every val_interval steps and at the end."""
+    return steps * per_step + -(-steps // val_interval) * val_pass
 
 def probe_fit(train, val, tokenizer, block: int, cfg: ScorerConfig, device) -> tuple[float, float, int]:
     """(seconds per optimizer step, seconds per validation pass, parameters) of a scorer GPT-2 of these
     settings, measured on PROBE_STEPS steps after one warm-up step (the RNG is left untouched)."""
-    from baselines.gpt2 import GPT, GPTConfig
     from datasets.corpora import Corpus
-    from experiments.core import runtime
     data = LMData(Corpus("probe", tokenizer.level, "sequence", list(train), list(val), list(val)), tokenizer,
                   block_size=block)
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=block, n_layer=cfg.n_layer,
-                              n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)).to(device)
-        optimizer = runtime.make_optimizer(model, cfg.lr, cfg.weight_decay, (0.9, 0.99), device)
+        model, optimizer = scorer_model(tokenizer, block, cfg, device)
         guard = Guard()
         times = []
         for step in range(PROBE_STEPS + 1):

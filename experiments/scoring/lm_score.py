@@ -84,6 +84,18 @@ def needed_block_size(tokenizer: Tokenizer, *text_lists) -> int:
     return max(len(tokenizer.encode(t)) for texts in text_lists for t in texts) + 1
 
 
+def scorer_block_size(tokenizer: Tokenizer, canon: Corpus) -> int:
+    """The LM-score GPT-2's context: twice what the longest real text needs, plus one (LMScorer)."""
+    return 2 * needed_block_size(tokenizer, canon.train, canon.val, canon.test) + 1
+
+
+def scorer_model(tokenizer: Tokenizer, block_size: int, cfg: ScorerConfig, device):
+    """A freshly initialised scorer GPT-2 of these settings and its AdamW (init from the current RNG)."""
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=block_size, n_layer=cfg.n_layer,
+                          n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)).to(device)
+    return model, runtime.make_optimizer(model, cfg.lr, cfg.weight_decay, (0.9, 0.99), device)
+
+
 def fit_gpt2(train_texts, val_texts, tokenizer: Tokenizer, block_size: int, cfg: ScorerConfig,
              device) -> GPT:
     """A small GPT-2 trained on train_texts for cfg.steps; the best state on val_texts is returned."""
@@ -96,9 +108,7 @@ def fit_gpt2(train_texts, val_texts, tokenizer: Tokenizer, block_size: int, cfg:
     # so that the caller's random streams are untouched
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(cfg.train_seed)
-        model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=block_size, n_layer=cfg.n_layer,
-                              n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)).to(device)
-        optimizer = runtime.make_optimizer(model, cfg.lr, cfg.weight_decay, (0.9, 0.99), device)
+        model, optimizer = scorer_model(tokenizer, block_size, cfg, device)
         best_val, best_state = math.inf, None
         guard = Guard(advice=f"Lower the scorer's learning rate (--scorer.lr, now {cfg.lr})")
         for step in range(cfg.steps):
@@ -171,7 +181,7 @@ class LMScorer:
     def __init__(self, corpus: Corpus, text: ScorerText, cfg: ScorerConfig, device, state: dict | None = None):
         self.text, self.device = text, device
         canon = text.corpus(corpus)
-        block = 2 * needed_block_size(text.tokenizer, canon.train, canon.val, canon.test) + 1
+        block = scorer_block_size(text.tokenizer, canon)
         if state is None:
             self.model = fit_gpt2(canon.train, canon.val, text.tokenizer, block, cfg, device)
         else:  # a cached fit (experiments/scoring/judge.py)
