@@ -42,20 +42,37 @@ pads little); an NLL is a sum over tokens, so the order changes it only by float
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
+from datasets.bpe import corpus_tokenizer
 from datasets.corpora import Corpus, CorpusError
 from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID, SPECIALS, TOKENIZERS, UNK_ID, Tokenizer
 
 
 def build_tokenizer(corpus: Corpus) -> Tokenizer:
-    """The corpus's tokenizer, its vocabulary from the training split only (or the benchmark's fixed one)."""
+    """The corpus's tokenizer, its vocabulary from the training split only (or the benchmark's fixed
+    one; at bpe level the BPE learnt from it, or the one corpus.tokenizer_path holds)."""
+    if corpus.level == "bpe":  # learnt once per corpus (load_corpus may have learnt it for max_len)
+        if "bpe" not in corpus.extras:
+            corpus.extras["bpe"] = corpus_tokenizer(corpus)
+        return corpus.extras["bpe"]
     cls = TOKENIZERS[corpus.level]
     if corpus.fixed_vocab is not None:
         return cls(list(SPECIALS) + list(corpus.fixed_vocab), lowercase=corpus.lowercase)
     train = corpus.train if corpus.mode == "sequence" else [corpus.train]
     return cls.fit(train, lowercase=corpus.lowercase, min_freq=corpus.min_freq, max_vocab=corpus.max_vocab)
 
+
+def reference_tokenizer(corpus: Corpus) -> Tokenizer:
+    """What sample metrics (BLEU, Self-BLEU, distinct-n) and the judge split text into: the corpus's
+    own tokenizer at char or word level; at bpe level its text level (words for COCO or a file,
+    characters for names), so the same strings score the same whatever the model's level, and
+    never in a model's subword pieces."""
+    if corpus.level != "bpe":
+        return build_tokenizer(corpus)
+    return build_tokenizer(dataclasses.replace(corpus, level=corpus.text_level or "word", extras={}))
 
 class SequenceSplit:
     """Padded (N, L) inputs and targets for one split; L = longest example + 1."""
@@ -121,6 +138,24 @@ def micro_batches(lengths: torch.Tensor, budget: int, max_rows: int | None = Non
         groups.append(order[start:end])
         start = end
     return groups
+
+def encode_lines(tokenizer, lines: list[str]) -> list[list[int]]:
+    """`[tokenizer.encode(line) for line in lines]`, in one batch where the tokenizer has one (a BPE's
+    encode_batch runs in Hugging Face's Rust)."""
+    batch = getattr(tokenizer, "encode_batch", None)
+    return batch(list(lines)) if batch else [tokenizer.encode(line) for line in lines]
+
+
+def byte_texts(corpus: Corpus, split: str) -> list[str] | None:
+    """What bits per byte divides by on a split (scoring.nll.bits_per_byte): its cleaned lines,
+    lowercased where set (a stream split is one text). None on a corpus with a fixed vocabulary
+    (the oracles: token ids, no text)."""
+    if corpus.fixed_vocab is not None:
+        return None
+    lines = getattr(corpus, split)
+    lines = [lines] if isinstance(lines, str) else lines
+    return [t.lower() for t in lines] if corpus.lowercase else list(lines)
+
 
 def unk_share(ids: list[int]) -> float:
     """Share of token ids that are <unk>."""
@@ -247,7 +282,7 @@ class LMData:
         self._micro = {}  # batch_size -> micro_tokens (None: whole), decided once
         names = ("train", "val", "test")
         if corpus.mode == "sequence":
-            encoded = {s: [tokenizer.encode(line) for line in getattr(corpus, s)] for s in names}
+            encoded = {s: encode_lines(tokenizer, getattr(corpus, s)) for s in names}
             self.block_size = check_block_size(corpus, {s: [len(ids) for ids in encoded[s]] for s in names}, block_size)
             self.splits = {s: SequenceSplit(getattr(corpus, s), tokenizer, self.block_size, encoded[s],
                                             self.fixed_length) for s in names}
@@ -261,6 +296,9 @@ class LMData:
         """Target tokens in a split (what an NLL pass over it scores)."""
         s = self.splits[split]
         return int(s.lengths.sum()) if self.mode == "sequence" else len(s.tokens) - 1
+
+    def byte_texts(self, split: str) -> list[str] | None:
+        return byte_texts(self.corpus, split)
 
     def oov_summary(self) -> str:
         """'out-of-vocabulary val 1.2%, test 1.5%'."""

@@ -37,6 +37,14 @@ tests/test_bpe.py checks both, with no sorting or post-processing needed). `stat
 holds Hugging Face's JSON, so a checkpoint that stores it is read back (`from_state()`)
 with exactly the vocabulary and merges it was trained with.
 
+Loading an existing tokenizer (`BPETokenizer.load_any`, `--tokenizer PATH`): a tokenizer.json
+written here, a Hugging Face tokenizer.json of a GPT-2 (its `<|endoftext|>` added token and
+its ByteLevel post-processor, which only moves offsets, are dropped: the entry stays in the
+vocabulary as an ordinary symbol that `encode` never produces, since no merge makes it), or
+a folder with GPT-2's `vocab.json` + `merges.txt`. Any other pipeline (a normaliser, a
+prefix space, another model) is refused with what differs, since it would break the round
+trip.
+
 Threads: `encode_batch` and `fit` use Hugging Face's thread pool (RAYON_NUM_THREADS caps
 it). If the process forks after using it (DataLoader workers), Hugging Face disables it
 in the children with a warning; set TOKENIZERS_PARALLELISM=false to silence that.
@@ -55,6 +63,8 @@ from datasets.tokenizers import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID
 N_SPECIALS = len(SPECIALS)  # TextDuel id = Hugging Face id + N_SPECIALS
 MIN_VOCAB = N_SPECIALS + 256  # the specials and every byte: the smallest byte-level vocabulary
 TOKENIZER_FILE = "tokenizer.json"  # the name `save` gives the file inside a folder
+GPT2_FILES = ("vocab.json", "merges.txt")  # GPT-2's own pair (Hugging Face's slow tokenizer files)
+DEFAULT_VOCAB = 4096  # --bpe_vocab_size when none is given: 4 specials + 256 bytes + 3,836 merges
 
 
 def _surrogate_error(texts) -> Exception:
@@ -197,6 +207,10 @@ class BPETokenizer:
             raise ValueError(f"not a BPE tokenizer state: level {state.get('level')!r}, expected {cls.level!r}")
         return cls(state["tokenizer_json"], lowercase=state.get("lowercase", False))
 
+    def to_json(self) -> str:
+        """Hugging Face's tokenizer.json, as `save` writes it."""
+        return self._hf.to_str(pretty=True)
+
     def save(self, path) -> Path:
         """Write Hugging Face's tokenizer.json (to `path`, or to path/tokenizer.json if path is a folder).
 
@@ -204,7 +218,7 @@ class BPETokenizer:
         path = Path(path)
         if path.is_dir():
             path = path / TOKENIZER_FILE
-        self._hf.save(str(path), pretty=True)
+        path.write_text(self.to_json(), encoding="utf-8")
         return path
 
     @classmethod
@@ -215,8 +229,54 @@ class BPETokenizer:
             path = path / TOKENIZER_FILE
         return cls(path.read_text(encoding="utf-8"), lowercase=lowercase)
 
+    @classmethod
+    def load_any(cls, path, lowercase: bool = False) -> "BPETokenizer":
+        """A tokenizer.json (this module's, or a Hugging Face GPT-2's), or a folder holding one or
+        GPT-2's vocab.json + merges.txt (the module docstring)."""
+        path = Path(path)
+        if path.is_dir() and not (path / TOKENIZER_FILE).is_file():
+            vocab, merges = (path / name for name in GPT2_FILES)
+            if not (vocab.is_file() and merges.is_file()):
+                raise FileNotFoundError(f"{path} holds neither {TOKENIZER_FILE} nor GPT-2's {' + '.join(GPT2_FILES)}: "
+                                        "give the tokenizer's file or the folder that holds it")
+            hf = HFTokenizer(models.BPE.from_file(str(vocab), str(merges)))
+            hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            hf.decoder = decoders.ByteLevel()
+            return cls(hf.to_str(), lowercase=lowercase)
+        if path.is_dir():
+            path = path / TOKENIZER_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no tokenizer file at {path}: give a {TOKENIZER_FILE}, or a folder with one or "
+                                    f"with GPT-2's {' + '.join(GPT2_FILES)}")
+        return cls(json.dumps(_as_plain(json.loads(path.read_text(encoding="utf-8")))), lowercase=lowercase)
+
     def __repr__(self):
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, lowercase={self.lowercase})"
+
+
+def corpus_tokenizer(corpus) -> BPETokenizer:
+    """The BPE of a corpus read at level bpe: loaded from corpus.tokenizer_path when given, else
+    learnt from the training split alone with corpus.bpe_vocab_size symbols."""
+    if corpus.tokenizer_path:
+        return BPETokenizer.load_any(corpus.tokenizer_path, lowercase=corpus.lowercase)
+    train = corpus.train if corpus.mode == "sequence" else [corpus.train]
+    return BPETokenizer.fit(train, vocab_size=corpus.bpe_vocab_size, lowercase=corpus.lowercase)
+
+
+def _as_plain(spec: dict) -> dict:
+    """A Hugging Face GPT-2 tokenizer.json as this module's pipeline: added tokens that are also
+    vocabulary entries (GPT-2's <|endoftext|>) become ordinary symbols, and a ByteLevel
+    post-processor (offsets only) goes; anything else is left for _check_pipeline to refuse."""
+    vocab = (spec.get("model") or {}).get("vocab") or {}
+    added = spec.get("added_tokens") or []
+    stray = [t["content"] for t in added if vocab.get(t["content"]) != t["id"]]
+    if stray:
+        raise ValueError(f"the tokenizer.json has added tokens outside its BPE vocabulary ({stray[:5]}); TextDuel's "
+                         "BPE keeps its specials outside Hugging Face's vocabulary: remove them")
+    spec = {**spec, "added_tokens": []}
+    if (spec.get("post_processor") or {}).get("type") == "ByteLevel":
+        spec["post_processor"] = None
+    return spec
 
 
 def _check_pipeline(spec: dict):

@@ -1,7 +1,10 @@
 """Named corpora, their fixed splits, and how real corpus files are found.
 
 A corpus is text split into train / val / test, plus how to read it:
-- `level`: "char" or "word" (which tokenizer);
+- `level`: "char", "word" or "bpe" (which tokenizer; bpe: byte-level BPE learnt from the
+  training split, datasets/bpe.py, or loaded from `tokenizer_path`); `text_level` is the
+  tokenization sample metrics read text in, fixed per corpus whatever the model's level
+  (characters for names and Shakespeare, words for COCO, numbers and files);
 - `mode`: "sequence" (one example per line: names, numbers, COCO captions, oracle
   sequences, each with <bos>/<eos> and padding) or "stream" (one long text cut into
   contiguous windows: Shakespeare);
@@ -66,13 +69,14 @@ import torch
 
 from datasets import numbers as numbers_mod
 from datasets import oracle as oracle_mod
+from datasets.bpe import DEFAULT_VOCAB, MIN_VOCAB, corpus_tokenizer
 from datasets.tokenizers import SPECIALS, TOKENIZERS
 
 
 @dataclass
 class Corpus:
     name: str
-    level: str                    # "char" | "word"
+    level: str                    # "char" | "word" | "bpe"
     mode: str                     # "sequence" | "stream"
     train: list[str] | str        # lines (sequence mode) or one text (stream mode)
     val: list[str] | str
@@ -86,6 +90,10 @@ class Corpus:
     sources: dict = field(default_factory=dict)  # split -> (file, line number of each example), files only
     fixed_length: int = 0                  # 0: examples end with <eos>; n > 0: every example is exactly n
                                            # tokens, no end token (the oracles: SeqGAN's protocol, n = 20)
+    bpe_vocab_size: int = DEFAULT_VOCAB    # level bpe: the BPE's whole vocabulary (specials, bytes, merges)
+    tokenizer_path: str = ""               # level bpe: load this tokenizer instead of learning one
+    text_level: str = ""                   # the corpus's own char | word: what BLEU and the judge split text
+                                           # into at every level ("" = level)
 
 
 SPLITS = ("train", "val", "test")
@@ -347,8 +355,9 @@ def load_file(path, level="word", mode="sequence", val_file=None, test_file=None
     is its split; a split not given is carved from the training file (5 %, seeded). Every
     example remembers its file and line number (Corpus.sources) for error messages.
     """
-    if level not in ("char", "word") or mode not in ("sequence", "stream"):
-        raise CorpusError(f"level must be 'char' or 'word' and mode 'sequence' or 'stream', got {level!r}, {mode!r}")
+    if level not in LEVELS or mode not in ("sequence", "stream"):
+        raise CorpusError(f"level must be one of {', '.join(LEVELS)} and mode 'sequence' or 'stream', got {level!r}, "
+                          f"{mode!r}")
     files = {"val": val_file or None, "test": test_file or None}
     if mode == "stream":
         text = read_text(path)
@@ -406,6 +415,9 @@ def drop_long(corpus: Corpus, max_len: int, split_fn) -> Corpus:
     return corpus
 
 
+LEVELS = ("char", "word", "bpe")
+
+
 CORPORA = {
     "numbers": load_numbers,
     "oracle": load_oracle,
@@ -424,13 +436,18 @@ def looks_like_a_path(name: str) -> bool:
 
 def load_corpus(name: str, data_dir: str | None = None, split: str | None = None, level: str | None = None,
                 mode: str | None = None, val_file: str | None = None, test_file: str | None = None,
-                lowercase: bool = False, min_freq: int = 1, max_vocab: int = 0, max_len: int = 0) -> Corpus:
+                lowercase: bool = False, min_freq: int = 1, max_vocab: int = 0, max_len: int = 0,
+                bpe_vocab_size: int = DEFAULT_VOCAB, tokenizer: str = "") -> Corpus:
     """A registered corpus by name, or a text file by path, read as `DataConfig` describes.
 
     level and mode default to the corpus's own (a file: word, sequence) and, when given,
     override it (the splits are rejoined or recut for another mode). lowercase, min_freq and
-    max_vocab shape the vocabulary (build_tokenizer); max_len drops longer examples.
+    max_vocab shape a char or word vocabulary, bpe_vocab_size and tokenizer a BPE
+    (build_tokenizer); max_len drops longer examples (at bpe level counted in the BPE's
+    tokens, the BPE learnt from the whole training split, the dropped lines included).
     """
+    if tokenizer and level != "bpe":
+        raise CorpusError(f"--tokenizer {tokenizer} loads a BPE tokenizer: give --level bpe with it")
     if name in CORPORA:
         if val_file or test_file:
             raise CorpusError(f"{name!r} is a named corpus with fixed splits; val_file and test_file go with a "
@@ -438,6 +455,7 @@ def load_corpus(name: str, data_dir: str | None = None, split: str | None = None
         corpus = CORPORA[name](data_dir=data_dir, split=split)
         if level and level != corpus.level and corpus.fixed_vocab is not None:
             raise CorpusError(f"{name} has a fixed {corpus.level}-level vocabulary; level {level!r} does not apply")
+        corpus.text_level = corpus.level if level == "bpe" else (level or corpus.level)
         corpus.level = level or corpus.level
         if mode and mode != corpus.mode:
             corpus.train, corpus.val, corpus.test = (_as_mode(getattr(corpus, s), mode) for s in SPLITS)
@@ -446,6 +464,7 @@ def load_corpus(name: str, data_dir: str | None = None, split: str | None = None
                 corpus.fixed_length = 0  # one text: there are no examples to have a length
     elif looks_like_a_path(name):
         corpus = load_file(name, level or "word", mode or "sequence", val_file, test_file)
+        corpus.text_level = "word" if corpus.level == "bpe" else corpus.level
     else:
         close = difflib.get_close_matches(name, list(CORPORA), n=3)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
@@ -453,8 +472,14 @@ def load_corpus(name: str, data_dir: str | None = None, split: str | None = None
                           "text file")
     corpus.lowercase = corpus.lowercase or lowercase
     corpus.min_freq, corpus.max_vocab = min_freq, max_vocab
+    corpus.bpe_vocab_size, corpus.tokenizer_path = bpe_vocab_size, tokenizer
     if max_len and corpus.mode == "sequence":
-        drop_long(corpus, max_len, TOKENIZERS[corpus.level]([*SPECIALS], lowercase=corpus.lowercase).split)
+        if corpus.level == "bpe":  # learnt once, here; build_tokenizer returns this one
+            corpus.extras["bpe"] = corpus_tokenizer(corpus)
+            split = corpus.extras["bpe"].encode
+        else:
+            split = TOKENIZERS[corpus.level]([*SPECIALS], lowercase=corpus.lowercase).split
+        drop_long(corpus, max_len, split)
     return corpus
 
 
@@ -466,8 +491,9 @@ class DataConfig:
     dataset: str = "numbers"       # a name in datasets.CORPORA, or a path to a UTF-8 text file (all training data
                                    # when val_file and test_file are given; else 90/5/5, seeded)
     split: str = ""                # a named corpus's split variant (names: makemore | dedup)
-    level: str = ""                # char | word; "" = the corpus's own (names, shakespeare: char; numbers, oracle,
-                                   # seqgan_oracle, coco: word) and word for a file
+    level: str = ""                # char | word | bpe; "" = the corpus's own (names, shakespeare: char; numbers,
+                                   # oracle, seqgan_oracle, coco: word) and word for a file. bpe: byte-level BPE
+                                   # learnt from the training split (never <unk>; datasets/bpe.py)
     mode: str = ""                 # sequence (one example per line) | stream (one long text); "" = the corpus's own,
                                    # sequence for a file
     val_file: str = ""             # your validation file (model selection); "" = 5% carved from the dataset file
@@ -477,6 +503,10 @@ class DataConfig:
     max_vocab: int = 0             # keep the N most frequent training symbols (specials not counted); 0 = all
     max_len: int = 0               # sequence mode: drop examples longer than N tokens (says how many); 0 = keep all,
                                    # and an extreme outlier is an error that suggests a value
+    bpe_vocab_size: int = DEFAULT_VOCAB  # level bpe: the vocabulary learnt, 4 specials + 256 bytes + merges (a small
+                                   # corpus may run out of pairs first)
+    tokenizer: str = ""            # level bpe: load this tokenizer instead of learning one: a tokenizer.json, or a
+                                   # folder with one or with GPT-2's vocab.json + merges.txt
     batching: str = "length"       # sequence mode: length | random. length: training batches of lines of about one
                                    # length (little padding; the loss over a fixed per-step normaliser); random:
                                    # the earlier random batches (datasets/batching.py)
@@ -485,8 +515,14 @@ class DataConfig:
     def __post_init__(self):
         if self.batching not in ("length", "random"):
             raise ValueError(f"batching must be length or random, got {self.batching!r}")
-        if self.level not in ("", "char", "word"):
-            raise ValueError(f"level must be char or word (or empty for the corpus's own), got {self.level!r}")
+        if self.level not in ("", *LEVELS):
+            raise ValueError(f"level must be one of {', '.join(LEVELS)} (or empty for the corpus's own), "
+                             f"got {self.level!r}")
+        if self.bpe_vocab_size < MIN_VOCAB:
+            raise ValueError(f"bpe_vocab_size must be at least {MIN_VOCAB} (4 specials + 256 bytes), got "
+                             f"{self.bpe_vocab_size}")
+        if self.tokenizer and self.level != "bpe":
+            raise ValueError(f"tokenizer {self.tokenizer!r} is a BPE tokenizer to load: give level bpe with it")
         if self.mode not in ("", "sequence", "stream"):
             raise ValueError(f"mode must be sequence or stream (or empty for the corpus's own), got {self.mode!r}")
         if self.min_freq < 1 or self.max_vocab < 0 or self.max_len < 0:
@@ -497,7 +533,8 @@ class DataConfig:
         return load_corpus(self.dataset, data_dir=self.data_dir or None, split=self.split or None,
                            level=self.level or None, mode=self.mode or None, val_file=self.val_file or None,
                            test_file=self.test_file or None, lowercase=self.lowercase, min_freq=self.min_freq,
-                           max_vocab=self.max_vocab, max_len=self.max_len)
+                           max_vocab=self.max_vocab, max_len=self.max_len, bpe_vocab_size=self.bpe_vocab_size,
+                           tokenizer=self.tokenizer)
 
     def data_settings(self) -> dict:
         """The settings that decide the examples and the vocabulary (where the files are found does not)."""

@@ -96,9 +96,14 @@ class Tokenizer:
 
     @staticmethod
     def from_state(state: dict) -> "Tokenizer":
+        """Any level's tokenizer from its state_dict (a checkpoint's "tokenizer"), byte-level BPE included."""
+        if state.get("level") == "bpe":
+            from datasets.bpe import BPETokenizer  # bpe.py imports this module's constants
+            return BPETokenizer.from_state(state)
         cls = TOKENIZERS.get(state.get("level"))
         if cls is None:
-            raise ValueError(f"unknown tokenizer level {state.get('level')!r}; expected one of {sorted(TOKENIZERS)}")
+            raise ValueError(f"unknown tokenizer level {state.get('level')!r}; expected one of "
+                             f"{sorted([*TOKENIZERS, 'bpe'])}")
         return cls(state["itos"], lowercase=state.get("lowercase", False))
 
     def __repr__(self):

@@ -19,6 +19,7 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from baselines import MODELS
 from datasets import CorpusError, DataConfig, build_tokenizer
+from datasets.batching import byte_texts, reference_tokenizer
 from datasets.batching import check_block_size, check_lengths, oov_rate
 from datasets.tokenizers import SPECIALS
 from experiments.core import config as cfglib
@@ -29,6 +30,7 @@ from experiments.core.runlock import RunLock
 from experiments.families import FAMILIES
 from experiments.reporting.comparison import write_report
 from experiments.scoring.metrics import DEFAULT_NS
+from experiments.scoring.nll import bits_per_byte
 from experiments.scoring.judge import Judge, real_sample
 from experiments.scoring.lm_score import ScorerConfig
 from experiments.scoring.samples import SampleTokenizer, collapse_warnings
@@ -209,7 +211,7 @@ def preflight_data(cfg: CompareConfig, entries, runs_dir: Path, corpus, tokenize
     if tokenizer.vocab_size <= len(SPECIALS):
         raise CorpusError(f"the training split of {corpus.name} leaves no symbol in the vocabulary (min_freq "
                           f"{cfg.min_freq}, max_vocab {cfg.max_vocab}): lower --min_freq or check the file")
-    lengths = {s: [len(tokenizer.base.encode(t)) for t in getattr(corpus, s)] for s in ("train", "val", "test")}
+    lengths = {s: [len(tokenizer.encode(t)) for t in getattr(corpus, s)] for s in ("train", "val", "test")}
     for name, family_name, settings in entries:
         sections = FAMILIES[family_name].config(trainer_argv(cfg, runs_dir, name, settings))
         block = next((getattr(sec, "block_size") for key, sec in sections.items()
@@ -388,8 +390,12 @@ def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run
     t_nll = time.time()
     test, val = sampler.nll("test"), sampler.nll("val")
     timing = {"sampling": t_nll - t_score, "nll": time.time() - t_nll}
+    texts = byte_texts(judge.corpus, "test")  # one denominator for every row: the test split's text
     metrics = {"nll_test": test["nll"], "nll_test_with_pad": test.get("nll_with_pad"), "nll_val": val["nll"],
                "nll_K": test.get("K"), **judge.score(samples)}
+    if texts is not None and "tokens" in test:
+        metrics.update(bpb_test=bits_per_byte(test["nll"] * test["tokens"], texts),
+                       unk_test=sampler.data.oov["test"])
     timing.update(judge.timing)
     skipped = truncation_skipped(sampler, family, cfg)
     t_sweep = time.time()
@@ -448,13 +454,15 @@ def run(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: dict, 
     if corpus.mode != "sequence":
         raise cfglib.ConfigError(f"{corpus.name} is read as one stream; a comparison scores samples against "
                                  "reference examples, one a line: use mode sequence")
-    # the training split's vocabulary, the same for every model; "<unk>" in a sample read back as one token
-    tokenizer = SampleTokenizer(build_tokenizer(corpus))
-    preflight(cfg, entries, runs_dir, tokenizer.itos)
-    preflight_data(cfg, entries, runs_dir, corpus, tokenizer)
+    vocab = build_tokenizer(corpus)  # the training split's vocabulary, the same for every model
+    # how samples and references are split for BLEU and the judge: the corpus's words or characters
+    # (at bpe level too); "<unk>" in a sample read back as one token
+    text = SampleTokenizer(reference_tokenizer(corpus))
+    preflight(cfg, entries, runs_dir, vocab.itos)
+    preflight_data(cfg, entries, runs_dir, corpus, vocab)
     lock = RunLock(runs_dir).acquire()  # one comparison per experiment folder
     mark_incomplete(report_dir / "report.md")  # until this comparison replaces it
-    judge = Judge(cfg, scorer_cfg, corpus, tokenizer, device)
+    judge = Judge(cfg, scorer_cfg, corpus, text, device)
     plan = judge.plan(len(entries))
     rows, reused = [real_row(cfg, judge, runs_dir)], []
     for name, family_name, settings in entries:
@@ -466,9 +474,9 @@ def run(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: dict, 
     write_experiment_summary(runs_dir, metric_names)
     results = {"experiment": experiment, "dataset": corpus.name, "command": command, "config": asdict(cfg), "scorer": asdict(scorer_cfg), "runs_dir": str(runs_dir),
                "device": str(device), "threads": torch.get_num_threads(), "wall_seconds": time.time() - t0,
-               "reused": reused, "splits": describe_splits(corpus, tokenizer), "rows": rows,
+               "reused": reused, "splits": describe_splits(corpus, SampleTokenizer(vocab)), "rows": rows,
                "judge": {**plan, **judge.fit}}
-    report = write_report(results, report_dir, tokenize=tokenizer.split, test_texts=corpus.test)
+    report = write_report(results, report_dir, tokenize=text.split, test_texts=corpus.test)
     print(f"report: {report}")
     print(f"TensorBoard runs: {runs_dir}  (tensorboard --logdir {runs_dir})")
     print(f"wall time {results['wall_seconds']:.0f}s")

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from datasets import LMData, build_tokenizer
-from experiments.core.checkpoint import CheckpointError, load_checkpoint
+from experiments.core.checkpoint import CheckpointError, load_checkpoint, vocabulary_of
 from experiments.generation import gan_texts, lm_texts, load_generator, load_model
 from experiments.scoring.nll import latent_nll, lm_nll
 from experiments.trainers import gan as gan_trainer
@@ -86,7 +86,7 @@ class LMFamily:
         return (run_dir / "metrics.json").is_file() and (run_dir / "best.pt").is_file()
 
     def vocabulary(self, run_dir: Path) -> list[str]:
-        return load_checkpoint(run_dir / "best.pt")["tokenizer"]["itos"]
+        return vocabulary_of(load_checkpoint(run_dir / "best.pt")["tokenizer"])
 
     def load(self, run_dir: Path, corpus, device) -> LMSampler:
         model, tokenizer = load_model(run_dir / "best.pt", device)
@@ -147,7 +147,7 @@ class GANFamily:
         return (run_dir / "metrics.json").is_file() and (run_dir / "last.pt").is_file()
 
     def vocabulary(self, run_dir: Path) -> list[str]:
-        return load_checkpoint(Path(run_dir) / "last.pt")["tokenizer"]["itos"]
+        return vocabulary_of(load_checkpoint(Path(run_dir) / "last.pt")["tokenizer"])
 
     def load(self, run_dir: Path, corpus, device) -> GANSampler:
         sampler = GANSampler(Path(run_dir) / "last.pt", corpus, device)
@@ -200,7 +200,7 @@ class RecurrentGANFamily:
         return (run_dir / "metrics.json").is_file() and (run_dir / "last.pt").is_file()
 
     def vocabulary(self, run_dir: Path) -> list[str]:
-        return load_checkpoint(Path(run_dir) / "last.pt")["tokenizer"]["itos"]
+        return vocabulary_of(load_checkpoint(Path(run_dir) / "last.pt")["tokenizer"])
 
     def load(self, run_dir: Path, corpus, device) -> RecurrentGANSampler:
         model, tokenizer = load_model(Path(run_dir) / "last.pt", device)

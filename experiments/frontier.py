@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 
 from datasets import build_tokenizer
+from datasets.batching import reference_tokenizer
 from experiments import comparison
 from experiments.core import cli, runtime
 from experiments.core import config as cfglib
@@ -207,7 +208,7 @@ def seed_points(fcfg, guide_cfg, cfg, entries, judge, seed: int, device) -> tupl
     """Train (or reuse) every model for one seed and score it along its curves."""
     seed_cfg = dataclasses.replace(cfg, seed=seed, experiment=f"{cfg.experiment or 'frontier'}-seed{seed}")
     runs_dir = Path(cfg.out_dir) / seed_cfg.experiment
-    comparison.preflight(seed_cfg, entries, runs_dir, judge.tokenizer.itos)
+    comparison.preflight(seed_cfg, entries, runs_dir, build_tokenizer(judge.corpus).itos)
     lock = RunLock(runs_dir).acquire()  # one command at a time per runs folder, as a comparison
     points, reports, reused = [], {}, []
     guide_cfg = dataclasses.replace(guide_cfg, seed=guide_cfg.seed + seed)
@@ -277,8 +278,8 @@ def main(argv=None):
                                  f"({', '.join(names)}); not: {', '.join(unknown)}")
     device = runtime.resolve_device(cfg.device)
     corpus = cfg.load()
-    judge = comparison.Judge(cfg, sections["scorer"], corpus, SampleTokenizer(build_tokenizer(corpus)), device)
-    comparison.preflight_data(cfg, entries, Path(cfg.out_dir), corpus, judge.tokenizer)
+    judge = comparison.Judge(cfg, sections["scorer"], corpus, SampleTokenizer(reference_tokenizer(corpus)), device)
+    comparison.preflight_data(cfg, entries, Path(cfg.out_dir), corpus, build_tokenizer(corpus))
     points, guides, command = [], {}, "python -m experiments.frontier " + " ".join(argv)
     for seed in fcfg.seed_list():
         print(f"=== seed {seed} ===")

@@ -20,7 +20,7 @@ import torch
 from baselines import MODELS
 from baselines.sampling import generate
 from datasets import BOS_ID, EOS_ID
-from datasets.tokenizers import SPECIAL_IDS, Tokenizer
+from datasets.tokenizers import PAD_ID, SPECIAL_IDS, UNK_ID, Tokenizer
 from experiments.core.checkpoint import CheckpointError, load_checkpoint
 from gan import Generator, GeneratorConfig
 
@@ -56,9 +56,13 @@ def load_generator(path, device, which: str = "ema"):
     return gen.to(device).eval(), Tokenizer.from_state(ckpt["tokenizer"]), ckpt
 
 
-def banned_ids(fixed_length: int) -> tuple[int, ...] | None:
-    """The token ids a sampler must never draw: the special tokens on a fixed-length corpus, else none."""
-    return SPECIAL_IDS if fixed_length else None
+def banned_ids(fixed_length: int, level: str = "") -> tuple[int, ...] | None:
+    """The token ids a sampler must never draw: the special tokens on a fixed-length corpus; at bpe
+    level <pad>, <bos> and <unk>, which no line of any text encodes to (nothing is <unk> there, so
+    a sampled one could only be an untrained model's noise); else none."""
+    if fixed_length:
+        return SPECIAL_IDS
+    return (PAD_ID, BOS_ID, UNK_ID) if level == "bpe" else None
 
 
 @torch.no_grad()
@@ -75,7 +79,8 @@ def lm_texts(model, tokenizer, n: int, max_new_tokens: int, temperature: float =
     for start in range(0, n, batch_size):
         idx = torch.full((min(batch_size, n - start), 1), BOS_ID, dtype=torch.long, device=device)
         out = generate(model, idx, max_new_tokens, temperature=temperature, top_k=top_k or None, top_p=top_p,
-                       generator=g, eos_id=None if fixed_length else EOS_ID, banned=banned_ids(fixed_length))
+                       generator=g, eos_id=None if fixed_length else EOS_ID,
+                       banned=banned_ids(fixed_length, tokenizer.level))
         texts += [tokenizer.decode(row[1:].tolist()) for row in out]
     return texts
 
@@ -93,6 +98,6 @@ def gan_texts(gen, tokenizer, n: int, max_len: int, temperature: float = 1.0, ps
     texts = []
     for start in range(0, n, batch_size):
         out = gen.sample(min(batch_size, n - start), max_len, psi=psi, temperature=temperature, generator=g,
-                         banned=banned_ids(fixed_length))
+                         banned=banned_ids(fixed_length, tokenizer.level))
         texts += [tokenizer.decode(row.tolist()) for row in out["ids"]]
     return texts

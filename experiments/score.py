@@ -12,7 +12,8 @@ and control characters are removed from every file read (datasets.corpora.read_l
 
 Tokens: without --ckpt, the `level` tokenizer's split (word: words and punctuation
 marks; char: characters), lowercased with --lowercase true; with --ckpt, the
-checkpoint's own tokenizer (its level and lowercase setting). Samples, references and
+checkpoint's own tokenizer (its level and lowercase setting; a bpe checkpoint's text is split
+into words, or characters with --level char, never into its subword pieces). Samples, references and
 the training file are all split the same way, the literal "<unk>" (what a TextDuel
 model writes for an unknown word) being one token (experiments.scoring.samples.SampleTokenizer).
 
@@ -67,7 +68,8 @@ class ScoreConfig:
     samples: str = ""           # samples file: one sample a line, an empty line is an empty sample (required)
     references: str = ""        # references file: the BLEU references (all of them) and the NLL lines (required)
     train: str = ""             # training file; adds novelty (share of samples equal to no training line)
-    level: str = ""             # "" | char | word; "" = word, or the checkpoint's level with --ckpt
+    level: str = ""             # "" | char | word; "" = word, or the checkpoint's level with --ckpt (a bpe
+                                # checkpoint's text is split into --level's words or characters, "" = word)
     lowercase: bool = False     # lowercase before splitting (without --ckpt; with it the checkpoint's setting)
     ckpt: str = ""              # a TextDuel LM (best.pt/last.pt) or GAN (last.pt/pretrained.pt) checkpoint; adds nll
     nll_samples: int = 0        # GAN only: K latents of the NLL estimate; 0 = the checkpoint's nll_samples (else 1)
@@ -112,7 +114,7 @@ def resolve_tokenizer(cfg: ScoreConfig, ckpt_tokenizer=None):
     not ids), so the tokenizer holds the special tokens alone."""
     if ckpt_tokenizer is None:
         return TOKENIZERS[cfg.level or "word"](list(SPECIALS), lowercase=cfg.lowercase)
-    if cfg.level and cfg.level != ckpt_tokenizer.level:
+    if cfg.level and cfg.level != ckpt_tokenizer.level and ckpt_tokenizer.level != "bpe":
         raise cfglib.ConfigError(f"--level {cfg.level} contradicts the checkpoint {cfg.ckpt}, whose tokenizer is "
                                  f"{ckpt_tokenizer.level}-level; drop --level (the checkpoint's is used)")
     if cfg.lowercase and not ckpt_tokenizer.lowercase:
@@ -126,9 +128,11 @@ def resolve_tokenizer(cfg: ScoreConfig, ckpt_tokenizer=None):
 
 
 def sample_figures(samples: list[str], references: list[str], train: list[str] | None, tokenizer,
-                   name: str = "references") -> dict:
-    """Every figure that needs no model: SampleEvaluator's, length statistics, novelty."""
-    corpus = Corpus(name=name, level=tokenizer.level, mode="sequence", train=train or [], val=[], test=references)
+                   name: str = "references", text_level: str = "") -> dict:
+    """Every figure that needs no model: SampleEvaluator's, length statistics, novelty. A bpe
+    tokenizer's text is split into text_level's words or characters ("" = words)."""
+    corpus = Corpus(name=name, level=tokenizer.level, mode="sequence", train=train or [], val=[], test=references,
+                    lowercase=tokenizer.lowercase, text_level=text_level or "word")
     # references="test" explicitly: the BLEU references are the references file, whatever the default
     evaluator = SampleEvaluator(corpus, tokenizer, references="test")
     out = evaluator.score(samples)
@@ -196,7 +200,8 @@ def main(argv=None) -> dict:
             K = cfg.nll_samples
     else:
         tokenizer = resolve_tokenizer(cfg)
-    found = sample_figures(samples, references, train, tokenizer, name=Path(cfg.references).stem)
+    found = sample_figures(samples, references, train, tokenizer, name=Path(cfg.references).stem,
+                           text_level=cfg.level)
     found.update(n_samples=len(samples), n_references=len(references))
     if model is not None:
         found.update(reference_nll(model, tokenizer, references, K, device, cfg.batch_size, cfg.seed))
@@ -205,8 +210,9 @@ def main(argv=None) -> dict:
     print(format_table(figures, [
         f"samples     {cfg.samples} ({len(samples)} lines, {empty} empty)",
         f"references  {cfg.references} ({len(references)} lines)",
-        f"tokens      {tokenizer.level} level, lowercase {tokenizer.lowercase}"
-        + (f", from {cfg.ckpt}" if cfg.ckpt else ""), ""]))
+        f"tokens      {tokenizer.level} level"
+        + (f" (BLEU and friends on its {cfg.level or 'word'}s)" if tokenizer.level == "bpe" else "")
+        + f", lowercase {tokenizer.lowercase}" + (f", from {cfg.ckpt}" if cfg.ckpt else ""), ""]))
     if cfg.json:
         settings = {**asdict(cfg), "level": tokenizer.level, "lowercase": tokenizer.lowercase}
         write_text(cfg.json, json.dumps({"settings": settings, "metrics": figures}, indent=2) + "\n")

@@ -83,8 +83,8 @@ def test_lm_score_is_the_summed_nll_in_bits_per_byte_eos_included(numbers, score
     assert lm_score(texts, scorer) == pytest.approx(want, rel=1e-5)
     # room for samples spelt in more pieces than any real line
     assert 2 * needed_block_size(tok, corpus.train, corpus.val, corpus.test) + 1 == scorer.model.block_size
-    with pytest.raises(ValueError, match="block_size"):
-        lm_score([" ".join(corpus.train[:20])], scorer)  # longer still: refused, never truncated
+    # longer still: scored in windows, every token once (test_window_rows_...), never truncated or refused
+    assert math.isfinite(lm_score([" ".join(corpus.train[:20])], scorer))
 
 
 def test_every_text_is_judged_in_one_canonical_form():
@@ -167,3 +167,34 @@ def test_fit_is_seeded_and_leaves_the_global_rng_alone(numbers):
     assert torch.rand(1) == before
     b = fit_gpt2(corpus.train[:50], corpus.val[:20], tok, 16, cfg, CPU)
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("n,context", [(5, 4), (9, 4), (10, 5), (31, 8), (7, 2)])
+def test_window_rows_score_every_token_once_with_half_a_context(n, context):
+    from datasets.tokenizers import IGNORE_INDEX
+    from experiments.scoring.lm_score import window_rows
+    ids = list(range(10, 10 + n))
+    x_all, y_all = [BOS_ID] + ids, ids + [EOS_ID]
+    scored = []
+    for x, y in window_rows(ids, context):
+        assert len(x) == len(y) == context
+        start = x_all.index(int(x[0])) if int(x[0]) != BOS_ID else 0
+        assert x.tolist() == x_all[start:start + context]
+        for j, t in enumerate(y.tolist()):
+            if t != IGNORE_INDEX:
+                assert t == y_all[start + j]
+                assert start == 0 or j >= context // 2  # at least half a context before it
+                scored.append(start + j)
+    assert scored == list(range(len(y_all)))  # every target once, in order
+
+
+def test_texts_longer_than_the_scorer_are_scored_in_windows(scorer):
+    """A sample longer than the LM-score GPT-2's context (a byte-level model's noise) is scored,
+    not refused: its NLL is finite and counts every one of its tokens."""
+    tok = scorer.text.tokenizer
+    long_text = " ".join(["seven"] * (scorer.model.block_size + 5))
+    short = "seven hundred"
+    both = texts_nll(scorer.model, tok, [short, long_text], CPU)
+    alone = texts_nll(scorer.model, tok, [short], CPU)
+    assert both["tokens"] == alone["tokens"] + len(tok.encode(long_text)) + 1
+    assert math.isfinite(both["nll"])

@@ -133,6 +133,12 @@ def load_resume_checkpoint(last_path: str | Path) -> dict:
     return load_checkpoint(last_path)
 
 
+def vocabulary_of(tokenizer_state: dict) -> list[str]:
+    """The symbols of a checkpoint's tokenizer, by id (a BPE's are rebuilt from its tokenizer.json)."""
+    from datasets.tokenizers import Tokenizer
+    return tokenizer_state["itos"] if "itos" in tokenizer_state else Tokenizer.from_state(tokenizer_state).itos
+
+
 def check_compatible(ckpt: dict, model_name: str, model_config: dict, vocab: list[str] | None = None,
                      data: dict | None = None) -> None:
     """Refuse to resume into a different model, config, vocabulary or dataset, naming what differs.
@@ -142,7 +148,7 @@ def check_compatible(ckpt: dict, model_name: str, model_config: dict, vocab: lis
     fix = "resume with the checkpoint's settings, or start a new run (another --run_name, or --resume false)"
     if ckpt["model_name"] != model_name:
         raise CheckpointError(f"checkpoint holds model {ckpt['model_name']!r}, but this run builds {model_name!r}; {fix}")
-    old = ckpt.get("tokenizer", {}).get("itos")
+    old = vocabulary_of(ckpt["tokenizer"]) if ckpt.get("tokenizer") else None
     if vocab is not None and old != list(vocab):
         old = old or []
         old_set, new_set = set(old), set(vocab)

@@ -34,7 +34,9 @@ from types import SimpleNamespace
 import torch
 from tqdm import tqdm
 
-from datasets.batching import micro_batches
+from datasets.batching import build_tokenizer, micro_batches
+from datasets.bpe import TOKENIZER_FILE
+from datasets.tokenizers import Tokenizer
 from experiments.core import runtime
 from experiments.core.checkpoint import load_resume_checkpoint, save_checkpoint, write_text
 from experiments.core.logger import RunLogger
@@ -167,6 +169,18 @@ class RunSession:
             print(f"resumed {self.last_path} {where}")
             runtime.say_resume_changes(self.ckpt["train_config"], self.cfg, self.ckpt.get("environment"),
                                        runtime.environment(self.dist))
+
+    def tokenizer(self, corpus):
+        """The run's tokenizer: learnt from the training split (build_tokenizer), except that a resumed
+        run at bpe level reads its checkpoint's back (never learnt again). At bpe level it is also
+        written to the run folder as tokenizer.json, beside the checkpoints that hold it too."""
+        state = (self.ckpt or {}).get("tokenizer") or {}
+        if corpus.level == "bpe" and state.get("level") == "bpe":
+            corpus.extras["bpe"] = Tokenizer.from_state(state)  # what every later build_tokenizer(corpus) returns
+        tokenizer = build_tokenizer(corpus)
+        if tokenizer.level == "bpe" and self.dist.is_main:
+            write_text(self.run_dir / TOKENIZER_FILE, tokenizer.to_json())
+        return tokenizer
 
     def say_batches(self, data, batch_size: int, seed: int) -> None:
         """Print how training batches are made and their padding share (computed / real tokens);

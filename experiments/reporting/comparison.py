@@ -45,7 +45,8 @@ CURVE_TAGS = ["train/loss", "val/nll", "eval/bleu5", "eval/self_bleu5", "eval/pr
 
 # (key, header, format) of the two results tables; a column appears when some row has it
 LIKELIHOOD_COLUMNS = [("params", "params", "{:,}"), ("steps", "steps", "{:,}"), ("train_seconds", "train s", "{:.0f}"),
-                      ("nll_test", "NLL-test", "{:.3f}"), ("nll_test_with_pad", "NLL-test w/ pad†", "{:.3f}")]
+                      ("nll_test", "NLL-test", "{:.3f}"), ("nll_test_with_pad", "NLL-test w/ pad†", "{:.3f}"),
+                      ("bpb_test", "bits/byte (test)", "{:.3f}"), ("unk_test", "unk (test)", "{:.1%}")]
 LIKELIHOOD_COLUMNS += [(f"bleu{n}", f"BLEU-{n}", "{:.3f}") for n in DEFAULT_NS]
 LIKELIHOOD_COLUMNS += [(f"self_bleu{n}", f"Self-BLEU-{n}", "{:.3f}") for n in DEFAULT_NS]
 SAMPLE_COLUMNS = [("distinct1", "distinct-1", "{:.3f}"), ("distinct2", "distinct-2", "{:.3f}"),
@@ -83,10 +84,16 @@ def _fmt(value, spec: str) -> str:
     return spec.format(value)
 
 
-def _nll_cell(value, spec: str, k) -> str:
-    """An NLL figure; for a latent model (k = K of its estimate) the upper bound it is: "≤ 1.461 (K=8)"."""
+def _nll_cell(value, spec: str, k, unk=None) -> str:
+    """An NLL figure; for a latent model (k = K of its estimate) the upper bound it is: "≤ 1.461 (K=8)";
+    with unk (a word model's unknown-word rate, bits per byte only) above zero, the lower bound it
+    is: "≥ 1.461" (each unseen word cost one <unk>, never its spelling)."""
     text = _fmt(value, spec)
-    return text if k is None or text == "–" else f"≤ {text} (K={k})"
+    if text == "–":
+        return text
+    if k is not None:
+        return f"≤ {text} (K={k})"
+    return f"≥ {text}" if unk else text
 
 
 def _table(rows: list[dict], columns: list[tuple]) -> str:
@@ -95,8 +102,9 @@ def _table(rows: list[dict], columns: list[tuple]) -> str:
     for r in rows:
         name = f"*{r['label']}*" if r["kind"] != "model" else r["label"]
         k = r["metrics"].get("nll_K")
-        cells = [_nll_cell(_value(r, key), f, k) if key in NLL_KEYS else _fmt(_value(r, key), f)
-                 for key, _, f in columns]
+        cells = [_nll_cell(_value(r, key), f, k) if key in NLL_KEYS else
+                 _nll_cell(_value(r, key), f, k, r["metrics"].get("unk_test")) if key == "bpb_test" else
+                 _fmt(_value(r, key), f) for key, _, f in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -407,6 +415,13 @@ def _definitions(rows: list[dict], bleu_refs: str, unit: str = "nats per token")
             + ("what each row scores is listed above. " if any(r.get("scored") for r in rows) else
                "the best-on-validation checkpoint of a language model, the EMA generator at the end of training "
                "of a GAN. ")
+            + ("A token is the model's own (a character, a word or a BPE piece), so NLL-test compares models of "
+               "one vocabulary only; bits/byte (test) is the same summed NLL in bits over the UTF-8 bytes of the "
+               "test lines (cleaned, lowercased where set) plus one per line for its end, one denominator for "
+               "every row: the column that compares across vocabularies. unk (test): the share of test tokens "
+               "outside a model's vocabulary, each scored as one <unk> and never spelt, so that model's bits per "
+               "byte is a lower bound (≥) where the share is above zero. "
+               if any(r["metrics"].get("bpb_test") is not None for r in rows) else "")
             + ("≤ x (K=k): a latent model's NLL, estimated from K latents drawn from the prior (log-mean-exp), is "
                "an upper bound on its NLL in expectation, tightening as K grows (research/README.md, Latent NLL). "
                if any(r["metrics"].get("nll_K") is not None for r in rows) else

@@ -33,16 +33,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 
 import torch
 
 from baselines.gpt2 import GPT, GPTConfig
-from datasets.batching import LMData, SequenceSplit
+from datasets.batching import LMData, SequenceSplit, encode_lines
 from datasets.bpe import MIN_VOCAB, BPETokenizer
 from datasets.corpora import Corpus
-from datasets.tokenizers import Tokenizer
+from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, Tokenizer
 from experiments.core import runtime
 from experiments.core.session import Guard, mle_step
 from experiments.scoring.nll import bits_per_byte, lm_nll
@@ -126,13 +127,36 @@ def fit_gpt2(train_texts, val_texts, tokenizer: Tokenizer, block_size: int, cfg:
 
 
 def texts_nll(model, tokenizer: Tokenizer, texts, device, batch_size: int = 256) -> dict:
-    """lm_nll of a list of texts (one sequence each, padding excluded) under model."""
-    need = needed_block_size(tokenizer, texts)
-    if need > model.block_size:
-        raise ValueError(f"a text needs block_size {need}, the scorer has {model.block_size}")
-    split = SequenceSplit(list(texts), tokenizer, model.block_size)
-    return lm_nll(model, split.batches(batch_size), device)
+    """lm_nll of a list of texts (one sequence each, padding excluded) under model. A text longer
+    than the model's context (a sample may be: the LM-score GPT-2 is sized from the real lines,
+    and a byte-level model's noise can spell a short sample in many pieces) is scored in
+    windows (`window_rows`), each of its tokens once."""
+    ids = encode_lines(tokenizer, texts)
+    fits = [i for i, x in enumerate(ids) if len(x) + 1 <= model.block_size]
+    split = SequenceSplit([texts[i] for i in fits], tokenizer, model.block_size, [ids[i] for i in fits])
+    windows = [row for i, x in enumerate(ids) if len(x) + 1 > model.block_size
+               for row in window_rows(x, model.block_size)]
+    wide = [(torch.stack([x for x, _ in windows[k:k + batch_size]]), torch.stack([y for _, y in windows[k:k + batch_size]]))
+            for k in range(0, len(windows), batch_size)]
+    return lm_nll(model, itertools.chain(split.batches(batch_size) if fits else [], wide), device)
 
+
+def window_rows(ids: list[int], context: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(x, y) rows, each `context` wide, of one text longer than the context: windows every
+    context // 2 tokens, each scoring only the targets the windows before it did not, so every
+    token is scored once and with at least half a context before it (or all there is): the
+    strided evaluation of fixed-context LMs on long texts (Hugging Face's perplexity guide)."""
+    x_all, y_all = [BOS_ID] + ids, ids + [EOS_ID]
+    n, stride = len(y_all), max(context // 2, 1)
+    rows, done, end = [], 0, context
+    while done < n:
+        end = min(end, n)
+        start = max(end - context, 0)
+        y = list(y_all[start:end])
+        y[:done - start] = [IGNORE_INDEX] * (done - start)
+        rows.append((torch.tensor(x_all[start:end]), torch.tensor(y)))
+        done, end = end, end + stride
+    return rows
 
 class ScorerText:
     """How the scorer LMs read text: one canonical form for every text, one tokenizer, one unit

@@ -107,7 +107,10 @@ def _pass(batches, device, modules, batch_total: Callable, pad_len: int | None =
 def bits_per_byte(nll_sum: float, texts) -> float:
     """One scale across vocabularies: a summed NLL (nats) over texts, in bits, divided by the texts'
     UTF-8 bytes plus one per text for its end (the <eos> every model predicts). The texts are the
-    cleaned ones the model was scored on (lowercased where the data is)."""
+    cleaned ones the model was scored on (lowercased where the data is: LMData.byte_texts); the
+    same texts for every model of a comparison, so the figure compares char, word and BPE models.
+    A word model reads an unseen word as one <unk>, never spelling it, so its figure is a lower
+    bound wherever the text has unknown words (reports say so beside its unknown-word rate)."""
     n_bytes = sum(len(t.encode("utf-8")) + 1 for t in texts)
     return nll_sum / math.log(2) / max(n_bytes, 1)
 

@@ -24,7 +24,9 @@ NLL on validation (`val/nll`) is logged by the trainers themselves.
 
 Tokens are `tokenizer.split(text)` for samples and references alike: the same
 tokenization on both sides (lowercased words and punctuation for COCO, characters for
-names), with one exception (`SampleTokenizer`): the literal "<unk>" that decode() writes
+names; a model at bpe level is scored in its corpus's words or characters,
+datasets.batching.reference_tokenizer, never in its subword pieces), with one exception
+(`SampleTokenizer`): the literal "<unk>" that decode() writes
 for an unknown symbol is read back as ONE token, <unk>, where the plain split would cut
 it into "<", "unk", ">" (or five characters). It never matches a reference. On the
 oracle corpora, a sample whose tokens are not all integers in [0, 5000) (an <unk>, an empty
@@ -37,6 +39,7 @@ tokens there; samples from elsewhere may not.
 from __future__ import annotations
 
 from datasets import oracle as oracle_mod
+from datasets.batching import reference_tokenizer
 from datasets.corpora import Corpus
 from datasets.tokenizers import UNK, UNK_ID, Tokenizer
 from experiments.scoring.metrics import (
@@ -69,6 +72,8 @@ class SampleTokenizer:
         return self.base.vocab_size
 
     def split(self, text: str) -> list[str]:
+        if self.level == "bpe":  # bytes cover any text: a literal "<unk>" there is five bytes, never <unk>
+            return self.base.split(text)
         out = []
         for i, part in enumerate(text.split(UNK)):
             if i:
@@ -90,6 +95,8 @@ class SampleEvaluator:
         if references not in ("val", "test"):
             raise ValueError(f"references must be 'val' (during training) or 'test' (final scoring), got {references!r}")
         self.references = references
+        if tokenizer.level == "bpe":  # never a model's subword pieces: the corpus's own words or characters
+            tokenizer = reference_tokenizer(corpus)
         self.tokenizer = tokenizer if isinstance(tokenizer, SampleTokenizer) else SampleTokenizer(tokenizer)
         tokenizer = self.tokenizer
         self.ns = tuple(ns)

@@ -12,6 +12,7 @@ import copy
 import random
 
 from experiments.core.checkpoint import load_checkpoint
+from experiments.scoring.nll import bits_per_byte
 from experiments.scoring.samples import SampleEvaluator, collapse_warnings
 
 NLL_KEYS = ("nll", "nll_posterior")  # what nll(gen, split) may return that the final results keep
@@ -51,6 +52,9 @@ class AdversarialRun:
             for split in ("val", "test"):
                 nll = self.nll(g, split)
                 results.update({f"{name}/{split}_{k}": nll[k] for k in NLL_KEYS if k in nll})
+                lines = self.data.byte_texts(split)
+                if lines is not None and "tokens" in nll:  # one scale across vocabularies: bits per byte
+                    results[f"{name}/{split}_bpb"] = bits_per_byte(nll["nll"] * nll["tokens"], lines)
             results.update({f"{name}/{k}": v for k, v in self.final_extras(g).items()})
             # a copy: a truncating draw estimates the average style into the generator it is given
             texts[name] = self.draw(copy.deepcopy(g), cfg.final_samples, seed=cfg.seed)

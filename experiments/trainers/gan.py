@@ -81,7 +81,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from datasets import CorpusError, DataConfig, LMData, build_tokenizer
+from datasets import CorpusError, DataConfig, LMData
 from datasets.tokenizers import IGNORE_INDEX, PAD_ID, UNK_ID
 from experiments.core import config as cfglib
 from experiments.core import runtime
@@ -268,7 +268,7 @@ class GANRun(AdversarialRun):
         if self.corpus.mode != "sequence":
             raise CorpusError(f"{self.corpus.name} is read as one stream; the GAN needs one sentence per example: "
                               "give --mode sequence (one example per line)")
-        self.tokenizer = build_tokenizer(self.corpus)
+        self.tokenizer = self.session.tokenizer(self.corpus)
         self.data = LMData(self.corpus, self.tokenizer, block_size=gen_cfg.block_size, batching=cfg.batching)
         if cfg.pretrain_latent == "posterior" and cfg.free_bits > 0:
             # free bits are granted on the batch-mean KL per dimension (gan.losses.free_bits_kl), a batch
@@ -524,7 +524,7 @@ def real_batch(run: GANRun, k: int):
 def draw_fakes(run: GANRun, B: int, z, relax) -> dict:
     """B relaxed fakes from z, up to block_size tokens; generation stops once every row has ended,
     and under adv_width own the fakes are that wide (else padded to block_size)."""
-    return run.G.sample(B, run.T, z=z, relax=relax, banned=banned_ids(run.data.fixed_length),
+    return run.G.sample(B, run.T, z=z, relax=relax, banned=banned_ids(run.data.fixed_length, run.tokenizer.level),
                         trim=run.cfg.adv_width == "own")
 
 

@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from baselines import MODELS
-from datasets import DataConfig, LMData, build_tokenizer
+from datasets import DataConfig, LMData
 from experiments.core import config as cfglib
 from experiments.core import runtime
 from experiments.core.budget import PROBE_SAMPLES, Deadline, probe, timed
@@ -40,7 +40,7 @@ from experiments.core.checkpoint import check_compatible, load_checkpoint, unwra
 from experiments.core.session import RunSession, mle_step
 from experiments.scoring.probes import Diagnostics, log_stats
 from experiments.generation import lm_texts
-from experiments.scoring.nll import lm_nll
+from experiments.scoring.nll import bits_per_byte, lm_nll
 from experiments.scoring.samples import SampleEvaluator
 
 
@@ -157,7 +157,7 @@ class LMRun:
         self.best_path = self.session.run_dir / "best.pt"
         # data: the vocabulary comes from the training split (on resume it must equal the checkpoint's)
         self.corpus = cfg.load()
-        self.tokenizer = build_tokenizer(self.corpus)
+        self.tokenizer = self.session.tokenizer(self.corpus)
         self.data = LMData(self.corpus, self.tokenizer, block_size=model_cfg.block_size, batching=cfg.batching)
         # reference tables built once; sequence corpora only (BLEU needs one example per line)
         self.evaluator = (SampleEvaluator(self.corpus, self.tokenizer)
@@ -288,7 +288,11 @@ def final_scoring(run: LMRun, train_seconds: float) -> tuple[dict, list[str], di
         run.model.load_state_dict(load_checkpoint(run.best_path)["model"])
     test, val = run.val_nll("test"), run.val_nll("val")
     samples = run.draw(cfg.num_samples, seed=cfg.seed)
+    texts = run.data.byte_texts("test")
+    if texts is not None:  # one scale across vocabularies (char, word, bpe): bits per byte of the test text
+        test["bpb"] = bits_per_byte(test["nll"] * test["tokens"], texts)
     metrics = {"test/nll": test["nll"], "test/bits": test["bits"], "test/ppl": test["ppl"], "val/nll_best": val["nll"],
+               **({"test/bpb": test["bpb"]} if "bpb" in test else {}),
                "params": sum(p.numel() for p in run.model.parameters()), "steps": run.step,
                "train_seconds": train_seconds,
                "data/oov_val": run.data.oov["val"], "data/oov_test": run.data.oov["test"],
@@ -327,7 +331,8 @@ def main(argv=None):
                    {"hparam/test_nll": test["nll"], "hparam/val_nll": metrics["val/nll_best"]}, run.step,
                    n_show=cfg.num_samples)
     if dist.is_main:
-        print(f"test nll {test['nll']:.4f} nats/token ({test['bits']:.4f} bits, ppl {test['ppl']:.3f}) "
+        bpb = f", {test['bpb']:.4f} bits per byte" if "bpb" in test else ""
+        print(f"test nll {test['nll']:.4f} nats/token ({test['bits']:.4f} bits, ppl {test['ppl']:.3f}{bpb}) "
               f"over {test['tokens']:,} tokens; val nll {metrics['val/nll_best']:.4f}; {run.step} steps in "
               f"{metrics['train_seconds']:.0f}s")
         print("samples:\n" + "\n".join("  " + t for t in samples))

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from baselines import MODELS
-from datasets import CorpusError, DataConfig, LMData, build_tokenizer
+from datasets import CorpusError, DataConfig, LMData
 from experiments.core import config as cfglib
 from experiments.core import runtime
 from experiments.core.budget import PROBE_SAMPLES, Deadline, probe, timed
@@ -167,7 +167,7 @@ class RecurrentGANRun(AdversarialRun):
         if self.corpus.mode != "sequence":
             raise CorpusError(f"{self.corpus.name} is read as one stream; {self.title} needs one sequence per "
                               "example: give --mode sequence (one example per line)")
-        self.tokenizer = build_tokenizer(self.corpus)
+        self.tokenizer = self.session.tokenizer(self.corpus)
         self.data = LMData(self.corpus, self.tokenizer, block_size=gen_cfg.block_size, batching=cfg.batching)
         self.fixed_length = getattr(self.corpus, "fixed_length", 0)
         self.T = self.fixed_length or self.data.block_size  # tokens of every generated sequence, at most
