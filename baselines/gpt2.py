@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from baselines.loss import lm_loss
+from datasets.tokenizers import BOS_ID, EOS_ID
 
 
 # Presets from makemore's transformer up to GPT-2 small. Sizes only: vocab and context
@@ -45,6 +46,10 @@ class GPTConfig:
     n_embd: int = 64        # residual stream width
     dropout: float = 0.0    # on embeddings, attention weights and residual branches
     bias: bool = True       # biases in Linear and LayerNorm (GPT-2 has them)
+    bos_as_eos: bool = False  # read <bos> with <eos>'s embedding row, as GPT-2 reads its one <|endoftext|> both
+                            # ways (a Hugging Face GPT-2: baselines/hf_gpt2.py; exported exactly only with it)
+    never_predict: str = ""  # comma-separated token ids whose logits are -inf: ids no text encodes to (a Hugging
+                            # Face GPT-2's <pad>, <bos>, <unk> and its <|endoftext|> spelt as text)
     presets: ClassVar[dict] = PRESETS  # named sizes, applied by the trainer's --preset
 
     def __post_init__(self):
@@ -58,6 +63,16 @@ class GPTConfig:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.vocab_size < 0 or self.block_size < 0:
             raise ValueError("GPTConfig.vocab_size and block_size must be >= 0 (0 = take from the dataset)")
+        try:
+            ids = self.masked_ids()
+        except ValueError:
+            raise ValueError(f"GPTConfig.never_predict must be comma-separated token ids, got {self.never_predict!r}") \
+                from None
+        if self.vocab_size and any(not 0 <= i < self.vocab_size for i in ids):
+            raise ValueError(f"GPTConfig.never_predict {self.never_predict!r} names ids outside 0..{self.vocab_size - 1}")
+
+    def masked_ids(self) -> list[int]:
+        return [int(i) for i in self.never_predict.split(",") if i.strip()]
 
 
 def _divisor_near(n, k):
@@ -160,6 +175,8 @@ class GPT(nn.Module):
             raise ValueError("GPTConfig.vocab_size and block_size must be set (they come from the dataset)")
         self.config = config
         self.block_size = config.block_size
+        masked = config.masked_ids()
+        self.register_buffer("masked", torch.tensor(masked, dtype=torch.long) if masked else None, persistent=False)
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             wpe=nn.Embedding(config.block_size, config.n_embd),
@@ -191,6 +208,8 @@ class GPT(nn.Module):
         With a cache, idx holds only the new tokens; they are placed after the cached ones.
         """
         logits = self.lm_head(self.hidden(idx, cache))  # (B, T, V)
+        if self.masked is not None:
+            logits = logits.index_fill(-1, self.masked, float("-inf"))
         loss = lm_loss(logits, targets) if targets is not None else None
         return logits, loss
 
@@ -202,6 +221,8 @@ class GPT(nn.Module):
         if start + T > self.block_size:
             raise ValueError(f"sequence of length {start + T} exceeds block_size {self.block_size}")
         pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)  # (T,)
+        if self.config.bos_as_eos:
+            idx = idx.masked_fill(idx == BOS_ID, EOS_ID)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
         for block in self.transformer.h:
             x = block(x, cache)

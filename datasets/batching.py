@@ -56,7 +56,12 @@ def build_tokenizer(corpus: Corpus) -> Tokenizer:
     one; at bpe level the BPE learnt from it, or the one corpus.tokenizer_path holds)."""
     if corpus.level == "bpe":  # learnt once per corpus (load_corpus may have learnt it for max_len)
         if "bpe" not in corpus.extras:
-            corpus.extras["bpe"] = corpus_tokenizer(corpus)
+            try:
+                corpus.extras["bpe"] = corpus_tokenizer(corpus)
+            except (OSError, ValueError) as e:  # a tokenizer file missing, unreadable or of another pipeline
+                if not corpus.tokenizer_path:
+                    raise
+                raise CorpusError(f"tokenizer {corpus.tokenizer_path}: {e}") from None
         return corpus.extras["bpe"]
     cls = TOKENIZERS[corpus.level]
     if corpus.fixed_vocab is not None:

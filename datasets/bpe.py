@@ -39,7 +39,7 @@ with exactly the vocabulary and merges it was trained with.
 
 Loading an existing tokenizer (`BPETokenizer.load_any`, `--tokenizer PATH`): a tokenizer.json
 written here, a Hugging Face tokenizer.json of a GPT-2 (its `<|endoftext|>` added token and
-its ByteLevel post-processor, which only moves offsets, are dropped: the entry stays in the
+a post-processor that changes no ids, ByteLevel or a bare template, are dropped: the entry stays in the
 vocabulary as an ordinary symbol that `encode` never produces, since no merge makes it), or
 a folder with GPT-2's `vocab.json` + `merges.txt`. Any other pipeline (a normaliser, a
 prefix space, another model) is refused with what differs, since it would break the round
@@ -265,8 +265,9 @@ def corpus_tokenizer(corpus) -> BPETokenizer:
 
 def _as_plain(spec: dict) -> dict:
     """A Hugging Face GPT-2 tokenizer.json as this module's pipeline: added tokens that are also
-    vocabulary entries (GPT-2's <|endoftext|>) become ordinary symbols, and a ByteLevel
-    post-processor (offsets only) goes; anything else is left for _check_pipeline to refuse."""
+    vocabulary entries (GPT-2's <|endoftext|>) become ordinary symbols, and a post-processor that
+    changes no ids (ByteLevel: offsets only; a template of the text alone, as transformers 5
+    writes) goes; anything else is left for _check_pipeline to refuse."""
     vocab = (spec.get("model") or {}).get("vocab") or {}
     added = spec.get("added_tokens") or []
     stray = [t["content"] for t in added if vocab.get(t["content"]) != t["id"]]
@@ -274,7 +275,10 @@ def _as_plain(spec: dict) -> dict:
         raise ValueError(f"the tokenizer.json has added tokens outside its BPE vocabulary ({stray[:5]}); TextDuel's "
                          "BPE keeps its specials outside Hugging Face's vocabulary: remove them")
     spec = {**spec, "added_tokens": []}
-    if (spec.get("post_processor") or {}).get("type") == "ByteLevel":
+    post = spec.get("post_processor") or {}
+    plain_template = (post.get("type") == "TemplateProcessing" and not post.get("special_tokens")
+                      and [list(p) for p in post.get("single", [])] == [["Sequence"]])
+    if post.get("type") == "ByteLevel" or plain_template:  # offsets only, or a template that adds nothing
         spec["post_processor"] = None
     return spec
 

@@ -69,7 +69,7 @@ import torch
 
 from datasets import numbers as numbers_mod
 from datasets import oracle as oracle_mod
-from datasets.bpe import DEFAULT_VOCAB, MIN_VOCAB, corpus_tokenizer
+from datasets.bpe import DEFAULT_VOCAB, MIN_VOCAB
 from datasets.tokenizers import SPECIALS, TOKENIZERS
 
 
@@ -475,8 +475,8 @@ def load_corpus(name: str, data_dir: str | None = None, split: str | None = None
     corpus.bpe_vocab_size, corpus.tokenizer_path = bpe_vocab_size, tokenizer
     if max_len and corpus.mode == "sequence":
         if corpus.level == "bpe":  # learnt once, here; build_tokenizer returns this one
-            corpus.extras["bpe"] = corpus_tokenizer(corpus)
-            split = corpus.extras["bpe"].encode
+            from datasets.batching import build_tokenizer  # batching imports this module
+            split = build_tokenizer(corpus).encode
         else:
             split = TOKENIZERS[corpus.level]([*SPECIALS], lowercase=corpus.lowercase).split
         drop_long(corpus, max_len, split)

@@ -237,6 +237,20 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _defaults(obj, prefix: str = "") -> dict:
+    """A config dataclass's field defaults, flattened as _flat flattens its values."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(_defaults(value, f"{prefix}{f.name}."))
+        elif f.default is not dataclasses.MISSING:
+            out[f"{prefix}{f.name}"] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f"{prefix}{f.name}"] = f.default_factory()
+    return out
+
+
 def settings_changed(requested: dict, stored: dict) -> list[str]:
     """'section.key stored -> requested' for every setting a finished run (its config.json) was
     trained with that differs from the requested one. Sizes its trainer fills in (requested as 0:
@@ -244,12 +258,14 @@ def settings_changed(requested: dict, stored: dict) -> list[str]:
     same run) do not count."""
     out = []
     for sec, obj in requested.items():
-        have = _flat(stored.get(sec, {}))
+        have, defaults = _flat(stored.get(sec, {})), _defaults(obj)
         for k, v in _flat(dataclasses.asdict(obj)).items():
             filled = k.rsplit(".", 1)[-1] in ("vocab_size", "block_size") and v == 0
             if filled or (sec == "train" and k in ("resume", "progress", "out_dir")):
                 continue
-            if k not in have or have[k] != v:
+            # a setting added after the run was trained is absent from its config.json: it matches its
+            # default, which is how the earlier code behaved
+            if (have[k] != v) if k in have else v != defaults.get(k, v):
                 out.append(f"{sec}.{k} {have.get(k, '(absent)')!r} -> {v!r}")
     return out
 

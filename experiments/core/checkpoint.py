@@ -163,7 +163,10 @@ def check_compatible(ckpt: dict, model_name: str, model_config: dict, vocab: lis
              if k in old_data and old_data[k] != v]
     if diffs:
         raise CheckpointError("checkpoint was trained on other data: " + "; ".join(diffs) + f"; {fix}")
-    diffs = [f"{k}: checkpoint {ckpt['model_config'].get(k)!r} vs run {v!r}"
-             for k, v in model_config.items() if ckpt["model_config"].get(k) != v]
+    stored = ckpt["model_config"]
+    # a setting added after the checkpoint was written is absent from it: it matches an empty or false
+    # value, the default every such setting has (so that it changes nothing for older runs)
+    diffs = [f"{k}: checkpoint {stored.get(k)!r} vs run {v!r}" for k, v in model_config.items()
+             if (stored[k] != v if k in stored else v not in ("", False, None, 0, ()))]
     if diffs:
         raise CheckpointError("checkpoint model config differs from this run's: " + "; ".join(diffs) + f"; {fix}")

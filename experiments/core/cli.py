@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import sys
 
+from baselines.hf_gpt2 import HFCheckpointError
 from datasets.corpora import CorpusError
 from experiments.core.checkpoint import CheckpointError
 from experiments.core.config import ConfigError
 
-TEXTDUEL_ERRORS = (CorpusError, ConfigError, CheckpointError)
+TEXTDUEL_ERRORS = (CorpusError, ConfigError, CheckpointError, HFCheckpointError)
 EXIT_USAGE = 2
 
 

@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from baselines import MODELS
+from baselines.hf_gpt2 import load_hf
 from datasets import DataConfig, LMData
 from experiments.core import config as cfglib
 from experiments.core import runtime
@@ -76,8 +77,18 @@ class TrainConfig(DataConfig):
     top_k: int = 0                 # 0 = no top-k filtering
     resume: bool = False           # continue from run_dir/last.pt
     progress: bool = True          # tqdm progress bar
+    hf_init: str = ""              # a Hugging Face GPT-2 folder to fine-tune (config.json, model.safetensors or
+                                   # pytorch_model.bin, its tokenizer files): the gpt2 model takes its sizes and
+                                   # weights, the data its BPE (level bpe, tokenizer = this folder); baselines/hf_gpt2.py
 
     def __post_init__(self):
+        if self.hf_init:  # the checkpoint's BPE reads the text: level and tokenizer follow from it
+            if self.model != "gpt2":
+                raise ValueError(f"hf_init loads a GPT-2: give --model gpt2 with it (got {self.model!r})")
+            if self.level not in ("", "bpe") or (self.tokenizer and Path(self.tokenizer) != Path(self.hf_init)):
+                raise ValueError(f"hf_init {self.hf_init!r} reads text with its own BPE: drop --level and --tokenizer "
+                                 f"(given: level {self.level!r}, tokenizer {self.tokenizer!r})")
+            self.level, self.tokenizer = "bpe", self.hf_init
         super().__post_init__()
         positive = ("batch_size", "grad_accum", "max_steps", "eval_interval", "eval_batch_size", "log_interval")
         for name in positive:
@@ -162,10 +173,16 @@ class LMRun:
         # reference tables built once; sequence corpora only (BLEU needs one example per line)
         self.evaluator = (SampleEvaluator(self.corpus, self.tokenizer)
                           if cfg.eval_samples and self.data.mode == "sequence" and dist.is_main else None)
-        # model: sizes the data decides are filled in here, once
-        self.model_cfg = dataclasses.replace(model_cfg, vocab_size=self.tokenizer.vocab_size,
-                                             block_size=self.data.block_size)
-        self.model = MODELS[cfg.model][0](self.model_cfg).to(self.device)
+        # model: sizes the data decides are filled in here, once (or all of them from a Hugging Face GPT-2)
+        if cfg.hf_init:
+            model, _ = load_hf(cfg.hf_init, block_size=self.data.block_size, dropout=model_cfg.dropout)
+            self.model_cfg, self.model = model.config, model.to(self.device)
+            self.session.say(f"fine-tuning the Hugging Face GPT-2 of {cfg.hf_init} ({self.model_cfg.n_layer} layers x "
+                             f"{self.model_cfg.n_embd}; its sizes replace --n_layer, --n_head, --n_embd)")
+        else:
+            self.model_cfg = dataclasses.replace(model_cfg, vocab_size=self.tokenizer.vocab_size,
+                                                 block_size=self.data.block_size)
+            self.model = MODELS[cfg.model][0](self.model_cfg).to(self.device)
         if getattr(self.model, "batch_statistics", False):  # BatchNorm: lines of one length would skew its statistics
             self.data.whole_batches(f"{cfg.model} normalises by batch statistics")
         self.closed_form = getattr(self.model, "closed_form", False)  # e.g. the count bigram: fitted, not trained
