@@ -5,7 +5,7 @@ corpus, and the judge's cost.
     python -m experiments.bench                     # the full benchmark (a few minutes on a 2-core CPU)
     python -m experiments.bench --quick true        # a few steps of everything: a smoke test
     python -m experiments.bench --models gpt2,lstm --dtype bfloat16 --compile true --fused true
-    python -m experiments.bench --peak false --padding false --judge false   # each section has such a flag
+    python -m experiments.bench --peak false --padding false --judge false --bpe false   # each section has a flag
 
 What each figure is:
 - train tok/s, ms/iter: one optimizer step = zero_grad, forward, backward, gradient
@@ -64,6 +64,9 @@ What each figure is:
   one epoch (len(train) // batch batches) of random batches as one block and in length-sorted micro-batches, at batch 32 and
   64. lines, mean tok, longest: the training split's lines and their tokens (<eos> included;
   names is character level, so its tokens are characters).
+- byte-level BPE: BPETokenizer.fit (vocabulary 2,048 and 4,096: specials, bytes, merges) and
+  encode_batch of COCO's 9,000 training lines (numbers' in quick mode or without COCO), timed in
+  a fresh process with RAYON_NUM_THREADS=1, since Hugging Face's thread pool is sized once.
 - judge: the judge's scorer GPT-2 (ScorerConfig() defaults: 2 x 64, 4 heads, dropout 0.1, batch
   64, BPE of 2,048) measured by experiments.scoring.judge.probe_fit on ScorerText's canonical
   splits and BPE, at LMScorer's context (2 x the longest text's tokens + 1), on the bench's device
@@ -135,6 +138,7 @@ class BenchConfig:
     peak: bool = True             # the 1-thread fp32 matmul peak and the word-level MLE step's share of it
     padding: bool = True          # padding share of batches as one block and in length-sorted micro-batches, per corpus
     judge: bool = True            # the judge's scorer GPT-2: seconds per step and per fit
+    bpe: bool = True              # byte-level BPE: learning it from COCO's training lines and encoding them, 1 thread
     data_dir: str = ""            # COCO for the BLEU timing (else $TEXTDUEL_DATA_DIR, ../shared/data, synthetic)
     quick: bool = False           # a few steps of everything (tests/test_bench.py)
     seed: int = 0
@@ -617,6 +621,53 @@ def judge_section(cfg, device, messages, results) -> None:
           + ("; quick mode: no validation pass timed)" if cfg.quick else ")"))
 
 
+BPE_VOCABS = (2048, 4096)
+BPE_PROBE = """
+import json, sys, time
+from datasets import load_corpus
+from datasets.bpe import BPETokenizer
+name, data_dir, vocabs = sys.argv[1], sys.argv[2], [int(v) for v in sys.argv[3].split(",")]
+corpus = load_corpus(name, data_dir=data_dir or None)
+lines = corpus.train
+out = {"corpus": name, "lines": len(lines), "rows": []}
+for v in vocabs:
+    t0 = time.perf_counter()
+    tok = BPETokenizer.fit(lines, vocab_size=v, lowercase=corpus.lowercase)
+    t1 = time.perf_counter()
+    ids = tok.encode_batch(lines)
+    t2 = time.perf_counter()
+    out["rows"].append({"vocab": tok.vocab_size, "fit_s": t1 - t0, "encode_s": t2 - t1,
+                        "tokens": sum(map(len, ids))})
+print(json.dumps(out))
+"""
+
+
+def bpe_cost(cfg) -> dict:
+    """BPETokenizer.fit + encode_batch of a corpus's training lines in a fresh process with
+    RAYON_NUM_THREADS=1 (Hugging Face's thread pool is sized once per process): COCO where its
+    files are found, else numbers."""
+    import json
+    import os
+    import subprocess
+    data_dir = Path(find_data_dir(cfg.data_dir, shared_fallback=True))
+    name = "coco" if corpus_files_present(PADDING_CORPORA["coco"], data_dir) and not cfg.quick else "numbers"
+    env = {**os.environ, "RAYON_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-c", BPE_PROBE, name, str(data_dir), ",".join(map(str, BPE_VOCABS))],
+                          env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bpe_section(cfg, results) -> None:
+    b = bpe_cost(cfg)
+    results["bpe"] = b
+    print(f"\nbyte-level BPE (datasets/bpe.py) of {b['corpus']}'s {b['lines']:,} training lines, one Rayon thread "
+          "(a fresh process): learning the merges, then encoding every line")
+    print(f"{'vocab':>7}{'fit s':>8}{'encode s':>10}{'total s':>9}{'tokens':>10}")
+    for r in b["rows"]:
+        print(f"{r['vocab']:>7,}{r['fit_s']:>8.2f}{r['encode_s']:>10.2f}{r['fit_s'] + r['encode_s']:>9.2f}"
+              f"{r['tokens']:>10,}")
+
+
 def resolve_setup(cfg) -> tuple[dict, list[str]]:
     """The settings actually used, and notes on requests that this device cannot honour."""
     device = runtime.resolve_device(cfg.device)
@@ -746,6 +797,8 @@ def run(argv):
         padding_section(cfg, messages, results)
     if cfg.judge:
         judge_section(cfg, device, messages, results)
+    if cfg.bpe:
+        bpe_section(cfg, results)
     return results
 
 if __name__ == "__main__":

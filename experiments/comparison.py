@@ -20,7 +20,7 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 from baselines import MODELS
 from datasets import CorpusError, DataConfig, build_tokenizer
 from datasets.batching import byte_texts, reference_tokenizer
-from datasets.batching import check_block_size, check_lengths, oov_rate
+from datasets.batching import check_block_size, check_lengths, encode_lines, oov_rate
 from datasets.tokenizers import SPECIALS
 from experiments.core import config as cfglib
 from experiments.core import runtime
@@ -104,6 +104,10 @@ def seeds(text: str, what: str) -> list[int]:
 
 RESERVED = {"real-data", "report"}  # folders of runs/<experiment>/ that are not entries
 DATA_KEYS = set(DataConfig().data_settings()) | {"data_dir"}
+# the data settings an entry may set for itself: the tokens it reads the same examples in. Its
+# NLL per token is then per its own vocabulary; bits per byte, BLEU and the judge stay on one
+# scale (the test text's bytes, the corpus's own words or characters: reference_tokenizer)
+TOKEN_KEYS = {"level", "bpe_vocab_size", "tokenizer"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -140,12 +144,17 @@ def parse_sections(file_values: dict, pairs, extra: dict | None = None):
         if name in RESERVED:
             raise cfglib.ConfigError(f"entry name {name!r} is the comparison's own folder; name the entry otherwise")
         settings = dict(per_entry.get(name, {}))
-        shared = sorted(set(settings) & DATA_KEYS)
-        if shared:  # one tokenization for all, or their NLLs and BLEUs are not comparable
+        shared = sorted(set(settings) & (DATA_KEYS - TOKEN_KEYS))
+        if shared:  # one set of examples for all, or their NLLs and BLEUs are not comparable
             raise cfglib.ConfigError(
                 f"entry {name!r} sets {', '.join(shared)}: data settings belong to the whole comparison, so that every "
-                f"model reads the same examples and tokens; give --{shared[0]} (or {shared[0]} = ... under [compare]) "
-                f"instead of models.{name}.{shared[0]}")
+                f"model reads the same examples (only {', '.join(sorted(TOKEN_KEYS))} may differ per entry); give "
+                f"--{shared[0]} (or {shared[0]} = ... under [compare]) instead of models.{name}.{shared[0]}")
+        if own_tokens(settings) and cfg.max_len:
+            raise cfglib.ConfigError(
+                f"entry {name!r} reads the text in its own tokens, but max_len {cfg.max_len} counts tokens: each level "
+                "would drop other examples. Drop --max_len (an overlong line is refused with its line number) or give "
+                "every entry the comparison's level")
         family = settings.pop("family", name if name in FAMILIES else "lm")
         if family not in FAMILIES:
             raise cfglib.ConfigError(f"entry {name!r}: unknown family {family!r}; choose one of {sorted(FAMILIES)}")
@@ -170,7 +179,28 @@ def trainer_argv(cfg: CompareConfig, runs_dir: Path, name: str, settings: dict) 
     return [f"--{k}={fmt(v)}" for k, v in {**shared, **settings}.items()]
 
 
-def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabulary: list[str]) -> None:
+def own_tokens(settings: dict) -> bool:
+    """Whether an entry reads the text in tokens of its own (its level or BPE, or a Hugging Face
+    GPT-2's BPE through hf_init)."""
+    return bool(set(settings) & (TOKEN_KEYS | {"hf_init"}))
+
+
+def entry_corpora(cfg: CompareConfig, entries, runs_dir: Path, corpus) -> dict:
+    """Each entry's corpus: the comparison's, or for an entry with tokens of its own the same
+    examples read at its level (loaded once per distinct level and BPE)."""
+    out, loaded = {}, {}
+    keys = sorted(TOKEN_KEYS)
+    base = tuple(getattr(cfg, k) for k in keys)
+    for name, family_name, settings in entries:
+        train = FAMILIES[family_name].config(trainer_argv(cfg, runs_dir, name, settings))["train"]
+        key = tuple(getattr(train, k) for k in keys)
+        if key not in loaded:
+            loaded[key] = corpus if key == base else dataclasses.replace(cfg, **dict(zip(keys, key))).load()
+        out[name] = loaded[key]
+    return out
+
+
+def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabularies: dict[str, list[str]]) -> None:
     """Every entry's trainer settings resolved, its data settings equal to the comparison's, and a
     run to be reused trained on this vocabulary: checked in seconds, before any training, so that
     a mismatch never surfaces after the earlier models have trained."""
@@ -179,7 +209,8 @@ def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabulary: list[str]
         family = FAMILIES[family_name]
         requested = family.config(trainer_argv(cfg, runs_dir, name, settings))
         got = requested["train"].data_settings()
-        diffs = [f"{k}: {got[k]!r} vs {want[k]!r}" for k in want if got.get(k) != want[k]]
+        diffs = [f"{k}: {got[k]!r} vs {want[k]!r}" for k in want
+                 if got.get(k) != want[k] and not (k in TOKEN_KEYS and own_tokens(settings))]
         if diffs:
             raise cfglib.ConfigError(f"entry {name!r} would read other data than the comparison: " + "; ".join(diffs))
         run_dir = runs_dir / name
@@ -192,7 +223,7 @@ def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabulary: list[str]
                     + ", ".join(changed[:12]) + f"{', ...' if len(changed) > 12 else ''}): reusing it would report "
                     "one run under another's settings. Run without --reuse true to retrain it, or restore the "
                     "settings it was trained with")
-            old = family.vocabulary(run_dir)
+            old, vocabulary = family.vocabulary(run_dir), vocabularies[name]
             if old != vocabulary:
                 raise CheckpointError(
                     f"{run_dir} was trained on another vocabulary ({len(old):,} symbols) than this comparison's "
@@ -203,25 +234,34 @@ def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabulary: list[str]
 MIN_FREE_BYTES = 1 << 30  # a comparison writes every model's best, last (with optimizer state) and pretrained checkpoints
 
 
-def preflight_data(cfg: CompareConfig, entries, runs_dir: Path, corpus, tokenizer) -> None:
+def preflight_data(cfg: CompareConfig, entries, runs_dir: Path, corpus, corpora: dict) -> None:
     """Every check that can fail on the data, in seconds and before the judge or any trainer starts:
-    a vocabulary with symbols in it, each entry's block size against the longest example (an
-    outlier refused where a context is sized from the data: every automatic block_size, and the
-    judge's scorer LMs), and room on disk for the runs."""
-    if tokenizer.vocab_size <= len(SPECIALS):
-        raise CorpusError(f"the training split of {corpus.name} leaves no symbol in the vocabulary (min_freq "
-                          f"{cfg.min_freq}, max_vocab {cfg.max_vocab}): lower --min_freq or check the file")
-    lengths = {s: [len(tokenizer.encode(t)) for t in getattr(corpus, s)] for s in ("train", "val", "test")}
+    a vocabulary with symbols in it, each entry's block size against the longest example in its
+    own tokens (an outlier refused where a context is sized from the data: every automatic
+    block_size, and the judge's scorer LMs), and room on disk for the runs."""
+    lengths = {}  # id(corpus) -> tokens per example, by split
+
+    def tokens(c):
+        if id(c) not in lengths:
+            tokenizer = build_tokenizer(c)
+            if tokenizer.vocab_size <= len(SPECIALS):
+                raise CorpusError(f"the training split of {c.name} leaves no symbol in the vocabulary (min_freq "
+                                  f"{cfg.min_freq}, max_vocab {cfg.max_vocab}): lower --min_freq or check the file")
+            lengths[id(c)] = {s: [len(ids) for ids in encode_lines(tokenizer, getattr(c, s))]
+                              for s in ("train", "val", "test")}
+        return lengths[id(c)]
+
+    tokens(corpus)
     for name, family_name, settings in entries:
         sections = FAMILIES[family_name].config(trainer_argv(cfg, runs_dir, name, settings))
         block = next((getattr(sec, "block_size") for key, sec in sections.items()
                       if key in ("model", "generator") and hasattr(sec, "block_size")), 0)
         try:
-            check_block_size(corpus, lengths, block)
+            check_block_size(corpora[name], tokens(corpora[name]), block)
         except CorpusError as e:
             raise CorpusError(f"entry {name!r}: {e}") from None
     if (cfg.lm_score or cfg.reverse_lm_score or cfg.mauve) and not corpus.fixed_length:
-        check_lengths(corpus, lengths, who="the judge's scorer LMs (lm_score, reverse_lm_score, mauve)")
+        check_lengths(corpus, tokens(corpus), who="the judge's scorer LMs (lm_score, reverse_lm_score, mauve)")
     folder = next(p for p in [runs_dir, *runs_dir.parents] if p.exists())
     free = shutil.disk_usage(folder).free
     if free < MIN_FREE_BYTES:
@@ -396,11 +436,12 @@ def trained_run(cfg: CompareConfig, runs_dir: Path, name: str, family_name: str,
     return family.train(trainer_argv(cfg, runs_dir, name, settings))
 
 
-def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run_dir: Path, real: dict) -> dict:
+def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run_dir: Path, real: dict,
+              corpus=None) -> dict:
     """One trained model scored: samples at `temperature`, NLL on test and val, every metric, the
     quality-diversity sweep and the collapse warnings against the real-data row."""
     family = FAMILIES[family_name]
-    sampler = family.load(run_dir, judge.corpus, judge.device)
+    sampler = family.load(run_dir, corpus or judge.corpus, judge.device)  # at the entry's own level
     t_score = time.time()  # the comparison's own scoring: not in the trainers' max_minutes
     samples = sampler.sample(cfg.num_samples, temperature=cfg.temperature, seed=cfg.sample_seed)
     t_nll = time.time()
@@ -470,12 +511,13 @@ def run(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: dict, 
     if corpus.mode != "sequence":
         raise cfglib.ConfigError(f"{corpus.name} is read as one stream; a comparison scores samples against "
                                  "reference examples, one a line: use mode sequence")
-    vocab = build_tokenizer(corpus)  # the training split's vocabulary, the same for every model
+    vocab = build_tokenizer(corpus)  # the training split's vocabulary, the same for every model of its level
+    corpora = entry_corpora(cfg, entries, runs_dir, corpus)  # an entry with tokens of its own: its level's
     # how samples and references are split for BLEU and the judge: the corpus's words or characters
     # (at bpe level too); "<unk>" in a sample read back as one token
     text = SampleTokenizer(reference_tokenizer(corpus))
-    preflight(cfg, entries, runs_dir, vocab.itos)
-    preflight_data(cfg, entries, runs_dir, corpus, vocab)
+    preflight(cfg, entries, runs_dir, {name: build_tokenizer(c).itos for name, c in corpora.items()})
+    preflight_data(cfg, entries, runs_dir, corpus, corpora)
     lock = RunLock(runs_dir).acquire()  # one comparison per experiment folder
     mark_incomplete(report_dir / "report.md")  # until this comparison replaces it
     judge = Judge(cfg, scorer_cfg, corpus, text, device)
@@ -483,7 +525,11 @@ def run(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: dict, 
     rows, reused = [real_row(cfg, judge, runs_dir)], []
     for name, family_name, settings in entries:
         run_dir = trained_run(cfg, runs_dir, name, family_name, settings, reused)
-        rows.append(model_row(cfg, judge, name, family_name, run_dir, rows[0]["metrics"]))
+        rows.append(model_row(cfg, judge, name, family_name, run_dir, rows[0]["metrics"], corpora[name]))
+    if any(own_tokens(settings) for _, _, settings in entries):  # the table says each row's tokens
+        for row in rows[1:]:
+            tok = build_tokenizer(corpora[row["label"]])
+            row["tokens"] = f"{tok.level} ({tok.vocab_size:,})"
     rows += published_rows(published)
     metric_names = sorted({k for r in rows if r["kind"] != "published" for k, v in r["metrics"].items()
                            if isinstance(v, (int, float))})

@@ -165,9 +165,10 @@ POINTS_FILE = "frontier_points.json"  # a model's scored points, beside its run:
 POINTS_VERSION = 2  # raise when sampling or scoring code changes what a point is: stored points are then rescored
 
 
-def model_points(fcfg, guide_cfg, cfg, judge, name, family, run_dir, device) -> dict:
-    """One trained model sampled and scored along its curves -> {points, guides (None: unguided)}."""
-    sampler = family.load(run_dir, judge.corpus, device)
+def model_points(fcfg, guide_cfg, cfg, judge, name, family, run_dir, device, corpus=None) -> dict:
+    """One trained model sampled and scored along its curves -> {points, guides (None: unguided)};
+    corpus: the entry's (its own level), else the comparison's."""
+    sampler = family.load(run_dir, corpus or judge.corpus, device)
     points, reports = [], None
     for curve, knob, value, kwargs in curves(fcfg, cfg, name, family, sampler):
         texts = sampler.sample(cfg.num_samples, seed=cfg.sample_seed, **kwargs)
@@ -208,7 +209,8 @@ def seed_points(fcfg, guide_cfg, cfg, entries, judge, seed: int, device) -> tupl
     """Train (or reuse) every model for one seed and score it along its curves."""
     seed_cfg = dataclasses.replace(cfg, seed=seed, experiment=f"{cfg.experiment or 'frontier'}-seed{seed}")
     runs_dir = Path(cfg.out_dir) / seed_cfg.experiment
-    comparison.preflight(seed_cfg, entries, runs_dir, build_tokenizer(judge.corpus).itos)
+    corpora = comparison.entry_corpora(seed_cfg, entries, runs_dir, judge.corpus)  # each entry's tokens
+    comparison.preflight(seed_cfg, entries, runs_dir, {n: build_tokenizer(c).itos for n, c in corpora.items()})
     lock = RunLock(runs_dir).acquire()  # one command at a time per runs folder, as a comparison
     points, reports, reused = [], {}, []
     guide_cfg = dataclasses.replace(guide_cfg, seed=guide_cfg.seed + seed)
@@ -217,7 +219,8 @@ def seed_points(fcfg, guide_cfg, cfg, entries, judge, seed: int, device) -> tupl
         key = points_key(fcfg, guide_cfg, cfg, judge, name)
         cached = cached_points(run_dir, key) if name in reused else None
         if cached is None:
-            cached = model_points(fcfg, guide_cfg, cfg, judge, name, FAMILIES[family_name], run_dir, device)
+            cached = model_points(fcfg, guide_cfg, cfg, judge, name, FAMILIES[family_name], run_dir, device,
+                                  corpora[name])
             write_text(run_dir / POINTS_FILE, json.dumps({"key": key, **cached}, indent=1))
         else:
             print(f"[{name}] frontier points reused from {run_dir / POINTS_FILE} (same settings)")
@@ -279,7 +282,8 @@ def main(argv=None):
     device = runtime.resolve_device(cfg.device)
     corpus = cfg.load()
     judge = comparison.Judge(cfg, sections["scorer"], corpus, SampleTokenizer(reference_tokenizer(corpus)), device)
-    comparison.preflight_data(cfg, entries, Path(cfg.out_dir), corpus, build_tokenizer(corpus))
+    comparison.preflight_data(cfg, entries, Path(cfg.out_dir), corpus,
+                              comparison.entry_corpora(cfg, entries, Path(cfg.out_dir), corpus))
     points, guides, command = [], {}, "python -m experiments.frontier " + " ".join(argv)
     for seed in fcfg.seed_list():
         print(f"=== seed {seed} ===")

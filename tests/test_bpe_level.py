@@ -195,3 +195,36 @@ def test_train_gan_at_bpe_level(tmp_path, corpus_files):
     n_bytes = sum(len(t.encode("utf-8")) + 1 for t in corpus.test)
     assert metrics["ema/test_bpb"] == pytest.approx(metrics["ema/test_nll"] * n_tokens / math.log(2) / n_bytes)
     assert 0 <= metrics["ema/bleu2"] <= 1 and metrics["ema/length_mean"] > 0
+
+
+def test_one_comparison_of_word_and_bpe_models(tmp_path, corpus_files):
+    """[models.<entry>] level = "bpe": entries at other levels side by side. Each row's NLL per
+    token is its own vocabulary's; bits per byte shares one denominator (the test text's bytes);
+    BLEU splits every row's samples into the corpus's words, whatever the model's level."""
+    from experiments import compare
+    from experiments.scoring.nll import bits_per_byte
+    train, test = corpus_files
+    tiny = ["--n_layer", "1", "--n_embd", "16", "--n_head", "2", "--batch_size", "16", "--num_samples", "2"]
+    argv = ["--dataset", str(train), "--test_file", str(test), "--models", "gpt2,gpt2bpe", "--experiment", "mix",
+            "--out_dir", str(tmp_path / "runs"), "--max_steps", "20", "--eval_interval", "10", "--eval_samples", "8",
+            "--num_samples", "24", "--temperatures", "1.0", "--n_show", "2", "--lm_score", "false",
+            "--reverse_lm_score", "false", "--models.gpt2bpe.model", "gpt2", "--models.gpt2bpe.level", "bpe",
+            "--models.gpt2bpe.bpe_vocab_size", "320"]
+    for entry in ("gpt2", "gpt2bpe"):
+        for k in range(0, len(tiny), 2):
+            argv += [f"--models.{entry}.{tiny[k][2:]}", tiny[k + 1]]
+    results = compare.main(argv)
+    rows = {r["label"]: r for r in results["rows"] if r["kind"] == "model"}
+    assert rows["gpt2"]["tokens"].startswith("word") and rows["gpt2bpe"]["tokens"] == "bpe (320)"
+    test_lines = read_lines(test)
+    words = build_tokenizer(DataConfig(dataset=str(train), test_file=str(test)).load())
+    bpe = build_tokenizer(DataConfig(dataset=str(train), test_file=str(test), level="bpe", bpe_vocab_size=320).load())
+    for name, tok in (("gpt2", words), ("gpt2bpe", bpe)):
+        m = rows[name]["metrics"]
+        n_tokens = sum(len(tok.encode(t)) + 1 for t in test_lines)
+        assert m["bpb_test"] == pytest.approx(bits_per_byte(m["nll_test"] * n_tokens, test_lines))
+        evaluator = SampleEvaluator(DataConfig(dataset=str(train), test_file=str(test)).load(), words,
+                                    references="test")
+        assert m["bleu4"] == pytest.approx(evaluator.score(rows[name]["samples"])["bleu4"])
+    report = (tmp_path / "runs" / "mix" / "report" / "report.md").read_text(encoding="utf-8")
+    assert "tokens (vocab)" in report and "bits/byte (test)" in report

@@ -209,7 +209,10 @@ def test_compare_on_your_own_word_level_files(compared, corpus_files):
 
 def test_a_per_model_data_setting_fails_at_once(corpus_files, tmp_path):
     t0 = time.time()
-    with pytest.raises(ConfigError, match="entry 'lstm' sets level: data settings belong to the whole comparison"):
+    with pytest.raises(ConfigError, match="entry 'lstm' sets lowercase: data settings belong to the whole comparison"):
+        own_compare(corpus_files, tmp_path, "--models.lstm.lowercase", "true")
+    # a level of its own is allowed (tests/test_bpe_level.py), but not with max_len, which counts tokens
+    with pytest.raises(ConfigError, match="entry 'lstm' reads the text in its own tokens, but max_len 40 counts"):
         own_compare(corpus_files, tmp_path, "--models.lstm.level", "char")
     assert time.time() - t0 < 5 and not (tmp_path / "runs").exists()
 

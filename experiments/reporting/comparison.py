@@ -44,7 +44,8 @@ from experiments.scoring.metrics import DEFAULT_NS, length_histogram
 CURVE_TAGS = ["train/loss", "val/nll", "eval/bleu5", "eval/self_bleu5", "eval/precision", "eval/nll_oracle"]
 
 # (key, header, format) of the two results tables; a column appears when some row has it
-LIKELIHOOD_COLUMNS = [("params", "params", "{:,}"), ("steps", "steps", "{:,}"), ("train_seconds", "train s", "{:.0f}"),
+LIKELIHOOD_COLUMNS = [("tokens", "tokens (vocab)", "{}"),
+                      ("params", "params", "{:,}"), ("steps", "steps", "{:,}"), ("train_seconds", "train s", "{:.0f}"),
                       ("nll_test", "NLL-test", "{:.3f}"), ("nll_test_with_pad", "NLL-test w/ pad†", "{:.3f}"),
                       ("bpb_test", "bits/byte (test)", "{:.3f}"), ("unk_test", "unk (test)", "{:.1%}")]
 LIKELIHOOD_COLUMNS += [(f"bleu{n}", f"BLEU-{n}", "{:.3f}") for n in DEFAULT_NS]
@@ -73,7 +74,7 @@ def _references(results: dict) -> tuple[str, str]:
 
 
 def _value(row: dict, key: str):
-    return row.get(key) if key in ("params", "steps", "train_seconds") else row["metrics"].get(key)
+    return row.get(key) if key in ("tokens", "params", "steps", "train_seconds") else row["metrics"].get(key)
 
 
 def _fmt(value, spec: str) -> str:
