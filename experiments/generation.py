@@ -15,9 +15,12 @@ sampling is what it always was, random numbers included.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
+
 import torch
 
 from baselines import MODELS
+from baselines.hf_gpt2 import load_hf
 from baselines.sampling import generate
 from datasets import BOS_ID, EOS_ID
 from datasets.tokenizers import PAD_ID, SPECIAL_IDS, UNK_ID, Tokenizer
@@ -29,8 +32,17 @@ from gan import Generator, GeneratorConfig
 LM_GENERATOR_RUNS = ("seqgan", "relgan")
 
 
+def is_hf_folder(path) -> bool:
+    """A Hugging Face model folder (config.json inside), not a TextDuel checkpoint file."""
+    return Path(path).is_dir() and (Path(path) / "config.json").is_file()
+
+
 def load_model(path, device):
-    """(model, tokenizer) rebuilt from a checkpoint of experiments.train_lm alone."""
+    """(model, tokenizer) rebuilt from a checkpoint of experiments.train_lm alone, or from a Hugging
+    Face GPT-2 folder (baselines/hf_gpt2.load_hf)."""
+    if is_hf_folder(path):
+        model, tokenizer = load_hf(path)
+        return model.to(device).eval(), tokenizer
     ckpt = load_checkpoint(path)
     if ckpt["model_name"] == "gan":
         raise CheckpointError(f"{path} is a GAN checkpoint (written by experiments.train_gan); sample it with "

@@ -1,6 +1,7 @@
 """Print samples from a trained language model checkpoint.
 
     python -m experiments.sample --ckpt runs/names-gpt2/best.pt --num_samples 20 --temperature 0.8
+    python -m experiments.sample --ckpt checkpoints/gpt2 --num_samples 5     # a Hugging Face GPT-2 folder
 
 The checkpoint alone rebuilds the model (its config and vocabulary travel with it).
 The level (char or word), the vocabulary and the lowercasing are the checkpoint's, the data
@@ -15,12 +16,12 @@ from dataclasses import dataclass
 from experiments.core import cli, config as cfglib
 from experiments.core import runtime
 from experiments.core.checkpoint import load_checkpoint
-from experiments.generation import lm_texts, load_model
+from experiments.generation import is_hf_folder, lm_texts, load_model
 
 
 @dataclass
 class SampleConfig:
-    ckpt: str = ""              # path to a checkpoint written by experiments.train_lm
+    ckpt: str = ""              # a checkpoint written by experiments.train_lm, or a Hugging Face GPT-2 folder
     num_samples: int = 20
     max_new_tokens: int = 0     # 0 = up to the model's context
     temperature: float = 1.0
@@ -41,7 +42,7 @@ def main(argv=None):
     device = runtime.resolve_device(cfg.device)
     model, tokenizer = load_model(cfg.ckpt, device)
     # the corpus's sequence protocol travels with the checkpoint: exactly n tokens (the oracles) or up to <eos>
-    fixed_length = load_checkpoint(cfg.ckpt).get("fixed_length", 0)
+    fixed_length = 0 if is_hf_folder(cfg.ckpt) else load_checkpoint(cfg.ckpt).get("fixed_length", 0)
     texts = lm_texts(model, tokenizer, cfg.num_samples, cfg.max_new_tokens or model.block_size, cfg.temperature,
                      cfg.top_k, cfg.top_p, cfg.seed, fixed_length=fixed_length)
     for t in texts:

@@ -35,6 +35,10 @@ Figures (computed by experiments.scoring.samples.SampleEvaluator and experiments
                               outside its vocabulary scored as <unk>. For a GAN checkpoint
                               (EMA generator) it is scoring.nll.latent_nll, a log-mean-exp over
                               nll_K latents from the prior: an UPPER bound on the NLL
+    nll_bpb                   (--ckpt) the same summed NLL in bits per byte of the reference lines
+                              (UTF-8 bytes, lowercased where the tokenizer is, + 1 per line):
+                              comparable across char, word and BPE models (a lower bound for a
+                              word model when nll_oov_rate > 0)
     nll_oov_rate              (--ckpt) share of reference tokens (<eos> not counted) that are
                               <unk> under the checkpoint's vocabulary
     nll_K                     (GAN checkpoint) the K of that estimate
@@ -57,8 +61,8 @@ from experiments.core import cli
 from experiments.core import config as cfglib
 from experiments.core import runtime
 from experiments.core.checkpoint import load_checkpoint, write_text
-from experiments.generation import load_generator, load_model
-from experiments.scoring.nll import latent_nll, lm_nll
+from experiments.generation import is_hf_folder, load_generator, load_model
+from experiments.scoring.nll import bits_per_byte, latent_nll, lm_nll
 from experiments.scoring.metrics import length_stats, novelty
 from experiments.scoring.samples import SampleEvaluator
 
@@ -71,7 +75,8 @@ class ScoreConfig:
     level: str = ""             # "" | char | word; "" = word, or the checkpoint's level with --ckpt (a bpe
                                 # checkpoint's text is split into --level's words or characters, "" = word)
     lowercase: bool = False     # lowercase before splitting (without --ckpt; with it the checkpoint's setting)
-    ckpt: str = ""              # a TextDuel LM (best.pt/last.pt) or GAN (last.pt/pretrained.pt) checkpoint; adds nll
+    ckpt: str = ""              # a TextDuel LM (best.pt/last.pt) or GAN (last.pt/pretrained.pt) checkpoint, or a
+                                # Hugging Face GPT-2 folder; adds nll
     nll_samples: int = 0        # GAN only: K latents of the NLL estimate; 0 = the checkpoint's nll_samples (else 1)
     batch_size: int = 256       # reference lines per NLL batch
     seed: int = 0               # GAN only: seed of the latents drawn for the NLL
@@ -100,7 +105,7 @@ def load_scorer(path, device, which: str = "ema"):
     """(model, tokenizer, K) from a checkpoint: K is None for an LM, the latent NLL's
     default K (the run's nll_samples, else 1) for a GAN, whose EMA generator is scored."""
 
-    if load_checkpoint(path)["model_name"] == "gan":
+    if not is_hf_folder(path) and load_checkpoint(path)["model_name"] == "gan":
         gen, tokenizer, ckpt = load_generator(path, device, which)
         return gen, tokenizer, ckpt.get("train_config", {}).get("nll_samples", 1)
     model, tokenizer = load_model(path, device)
@@ -158,9 +163,11 @@ def reference_nll(model, tokenizer, references: list[str], K: int | None, device
     oov = unk_share([t for i in ids for t in i])
     split = SequenceSplit(references, tokenizer, model.block_size, encoded=ids)  # encoded once, above
     batches = split.batches(batch_size)
-    if K is None:
-        return {"nll": lm_nll(model, batches, device)["nll"], "nll_oov_rate": oov}
-    return {"nll": latent_nll(model, batches, K, device, seed=seed)["nll"], "nll_oov_rate": oov, "nll_K": K}
+    nll = lm_nll(model, batches, device) if K is None else latent_nll(model, batches, K, device, seed=seed)
+    # one scale across vocabularies: the references' bytes (lowercased where the tokenizer lowercases)
+    texts = [t.lower() for t in references] if tokenizer.lowercase else references
+    out = {"nll": nll["nll"], "nll_bpb": bits_per_byte(nll["nll"] * nll["tokens"], texts), "nll_oov_rate": oov}
+    return out if K is None else {**out, "nll_K": K}
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,7 +187,7 @@ def format_table(figures: dict, header: list[str]) -> str:
 
 ORDER = ("n_samples", "n_references", "bleu2", "bleu3", "bleu4", "bleu5", "self_bleu2", "self_bleu3", "self_bleu4",
          "self_bleu5", "distinct1", "distinct2", "unique_share", "length_mean", "length_std", "length_min",
-         "length_max", "length_tv", "novelty", "nll", "nll_oov_rate", "nll_K")
+         "length_max", "length_tv", "novelty", "nll", "nll_bpb", "nll_oov_rate", "nll_K")
 
 
 def main(argv=None) -> dict:

@@ -5,6 +5,7 @@ to 1e-5, the same ids from both tokenizers, and import -> export -> import exact
 downloaded."""
 
 import json
+import math
 import random
 
 import pytest
@@ -193,3 +194,27 @@ def test_export_refuses_what_gpt2_cannot_hold(tmp_path):
                    "0", "--num_samples", "1", "--progress", "false", "--out_dir", str(tmp_path), "--run_name", "s"])
     with pytest.raises(HFCheckpointError, match="reads <bos> with a row of its own"):
         export.main(["--run", str(tmp_path / "s"), "--out", str(tmp_path / "x")])
+
+
+def test_sample_and_score_read_a_hugging_face_folder(hf_folder, tmp_path):
+    """--ckpt DIR: sample and score a Hugging Face GPT-2 folder directly; score's NLL is
+    transformers' NLL of the references, each read from <|endoftext|> and ending in it."""
+    from experiments import sample, score
+    folder, hf, V = hf_folder
+    texts = sample.main(["--ckpt", str(folder), "--num_samples", "4", "--max_new_tokens", "8"])
+    assert len(texts) == 4
+    refs = corpus(30, seed=3)
+    (tmp_path / "refs.txt").write_text("\n".join(refs) + "\n", encoding="utf-8")
+    (tmp_path / "s.txt").write_text("\n".join(refs[:5]) + "\n", encoding="utf-8")
+    figures = score.main(["--samples", str(tmp_path / "s.txt"), "--references", str(tmp_path / "refs.txt"),
+                          "--ckpt", str(folder)])
+    theirs = AutoTokenizer.from_pretrained(str(folder))
+    total = count = 0.0
+    with torch.no_grad():
+        for line in refs:
+            ids = torch.tensor([[V - 1] + theirs(line)["input_ids"] + [V - 1]])
+            total -= torch.log_softmax(hf(ids).logits[0, :-1], -1).gather(1, ids[0, 1:, None]).sum().item()
+            count += ids.size(1) - 1
+    assert figures["nll"] == pytest.approx(total / count, abs=1e-5)
+    n_bytes = sum(len(r.encode("utf-8")) + 1 for r in refs)
+    assert figures["nll_bpb"] == pytest.approx(total / math.log(2) / n_bytes, abs=1e-5)
