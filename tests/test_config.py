@@ -87,4 +87,4 @@ def test_every_committed_config_resolves(path, tmp_path):
     assert kind in extras, f"{path}: no command known for configs/{kind}/"
     extra = extras[kind]
     sections, entries, _ = comparison.parse_sections(*cfglib.read_cli(["--config", str(path)]), extra=extra)
-    comparison.preflight(sections["compare"], entries, tmp_path, vocabulary=[])
+    comparison.preflight(sections["compare"], entries, tmp_path, vocabularies={})
