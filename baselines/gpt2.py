@@ -63,16 +63,25 @@ class GPTConfig:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.vocab_size < 0 or self.block_size < 0:
             raise ValueError("GPTConfig.vocab_size and block_size must be >= 0 (0 = take from the dataset)")
-        try:
-            ids = self.masked_ids()
-        except ValueError:
-            raise ValueError(f"GPTConfig.never_predict must be comma-separated token ids, got {self.never_predict!r}") \
-                from None
-        if self.vocab_size and any(not 0 <= i < self.vocab_size for i in ids):
-            raise ValueError(f"GPTConfig.never_predict {self.never_predict!r} names ids outside 0..{self.vocab_size - 1}")
+        check_token_ids("GPTConfig.never_predict", self.never_predict, self.vocab_size)
 
     def masked_ids(self) -> list[int]:
-        return [int(i) for i in self.never_predict.split(",") if i.strip()]
+        return token_ids(self.never_predict)
+
+
+def token_ids(spec: str) -> list[int]:
+    """"0,1,3" -> [0, 1, 3] (a never_predict setting)."""
+    return [int(i) for i in spec.split(",") if i.strip()]
+
+
+def check_token_ids(name: str, spec: str, vocab_size: int) -> None:
+    """Refuse a never_predict setting that is not comma-separated ids of the vocabulary."""
+    try:
+        ids = token_ids(spec)
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated token ids, got {spec!r}") from None
+    if vocab_size and any(not 0 <= i < vocab_size for i in ids):
+        raise ValueError(f"{name} {spec!r} names ids outside 0..{vocab_size - 1}")
 
 
 def _divisor_near(n, k):
@@ -168,6 +177,21 @@ def init_weights(module):
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
 
+def read_ids(idx, bos_as_eos: bool):
+    """The ids the embedding reads: <bos> as <eos> when bos_as_eos (a Hugging Face GPT-2's one <|endoftext|>)."""
+    return idx.masked_fill(idx == BOS_ID, EOS_ID) if bos_as_eos else idx
+
+
+def mask_logits(logits, masked):
+    """logits with the never-predicted ids (a long tensor, or None for none) at -inf."""
+    return logits if masked is None else logits.index_fill(-1, masked, float("-inf"))
+
+
+def masked_buffer(module: nn.Module, ids: list[int]) -> None:
+    """Register the never-predicted ids as the module's non-persistent buffer `masked` (None when empty)."""
+    module.register_buffer("masked", torch.tensor(ids, dtype=torch.long) if ids else None, persistent=False)
+
+
 class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -175,8 +199,7 @@ class GPT(nn.Module):
             raise ValueError("GPTConfig.vocab_size and block_size must be set (they come from the dataset)")
         self.config = config
         self.block_size = config.block_size
-        masked = config.masked_ids()
-        self.register_buffer("masked", torch.tensor(masked, dtype=torch.long) if masked else None, persistent=False)
+        masked_buffer(self, config.masked_ids())
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             wpe=nn.Embedding(config.block_size, config.n_embd),
@@ -207,9 +230,7 @@ class GPT(nn.Module):
 
         With a cache, idx holds only the new tokens; they are placed after the cached ones.
         """
-        logits = self.lm_head(self.hidden(idx, cache))  # (B, T, V)
-        if self.masked is not None:
-            logits = logits.index_fill(-1, self.masked, float("-inf"))
+        logits = mask_logits(self.lm_head(self.hidden(idx, cache)), self.masked)  # (B, T, V)
         loss = lm_loss(logits, targets) if targets is not None else None
         return logits, loss
 
@@ -221,9 +242,8 @@ class GPT(nn.Module):
         if start + T > self.block_size:
             raise ValueError(f"sequence of length {start + T} exceeds block_size {self.block_size}")
         pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)  # (T,)
-        if self.config.bos_as_eos:
-            idx = idx.masked_fill(idx == BOS_ID, EOS_ID)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        x = self.transformer.drop(self.transformer.wte(read_ids(idx, self.config.bos_as_eos))
+                                  + self.transformer.wpe(pos))  # (B, T, C)
         for block in self.transformer.h:
             x = block(x, cache)
         if cache is not None:

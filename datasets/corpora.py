@@ -536,6 +536,14 @@ class DataConfig:
                            max_vocab=self.max_vocab, max_len=self.max_len, bpe_vocab_size=self.bpe_vocab_size,
                            tokenizer=self.tokenizer)
 
+    def read_with_tokenizer_of(self, folder: str, setting: str) -> None:
+        """Level bpe with the tokenizer files of `folder`, a Hugging Face GPT-2 the run starts from
+        (given as `setting`); before __post_init__. Another level or tokenizer is refused."""
+        if self.level not in ("", "bpe") or (self.tokenizer and Path(self.tokenizer) != Path(folder)):
+            raise ValueError(f"{setting} {folder!r} reads text with its own BPE: drop --level and --tokenizer "
+                             f"(given: level {self.level!r}, tokenizer {self.tokenizer!r})")
+        self.level, self.tokenizer = "bpe", folder
+
     def data_settings(self) -> dict:
         """The settings that decide the examples and the vocabulary (where the files are found does not)."""
         return {f.name: getattr(self, f.name) for f in fields(DataConfig) if f.name != "data_dir"}

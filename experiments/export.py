@@ -10,6 +10,11 @@ ids, <eos>'s embedding row as <|endoftext|>'s, the tied embedding saved once, th
 table at its trained size). It exports the run's best checkpoint (lowest validation NLL;
 --ckpt names another). Only a GPT-2 with GPT-2's vocabulary and its reading of <bos> as
 <eos> exports exactly: one fine-tuned from a Hugging Face checkpoint (train_lm --hf_init).
+
+A GAN run whose generator started from such a GPT-2 (train_gan --init_lm HFDIR, with
+--generator.style_mode adaln) exports its generator's LM: the EMA generator of last.pt at the
+average style and zero noise, which is a GPT-2 exactly (gan/generator.py, Generator.to_lm);
+it is one member of the generator's family p(x | z), not the generator's mixture over z.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from pathlib import Path
 
 from baselines.hf_gpt2 import HFCheckpointError, save_hf
 from experiments.core import cli, config as cfglib
-from experiments.generation import load_model
+from experiments.core.checkpoint import load_checkpoint
+from experiments.generation import load_generator, load_model
 
 
 @dataclass
@@ -34,10 +40,20 @@ def main(argv=None):
     if not cfg.out or not (cfg.run or cfg.ckpt):
         raise cfglib.ConfigError("give the run and the folder to write: --run runs/<run> --out exported/<name>")
     path = Path(cfg.ckpt) if cfg.ckpt else Path(cfg.run) / "best.pt"
-    model, tokenizer = load_model(path, "cpu")
+    if not cfg.ckpt and not path.is_file() and (Path(cfg.run) / "last.pt").is_file():
+        path = Path(cfg.run) / "last.pt"  # a GAN run keeps no best.pt: its final generator
+    if load_checkpoint(path)["model_name"] == "gan":
+        gen, tokenizer, _ = load_generator(path, "cpu")
+        try:
+            model = gen.to_lm()
+        except ValueError as e:
+            raise HFCheckpointError(f"{path}: {e}") from None
+    else:
+        model, tokenizer = load_model(path, "cpu")
     if type(model).__name__ != "GPT" or tokenizer.level != "bpe":
         raise HFCheckpointError(f"{path} holds a {type(model).__name__} at {tokenizer.level} level; a Hugging Face "
-                                "GPT-2 folder holds a GPT-2 over a byte-level BPE: export a run of train_lm --hf_init")
+                                "GPT-2 folder holds a GPT-2 over a byte-level BPE: export a run of train_lm --hf_init "
+                                "(or of train_gan --init_lm from one)")
     out = save_hf(model, tokenizer, cfg.out)
     print(f"wrote {out} (config.json, model.safetensors, tokenizer files): {model.config.n_layer} layers x "
           f"{model.config.n_embd}, vocabulary {tokenizer.vocab_size - 4:,}, context {model.config.block_size}")

@@ -33,8 +33,11 @@ LM_GENERATOR_RUNS = ("seqgan", "relgan")
 
 
 def is_hf_folder(path) -> bool:
-    """A Hugging Face model folder (config.json inside), not a TextDuel checkpoint file."""
-    return Path(path).is_dir() and (Path(path) / "config.json").is_file()
+    """A Hugging Face model folder (config.json beside model.safetensors or pytorch_model.bin), not a
+    TextDuel checkpoint file or run folder (whose config.json holds the run's settings)."""
+    path = Path(path)
+    return (path.is_dir() and (path / "config.json").is_file()
+            and any((path / name).is_file() for name in ("model.safetensors", "pytorch_model.bin")))
 
 
 def load_model(path, device):
@@ -55,6 +58,20 @@ def load_model(path, device):
     model = model_cls(config_cls(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), Tokenizer.from_state(ckpt["tokenizer"])
+
+
+def lm_checkpoint(path) -> Path:
+    """Where a language model is read from: a run folder's best.pt, or the file or Hugging Face folder given."""
+    path = Path(path)
+    if path.is_dir() and not is_hf_folder(path):
+        if not (path / "best.pt").is_file():
+            raise CheckpointError(f"{path} holds neither best.pt (a run of experiments.train_lm) nor config.json "
+                                  "(a Hugging Face GPT-2 folder)")
+        return path / "best.pt"
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist: give a run folder of experiments.train_lm, one of its "
+                              "checkpoints, or a Hugging Face GPT-2 folder")
+    return path
 
 
 def load_generator(path, device, which: str = "ema"):

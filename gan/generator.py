@@ -29,6 +29,23 @@ a time:
 - n_out_layers plain GPT-2 blocks (pre-LN causal self-attention + feed-forward, no style),
   a final LayerNorm and the vocabulary head, tied to the token embedding.
 
+A generator from a pretrained GPT-2 (`gpt2_blocks`, built by `Generator.from_lm`): the post-LN
+NoiseBlocks cannot start as GPT-2's pre-LN blocks (zeroing their noise and style still leaves a
+LayerNorm on the residual stream), so this variant's blocks (GPT2StyleBlock) are GPT-2's own,
+with the noise and the style added as residual branches that start at zero:
+      x = x + attn(ln_1(x))
+      x = x + scale * noise                           (the scale starts at zero)
+      cross_attn: x = x + c_proj(attend(style.ln(x), style tokens))   (c_proj starts at zero)
+      x = x + mlp(ln_2(x))                            adaln: mlp(ln_2(x) * (1 + gain(w)) + bias(w)),
+                                                      gain and bias starting at zero (DiT's adaLN-Zero)
+  At initialisation the generator computes exactly the LM's function, whatever z and the noise
+  (its next-token distribution equals the LM's: tests/test_gan_from_lm.py), and the adversarial
+  phase fine-tunes the pretrained LM directly, as ColdGANs (Scialom et al. 2020) start from one.
+  The input noise map starts at zero in both variants; the LM's <bos> reading and never-predicted
+  ids (GPTConfig.bos_as_eos, never_predict) come with it. With adaln, the generator at one style
+  and zero noise is again a GPT-2 (the modulation folds into ln_2): `to_lm` gives it, which is
+  what experiments.export writes for such a run.
+
 Teacher-forced `forward(idx, targets, z=..., noise=...) -> (logits, loss)` serves MLE
 pretraining and NLL estimation with the LM protocol of baselines/ (random z and noise when
 not given); `sample(...)` runs free from <bos> with a KV cache (linear in length), the style
@@ -48,13 +65,15 @@ from __future__ import annotations
 
 import contextlib
 import math
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from baselines.gpt2 import Block, CausalSelfAttention, FeedForward, KVCache, init_weights
+from baselines.gpt2 import (GPT, Block, CausalSelfAttention, FeedForward, GPTConfig, KVCache, check_token_ids,
+                            init_weights, mask_logits, masked_buffer, read_ids, token_ids)
 from baselines.loss import lm_loss
 from baselines.sampling import keep_rows
 from datasets.tokenizers import BOS_ID, EOS_ID, PAD_ID
@@ -76,6 +95,11 @@ class GeneratorConfig:
     dropout: float = 0.0             # on embeddings, attention weights and residual branches
     bias: bool = True                # biases in Linear and LayerNorm
     mapping: MappingConfig = field(default_factory=MappingConfig)  # z -> w network
+    gpt2_blocks: bool = False        # GPT-2's pre-LN blocks with zero-initialised noise and style branches
+                                     # (GPT2StyleBlock: the generator starts as a GPT-2, Generator.from_lm);
+                                     # false: the post-LN NoiseBlocks
+    bos_as_eos: bool = False         # as GPTConfig's: read <bos> with <eos>'s row (from a Hugging Face GPT-2)
+    never_predict: str = ""          # as GPTConfig's: comma-separated ids whose logits are -inf
 
     def __post_init__(self):
         if isinstance(self.mapping, dict):  # rebuilt from asdict(config), e.g. from a checkpoint
@@ -96,6 +120,7 @@ class GeneratorConfig:
             raise ValueError(f"GeneratorConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.vocab_size < 0 or self.block_size < 0:
             raise ValueError("GeneratorConfig.vocab_size and block_size must be >= 0 (0 = take from the dataset)")
+        check_token_ids("GeneratorConfig.never_predict", self.never_predict, self.vocab_size)
 
 
 class NoiseInjection(nn.Module):
@@ -143,14 +168,27 @@ class CrossAttentionStyle(nn.Module):
         v = v.view(B, self.n_tokens, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, S, hs)
         return k, v
 
-    def forward(self, x, context):
+    def branch(self, x, context):
+        """What the style adds to the residual stream at every position (B, T, C)."""
         B, T, C = x.shape
         k, v = context
         q = self.c_q(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         # no mask: the style tokens are not in time, every position may read all of them
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
-        return self.ln(x + self.resid_dropout(self.c_proj(y)))
+        return self.resid_dropout(self.c_proj(y))
+
+    def forward(self, x, context):
+        return self.ln(x + self.branch(x, context))  # post-LN (NoiseBlock)
+
+    def pre_ln(self, x, context):
+        return x + self.branch(self.ln(x), context)  # pre-LN (GPT2StyleBlock): ln normalises the branch's input
+
+    def zero_(self):
+        """The branch adds nothing (its output projection at zero): GPT2StyleBlock's initialisation."""
+        nn.init.zeros_(self.c_proj.weight)
+        if self.c_proj.bias is not None:
+            nn.init.zeros_(self.c_proj.bias)
 
 
 class AdaLNStyle(nn.Module):
@@ -166,9 +204,18 @@ class AdaLNStyle(nn.Module):
         gain, bias = self.affine(w).unsqueeze(1).chunk(2, dim=-1)
         return 1.0 + gain, bias  # 1 + .: the identity modulation at w's mean, as StyleGAN2's bias_init=1
 
-    def forward(self, x, context):
+    @staticmethod
+    def modulate(h, context):
         gain, bias = context
-        return self.norm(x) * gain + bias
+        return h * gain + bias
+
+    def forward(self, x, context):
+        return self.modulate(self.norm(x), context)
+
+    def zero_(self):
+        """The identity modulation for every w (gain 1, bias 0): GPT2StyleBlock's initialisation."""
+        nn.init.zeros_(self.affine.weight)
+        nn.init.zeros_(self.affine.bias)
 
 
 # literal registry of style layers: GeneratorConfig.style_mode -> class
@@ -198,6 +245,30 @@ class NoiseBlock(nn.Module):
         return x
 
 
+class GPT2StyleBlock(nn.Module):
+    """GPT-2's pre-LN block (baselines.gpt2.Block, its parameter names) with the noise and the style
+    as residual branches that start at zero (see the module docstring): at initialisation it
+    computes what the GPT-2 block computes, whatever w and the noise."""
+
+    def __init__(self, config: GeneratorConfig, layer: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, layer)
+        self.noise = NoiseInjection(config.n_embd)
+        self.style = STYLE_LAYERS[config.style_mode](config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = FeedForward(config)
+        self.adaln = config.style_mode == "adaln"
+
+    def forward(self, x, style_context, noise, cache=None):
+        x = x + self.attn(self.ln_1(x), cache)
+        x = self.noise(x, noise)
+        if self.adaln:  # the style modulates the feed-forward's normalised input
+            return x + self.mlp(self.style.modulate(self.ln_2(x), style_context))
+        x = self.style.pre_ln(x, style_context)
+        return x + self.mlp(self.ln_2(x))
+
+
 class GeneratorCache(KVCache):
     """Self-attention keys and values of every layer, plus the per-sequence style: w (B, L, w_dim)
     and each NoiseBlock's style context (cross-attention keys and values, or AdaLN gain and bias)."""
@@ -217,13 +288,15 @@ class Generator(nn.Module):
         self.block_size = config.block_size
         self.n_styles = config.n_layer
         self.noise_channels = config.noise_dim + config.n_layer
+        masked_buffer(self, token_ids(config.never_predict))
+        styled = GPT2StyleBlock if config.gpt2_blocks else NoiseBlock
         self.mapping = MappingNetwork(config.mapping)
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             wpe=nn.Embedding(config.block_size, config.n_embd),
             noise_proj=nn.Linear(config.noise_dim, config.n_embd, bias=False),
             drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([NoiseBlock(config, i) for i in range(config.n_layer)]),
+            h=nn.ModuleList([styled(config, i) for i in range(config.n_layer)]),
             # GPT-2 blocks, numbered after the NoiseBlocks in the shared KV cache
             h_out=nn.ModuleList([Block(config, config.n_layer + i) for i in range(config.n_out_layers)]),
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
@@ -243,6 +316,61 @@ class Generator(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(n_residual))
+        if config.gpt2_blocks:  # the style branches start at zero, as the noise scales do
+            for block in self.transformer.h:
+                block.style.zero_()
+
+    # ----- from and to a GPT-2 -----
+
+    @classmethod
+    def from_lm(cls, lm: GPT, config: GeneratorConfig | None = None, block_size: int = 0) -> Generator:
+        """A gpt2_blocks generator that starts as `lm` (a baselines.gpt2.GPT): its sizes (n_layer, n_head,
+        n_embd, bias; no plain blocks after the styled ones), its weights, its <bos> reading and its
+        never-predicted ids; the mapping, noise, style and dropout settings of `config`. block_size:
+        the longest sentence (the first rows of the LM's position table; 0 = all of them)."""
+        c = lm.config
+        T = block_size or c.block_size
+        if T > c.block_size:
+            raise ValueError(f"the LM has {c.block_size} positions; sentences of {T} tokens need more")
+        config = dataclasses.replace(config or GeneratorConfig(), vocab_size=c.vocab_size, block_size=T,
+                                     n_layer=c.n_layer, n_out_layers=0, n_head=c.n_head, n_embd=c.n_embd, bias=c.bias,
+                                     gpt2_blocks=True, bos_as_eos=c.bos_as_eos, never_predict=c.never_predict)
+        gen = cls(config).to(lm.lm_head.weight.device)
+        state = lm.state_dict()
+        state["transformer.wpe.weight"] = state["transformer.wpe.weight"][:T]
+        missing, unexpected = gen.load_state_dict(state, strict=False)
+        new_parts = ("mapping.", "transformer.noise_proj.", ".noise.", ".style.")  # what the LM does not have
+        foreign = [k for k in missing if not (k.startswith(new_parts) or any(part in k for part in new_parts))]
+        if unexpected or foreign:
+            raise ValueError(f"the LM's weights do not map onto the generator (unexpected {unexpected[:4]}, "
+                             f"missing {foreign[:4]})")
+        return gen
+
+    def to_lm(self, w=None) -> GPT:
+        """The GPT-2 this generator is at one style and zero noise: w (w_dim,), default the mapping's
+        w_avg (truncation psi = 0). Each block's modulation folds into its ln_2 (gain into the weight,
+        gain and bias into the bias) and the noise branches, at zero, drop out: exact (tests). Needs
+        gpt2_blocks with style_mode adaln and LayerNorm biases: a cross-attention style depends on each
+        position's query, which no GPT-2 weight can hold."""
+        c = self.config
+        if not c.gpt2_blocks or c.style_mode != "adaln" or c.n_out_layers or not c.bias:
+            raise ValueError("only a generator of GPT-2 blocks with style_mode adaln (and biases, no plain blocks "
+                             f"after the styled ones) is a GPT-2 at a fixed style; this one has gpt2_blocks "
+                             f"{c.gpt2_blocks}, style_mode {c.style_mode!r}, n_out_layers {c.n_out_layers}")
+        lm = GPT(GPTConfig(vocab_size=c.vocab_size, block_size=c.block_size, n_layer=c.n_layer, n_head=c.n_head,
+                           n_embd=c.n_embd, dropout=c.dropout, bias=c.bias, bos_as_eos=c.bos_as_eos,
+                           never_predict=c.never_predict)).to(self.lm_head.weight.device)
+        keep = lm.state_dict().keys()
+        state = {k: v.detach().clone() for k, v in self.state_dict().items() if k in keep}
+        w = self.mapping.w_avg if w is None else w
+        with torch.no_grad():
+            for i, block in enumerate(self.transformer.h):
+                gain, bias = (t.reshape(-1) for t in block.style.context(w.reshape(1, -1)))  # (C,) each
+                ln = f"transformer.h.{i}.ln_2."
+                state[ln + "bias"] = state[ln + "bias"] * gain + bias
+                state[ln + "weight"] = state[ln + "weight"] * gain
+        lm.load_state_dict(state)
+        return lm
 
     # ----- latents and noise -----
 
@@ -307,7 +435,7 @@ class Generator(nn.Module):
         nd = self.config.noise_dim
         pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)  # (T,)
         tr = self.transformer
-        x = tr.wte(idx) + tr.wpe(pos) + tr.noise_proj(noise[..., :nd])  # (B, T, C)
+        x = tr.wte(read_ids(idx, self.config.bos_as_eos)) + tr.wpe(pos) + tr.noise_proj(noise[..., :nd])  # (B, T, C)
         x = tr.drop(x)
         for i, block in enumerate(tr.h):
             x = block(x, style[i], noise[..., nd + i: nd + i + 1], cache)  # injection noise (B, T, 1)
@@ -315,7 +443,7 @@ class Generator(nn.Module):
             x = block(x, cache)
         if cache is not None:
             cache.pos += T
-        logits = self.lm_head(tr.ln_f(x))  # (B, T, V)
+        logits = mask_logits(self.lm_head(tr.ln_f(x)), self.masked)  # (B, T, V)
         loss = lm_loss(logits, targets) if targets is not None else None
         return logits, loss
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,3 +34,14 @@ def data_dir():
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # never read or write the user's ~/.cache/textduel from tests
     monkeypatch.setenv("TEXTDUEL_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test (restored after): tiny tensors gain nothing from more, on a
+    loaded machine OpenMP workers spin-wait, and bit-exact resume comparisons need one reduction
+    order. A file opts in with pytestmark = pytest.mark.usefixtures("one_thread")."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

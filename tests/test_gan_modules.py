@@ -22,14 +22,7 @@ from gan.losses import (d_loss_hinge, d_loss_rsgan, d_loss_standard, d_loss_wgan
 V, BLOCK = 13, 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors gain nothing from intra-op threads, and on a shared, loaded machine the
-    # OpenMP workers spin-wait: one thread makes this file ~5x faster; restored afterwards
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_mapping(**kw):

@@ -218,3 +218,40 @@ def test_sample_and_score_read_a_hugging_face_folder(hf_folder, tmp_path):
     assert figures["nll"] == pytest.approx(total / count, abs=1e-5)
     n_bytes = sum(len(r.encode("utf-8")) + 1 for r in refs)
     assert figures["nll_bpb"] == pytest.approx(total / math.log(2) / n_bytes, abs=1e-5)
+
+
+def test_a_gan_from_a_hugging_face_gpt2_exports_its_generators_lm(hf_folder, tmp_path):
+    """train_gan --init_lm HFDIR: read with the folder's BPE, the pretrained generator's test NLL is
+    the fine-tuning LM's at step 0; after the adversarial phase, export writes the EMA generator at
+    its average style and zero noise, and transformers' logits of that folder are the generator's."""
+    from experiments import export, train_gan
+    from experiments.generation import load_generator
+    folder, hf, V = hf_folder
+    lines = corpus(120, seed=1)
+    for name, part in (("train", lines[:80]), ("val", lines[80:100]), ("test", lines[100:])):
+        (tmp_path / f"{name}.txt").write_text("\n".join(part) + "\n", encoding="utf-8")
+    results = train_gan.main([
+        "--dataset", str(tmp_path / "train.txt"), "--val_file", str(tmp_path / "val.txt"), "--test_file",
+        str(tmp_path / "test.txt"), "--init_lm", str(folder), "--pretrain_steps", "0", "--adv_steps", "3",
+        "--generator.style_mode", "adaln", "--noise_dim", "4", "--z_dim", "8", "--w_dim", "8", "--n_mlp", "2",
+        "--discriminator.n_layer", "1", "--discriminator.n_head", "2", "--discriminator.n_embd", "16",
+        "--batch_size", "8", "--g_lr", "1e-2", "--eval_interval", "3", "--eval_samples", "8", "--final_samples", "8",
+        "--num_samples", "2", "--progress", "false", "--out_dir", str(tmp_path / "runs"), "--run_name", "g"])
+    theirs = AutoTokenizer.from_pretrained(str(folder))
+    total = count = 0.0
+    with torch.no_grad():
+        for line in lines[100:]:
+            ids = torch.tensor([[V - 1] + theirs(line)["input_ids"] + [V - 1]])
+            total -= torch.log_softmax(hf(ids).logits[0, :-1], -1).gather(1, ids[0, 1:, None]).sum().item()
+            count += ids.size(1) - 1
+    assert results["pretrained/test_nll"] == pytest.approx(total / count, abs=1e-5)
+    out = export.main(["--run", str(tmp_path / "runs" / "g"), "--out", str(tmp_path / "exported")])
+    gen, _, _ = load_generator(tmp_path / "runs" / "g" / "last.pt", "cpu")
+    reread = GPT2LMHeadModel.from_pretrained(str(out)).eval()
+    ids = hf_ids(V, seed=2, T=8)
+    with torch.no_grad():
+        got, _ = gen(ours_from_hf(ids, V), w=gen.mapping.w_avg.expand(ids.size(0), -1),
+                     noise=torch.zeros(ids.size(0), ids.size(1), gen.noise_channels))
+        want = reread(ids).logits
+    mapped = torch.cat([got[..., N_SPECIALS:N_SPECIALS + V - 1], got[..., EOS_ID:EOS_ID + 1]], dim=-1)
+    torch.testing.assert_close(torch.log_softmax(mapped, -1), torch.log_softmax(want, -1), atol=1e-5, rtol=1e-5)

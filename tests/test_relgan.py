@@ -37,12 +37,7 @@ TINY = ["--dataset", "numbers", "--generator.n_embd", "8", "--n_embd2", "8", "--
 COMMON = ["--pretrain_steps", "4", "--adv_steps", "6", "--g_lr", "1e-2", "--d_lr", "1e-2"]  # rates that move weights
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # bit-exact resume comparisons need one reduction order
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lstm(seed=0):

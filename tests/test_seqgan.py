@@ -33,12 +33,7 @@ TINY = ["--dataset", "numbers", "--generator.n_embd", "8", "--n_embd2", "8", "--
         "--num_samples", "2", "--log_interval", "1", "--progress", "false"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # bit-exact resume comparisons need one reduction order
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lstm(seed=0, vocab=V):

@@ -28,12 +28,7 @@ TINY = ["--dataset", "numbers", "--generator.n_layer", "1", "--generator.n_out_l
         "--final_samples", "16", "--num_samples", "4", "--progress", "false", "--ema_decay", "0.5"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors; bit-exact resume comparisons need one reduction order too
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(tmp_path, *extra, name="r"):

@@ -139,6 +139,16 @@ def vocabulary_of(tokenizer_state: dict) -> list[str]:
     return tokenizer_state["itos"] if "itos" in tokenizer_state else Tokenizer.from_state(tokenizer_state).itos
 
 
+def vocabulary_difference(old: list[str], new: list[str]) -> str:
+    """How a checkpoint's vocabulary differs from this dataset's, in a sentence."""
+    old_set, new_set = set(old), set(new)
+    only_old = [s for s in old if s not in new_set]
+    only_new = [s for s in new if s not in old_set]
+    detail = (f"symbols only in the checkpoint: {only_old[:10]}; only in this dataset: {only_new[:10]}"
+              if only_old or only_new else "the same symbols in a different order")
+    return f"checkpoint vocabulary ({len(old)} symbols) differs from this dataset's ({len(new)} symbols): {detail}"
+
+
 def check_compatible(ckpt: dict, model_name: str, model_config: dict, vocab: list[str] | None = None,
                      data: dict | None = None) -> None:
     """Refuse to resume into a different model, config, vocabulary or dataset, naming what differs.
@@ -150,14 +160,7 @@ def check_compatible(ckpt: dict, model_name: str, model_config: dict, vocab: lis
         raise CheckpointError(f"checkpoint holds model {ckpt['model_name']!r}, but this run builds {model_name!r}; {fix}")
     old = vocabulary_of(ckpt["tokenizer"]) if ckpt.get("tokenizer") else None
     if vocab is not None and old != list(vocab):
-        old = old or []
-        old_set, new_set = set(old), set(vocab)
-        only_old = [s for s in old if s not in new_set]
-        only_new = [s for s in vocab if s not in old_set]
-        detail = (f"symbols only in the checkpoint: {only_old[:10]}; only in this dataset: {only_new[:10]}"
-                  if only_old or only_new else "the same symbols in a different order")
-        raise CheckpointError(f"checkpoint vocabulary ({len(old)} symbols) differs from this dataset's "
-                              f"({len(vocab)} symbols): {detail}; {fix}")
+        raise CheckpointError(f"{vocabulary_difference(old or [], vocab)}; {fix}")
     old_data = ckpt.get("train_config", {})
     diffs = [f"{k}: checkpoint {old_data[k]!r} vs run {v!r}" for k, v in (data or {}).items()
              if k in old_data and old_data[k] != v]

@@ -7,7 +7,10 @@ Two phases, one run directory:
    forcing, with a fresh z and fresh noise for every sentence. AdamW, warmup and cosine
    decay; validation NLL every eval_interval steps; the best-on-validation generator is
    kept (`pretrained.pt`) and is where the adversarial phase starts. `init_from` starts
-   instead from another run's pretrained generator. With `pretrain_latent = "posterior"`
+   instead from another run's pretrained generator, and `init_lm` from a trained GPT-2 (a
+   train_lm run or a Hugging Face GPT-2): the generator gets GPT-2 blocks with zero-initialised
+   noise and style branches (gan/generator.py, Generator.from_lm), so it starts as exactly that
+   LM and the adversarial phase fine-tunes it (ColdGANs' recipe). With `pretrain_latent = "posterior"`
    it is pretrained instead as the decoder of a VAE: z ~ q(z | x) from gan/encoder.py,
    loss (token NLL + KL with `free_bits`) per token, optional `word_dropout` on the
    decoder's inputs, selection on the validation value of that objective; this is what
@@ -86,9 +89,10 @@ from datasets.tokenizers import IGNORE_INDEX, PAD_ID, UNK_ID
 from experiments.core import config as cfglib
 from experiments.core import runtime
 from experiments.core.budget import PROBE_SAMPLES, Deadline, probe, timed
-from experiments.core.checkpoint import CheckpointError, check_compatible, load_checkpoint
+from baselines.gpt2 import GPT
+from experiments.core.checkpoint import CheckpointError, check_compatible, load_checkpoint, vocabulary_difference
 from experiments.core.session import RunSession, mle_step, optimizer_update
-from experiments.generation import banned_ids, gan_texts
+from experiments.generation import banned_ids, gan_texts, is_hf_folder, lm_checkpoint, load_model
 from experiments.scoring.nll import latent_nll, latent_usage, posterior_nll, vae_objective
 from experiments.scoring.samples import NLL_RISE_MARGIN, SELF_BLEU_MARGIN, UNIQUE_MARGIN, SampleEvaluator, brief
 from experiments.trainers.adversarial_run import AdversarialRun
@@ -112,6 +116,11 @@ class GANTrainConfig(DataConfig):
     pretrain_steps: int = 1000     # teacher-forcing steps; 0 = purely adversarial (or start from init_from)
     init_from: str = ""            # a train_gan checkpoint (another run's pretrained.pt) whose generator replaces
                                    # pretraining: the adversarial phase starts from it (needs pretrain_steps = 0)
+    init_lm: str = ""              # a GPT-2 the generator starts as: a train_lm run folder (its best.pt), one of its
+                                   # checkpoints, or a Hugging Face GPT-2 folder (then level bpe with its tokenizer);
+                                   # the generator takes its sizes and weights (generator.gpt2_blocks; the mapping,
+                                   # noise and style settings stay this run's) and needs its vocabulary and
+                                   # pretrain_steps = 0: the adversarial phase fine-tunes the LM itself
     pretrain_minutes: float = 0.0  # wall-clock budget of pretraining alone; 0 = none
     pretrain_lr: float = 1e-3      # peak learning rate (AdamW, warmup, cosine decay)
     pretrain_min_lr: float = 1e-4
@@ -164,6 +173,8 @@ class GANTrainConfig(DataConfig):
     progress: bool = True          # tqdm progress bar
 
     def __post_init__(self):
+        if self.init_lm and is_hf_folder(self.init_lm):  # a Hugging Face GPT-2 reads text with its own BPE
+            self.read_with_tokenizer_of(self.init_lm, "init_lm")
         super().__post_init__()
         positive = ("batch_size", "n_critic", "eval_interval", "log_interval", "eval_batch_size",
                     "nll_samples", "eval_samples", "final_samples", "num_samples", "w_avg_samples")
@@ -194,8 +205,13 @@ class GANTrainConfig(DataConfig):
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.init_from and self.pretrain_steps:
-            raise ValueError("init_from replaces MLE pretraining: set pretrain_steps = 0")
+        for name in ("init_from", "init_lm"):
+            if getattr(self, name) and self.pretrain_steps:
+                raise ValueError(f"{name} replaces MLE pretraining: set pretrain_steps = 0")
+        if self.init_from and self.init_lm:
+            raise ValueError("give init_from (a GAN's pretrained generator) or init_lm (a GPT-2), not both")
+        if self.init_lm and self.pretrain_latent != "prior":
+            raise ValueError("init_lm starts from an LM, which has no posterior encoder: keep pretrain_latent = 'prior'")
         if self.adv_width not in ("own", "block"):
             raise ValueError(f"adv_width must be own or block, got {self.adv_width!r}")
         if self.mode not in ("", "sequence"):
@@ -260,6 +276,9 @@ class GANRun(AdversarialRun):
             load_encoder(self.E, init, cfg.init_from)
             self.best_state, self.best_val = copy.deepcopy(self.G.state_dict()), init["best_val"]
             self.phase = "pretrain"
+        elif cfg.init_lm:  # the LM stands in for phase 1 (the generator is it, from_lm in _networks)
+            self.best_state = copy.deepcopy(self.G.state_dict())
+            self.phase = "pretrain"
 
     def _data(self, cfg, gen_cfg) -> None:
         """Vocabulary from the training split (on resume it must equal the checkpoint's); every
@@ -286,10 +305,17 @@ class GANRun(AdversarialRun):
     def _networks(self, cfg, gen_cfg, disc_cfg) -> None:
         """G, EMA, D, E and the optimisers; sizes the data decides are filled in here, once."""
         V, T = self.tokenizer.vocab_size, self.T
-        self.gen_cfg = dataclasses.replace(gen_cfg, vocab_size=V, block_size=T)
+        if cfg.init_lm:
+            self.G = Generator.from_lm(start_lm(cfg.init_lm, self.tokenizer.itos), gen_cfg, block_size=T).to(self.device)
+            self.gen_cfg = self.G.config
+            c = self.gen_cfg
+            self.session.say(f"the generator starts as the GPT-2 of {cfg.init_lm} ({c.n_layer} layers x {c.n_embd}, "
+                             f"{c.n_head} heads; its sizes replace --generator.n_layer, n_head, n_embd)")
+        else:
+            self.gen_cfg = dataclasses.replace(gen_cfg, vocab_size=V, block_size=T)
+            self.G = Generator(self.gen_cfg).to(self.device)
         self.z_dim = self.gen_cfg.mapping.z_dim
         self.disc_cfg = dataclasses.replace(disc_cfg, vocab_size=V, block_size=T)
-        self.G = Generator(self.gen_cfg).to(self.device)
         # with the InfoGAN term, D's latent head Q reads back a z of the mapping's size
         self.D = Discriminator(self.disc_cfg, latent_dim=self.z_dim if cfg.info_weight > 0 else 0).to(self.device)
         # VAE pretraining: q(z | x) with the discriminator's sizes; trained with G, then kept as the
@@ -494,7 +520,7 @@ def start_adversarial_phase(run: GANRun) -> None:
     run.G.mapping.estimate_w_avg(run.cfg.w_avg_samples,
                                  generator=torch.Generator(device=run.device).manual_seed(run.cfg.seed))
     run.ema.load_state_dict(run.G.state_dict())
-    if run.cfg.init_from:  # this run's own record of where its adversarial phase started
+    if run.cfg.init_from or run.cfg.init_lm:  # this run's own record of where its adversarial phase started
         run.checkpoint(run.pre_path)
     run.phase = "adversarial"
     run.adv_start_nll = run.nll(run.G, "val")["nll"]  # the collapse warnings' yardstick for the NLL
@@ -712,6 +738,20 @@ def reserve_final_scoring(deadline, cfg, data, G, two_generators, nll_fn, draw_a
     deadline.reserve(seconds, f"the last evaluation and the final scoring ({gens} generator{'s' if gens > 1 else ''} x "
                               f"{cfg.final_samples} samples of up to {data.block_size} tokens, NLL on val and test)",
                      evaluation=cost["val"] + cost["usage"] + per_sample * cfg.eval_samples)
+
+
+def start_lm(path: str, vocab: list[str]) -> GPT:
+    """The GPT-2 of init_lm (a run folder, a checkpoint or a Hugging Face folder), on the CPU; its
+    vocabulary must be this run's, symbol for symbol (the generator's rows are its rows)."""
+    model, tokenizer = load_model(lm_checkpoint(path), "cpu")
+    if not isinstance(model, GPT):
+        raise CheckpointError(f"init_lm {path} holds a {type(model).__name__}; the generator starts from a GPT-2 "
+                              "(a run of experiments.train_lm --model gpt2, or a Hugging Face GPT-2 folder)")
+    if tokenizer.itos != list(vocab):
+        raise CheckpointError(f"init_lm {path}: {vocabulary_difference(tokenizer.itos, vocab)}; train the GAN with "
+                              "the LM's data settings (its run's config.json; at bpe level --tokenizer "
+                              "<run>/tokenizer.json)")
+    return model
 
 
 def load_encoder(E, ckpt, path):

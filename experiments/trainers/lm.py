@@ -85,10 +85,7 @@ class TrainConfig(DataConfig):
         if self.hf_init:  # the checkpoint's BPE reads the text: level and tokenizer follow from it
             if self.model != "gpt2":
                 raise ValueError(f"hf_init loads a GPT-2: give --model gpt2 with it (got {self.model!r})")
-            if self.level not in ("", "bpe") or (self.tokenizer and Path(self.tokenizer) != Path(self.hf_init)):
-                raise ValueError(f"hf_init {self.hf_init!r} reads text with its own BPE: drop --level and --tokenizer "
-                                 f"(given: level {self.level!r}, tokenizer {self.tokenizer!r})")
-            self.level, self.tokenizer = "bpe", self.hf_init
+            self.read_with_tokenizer_of(self.hf_init, "hf_init")
         super().__post_init__()
         positive = ("batch_size", "grad_accum", "max_steps", "eval_interval", "eval_batch_size", "log_interval")
         for name in positive:
