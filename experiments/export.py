@@ -30,8 +30,9 @@ from experiments.generation import load_generator, load_model
 
 @dataclass
 class ExportConfig:
-    run: str = ""               # a run folder of experiments.train_lm (its best.pt is exported)
-    ckpt: str = ""              # or a checkpoint file of it (best.pt, last.pt)
+    run: str = ""               # a run folder of experiments.train_lm (its best.pt is exported), or of
+                                # train_gan --init_lm (its last.pt: the generator at its average style)
+    ckpt: str = ""              # or a checkpoint file of either (best.pt, last.pt)
     out: str = ""               # the Hugging Face folder to write (created; files in it are replaced)
 
 

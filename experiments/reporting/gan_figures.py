@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 from experiments.reporting.events import read_scalars
 
 # (key in metrics.json without the ema/ or pretrained/ prefix, header, format)
-COLUMNS = [("test_nll", "NLL-test", "{:.3f}"), ("val_nll", "NLL-val", "{:.3f}"), ("nll_oracle", "NLL-oracle", "{:.3f}"),
+COLUMNS = [("test_nll", "NLL-test", "{:.3f}"), ("test_bpb", "bits/byte (test)", "{:.3f}"),
+           ("val_nll", "NLL-val", "{:.3f}"), ("nll_oracle", "NLL-oracle", "{:.3f}"),
            ("bleu2", "BLEU-2", "{:.3f}"), ("bleu5", "BLEU-5", "{:.3f}"), ("self_bleu2", "Self-BLEU-2", "{:.3f}"),
            ("self_bleu5", "Self-BLEU-5", "{:.3f}"), ("unique_share", "unique", "{:.3f}"),
            ("precision", "precision", "{:.3f}"), ("distinct_valid", "distinct valid", "{:d}"),
@@ -26,7 +27,10 @@ def table(runs: list[Path]) -> str:
     rows = []
     for run_dir in runs:
         m = json.loads((run_dir / "metrics.json").read_text())
-        for which, label in (("pretrained", "after MLE pretraining"), ("ema", "after adversarial training (EMA)")):
+        settings = json.loads((run_dir / "config.json").read_text())["train"] if (run_dir / "config.json").is_file() else {}
+        start = (f"the GPT-2 it starts as ({settings['init_lm']})" if settings.get("init_lm")
+                 else "after MLE pretraining")
+        for which, label in (("pretrained", start), ("ema", "after adversarial training (EMA)")):
             if f"{which}/test_nll" in m:
                 rows.append((f"{run_dir.name}: {label}", m, which))
     keys = [c for c in COLUMNS if any(f"{w}/{c[0]}" in m for _, m, w in rows)]
