@@ -356,7 +356,8 @@ class Generator(nn.Module):
         if not c.gpt2_blocks or c.style_mode != "adaln" or c.n_out_layers or not c.bias:
             raise ValueError("only a generator of GPT-2 blocks with style_mode adaln (and biases, no plain blocks "
                              f"after the styled ones) is a GPT-2 at a fixed style; this one has gpt2_blocks "
-                             f"{c.gpt2_blocks}, style_mode {c.style_mode!r}, n_out_layers {c.n_out_layers}")
+                             f"{c.gpt2_blocks}, style_mode {c.style_mode!r}, n_out_layers {c.n_out_layers} (train it "
+                             "with train_gan --init_lm and --generator.style_mode adaln to export it)")
         lm = GPT(GPTConfig(vocab_size=c.vocab_size, block_size=c.block_size, n_layer=c.n_layer, n_head=c.n_head,
                            n_embd=c.n_embd, dropout=c.dropout, bias=c.bias, bos_as_eos=c.bos_as_eos,
                            never_predict=c.never_predict)).to(self.lm_head.weight.device)
