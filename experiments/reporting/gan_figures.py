@@ -27,7 +27,8 @@ def table(runs: list[Path]) -> str:
     rows = []
     for run_dir in runs:
         m = json.loads((run_dir / "metrics.json").read_text())
-        settings = json.loads((run_dir / "config.json").read_text())["train"] if (run_dir / "config.json").is_file() else {}
+        config = run_dir / "config.json"
+        settings = json.loads(config.read_text())["train"] if config.is_file() else {}
         start = (f"the GPT-2 it starts as ({settings['init_lm']})" if settings.get("init_lm")
                  else "after MLE pretraining")
         for which, label in (("pretrained", start), ("ema", "after adversarial training (EMA)")):

@@ -84,12 +84,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from baselines.gpt2 import GPT
 from datasets import CorpusError, DataConfig, LMData
 from datasets.tokenizers import IGNORE_INDEX, PAD_ID, UNK_ID
 from experiments.core import config as cfglib
 from experiments.core import runtime
 from experiments.core.budget import PROBE_SAMPLES, Deadline, probe, timed
-from baselines.gpt2 import GPT
 from experiments.core.checkpoint import CheckpointError, check_compatible, load_checkpoint, vocabulary_difference
 from experiments.core.session import RunSession, mle_step, optimizer_update
 from experiments.generation import banned_ids, gan_texts, is_hf_folder, lm_checkpoint, load_model
@@ -113,7 +113,7 @@ class GANTrainConfig(DataConfig):
     max_steps: int = 0             # cap on pretraining + adversarial steps (a shared budget); 0 = their sum
     max_minutes: float = 0.0       # wall-clock budget of the whole run (both phases); 0 = none
     # --- phase 1: MLE pretraining of the generator
-    pretrain_steps: int = 1000     # teacher-forcing steps; 0 = purely adversarial (or start from init_from)
+    pretrain_steps: int = 1000     # teacher-forcing steps; 0 = purely adversarial (or start from init_from, init_lm)
     init_from: str = ""            # a train_gan checkpoint (another run's pretrained.pt) whose generator replaces
                                    # pretraining: the adversarial phase starts from it (needs pretrain_steps = 0)
     init_lm: str = ""              # a GPT-2 the generator starts as: a train_lm run folder (its best.pt), one of its
