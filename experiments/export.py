@@ -24,8 +24,7 @@ from pathlib import Path
 
 from baselines.hf_gpt2 import HFCheckpointError, save_hf
 from experiments.core import cli, config as cfglib
-from experiments.core.checkpoint import load_checkpoint
-from experiments.generation import load_generator, load_model
+from experiments.generation import load_lm_or_generator
 
 
 @dataclass
@@ -43,14 +42,12 @@ def main(argv=None):
     path = Path(cfg.ckpt) if cfg.ckpt else Path(cfg.run) / "best.pt"
     if not cfg.ckpt and not path.is_file() and (Path(cfg.run) / "last.pt").is_file():
         path = Path(cfg.run) / "last.pt"  # a GAN run keeps no best.pt: its final generator
-    if load_checkpoint(path)["model_name"] == "gan":
-        gen, tokenizer, _ = load_generator(path, "cpu")
+    model, tokenizer, ckpt = load_lm_or_generator(path, "cpu")
+    if ckpt is not None:  # a GAN: its generator's LM
         try:
-            model = gen.to_lm()
+            model = model.to_lm()
         except ValueError as e:
             raise HFCheckpointError(f"{path}: {e}") from None
-    else:
-        model, tokenizer = load_model(path, "cpu")
     if type(model).__name__ != "GPT" or tokenizer.level != "bpe":
         raise HFCheckpointError(f"{path} holds a {type(model).__name__} at {tokenizer.level} level; a Hugging Face "
                                 "GPT-2 folder holds a GPT-2 over a byte-level BPE: export a run of train_lm --hf_init "

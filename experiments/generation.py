@@ -50,6 +50,11 @@ def load_model(path, device):
     if ckpt["model_name"] == "gan":
         raise CheckpointError(f"{path} is a GAN checkpoint (written by experiments.train_gan); sample it with "
                               f"python -m experiments.sample_gan --ckpt {path}")
+    return model_from_checkpoint(ckpt, path, device)
+
+
+def model_from_checkpoint(ckpt: dict, path, device):
+    """(model, tokenizer) of a loaded LM checkpoint (load_model's second half)."""
     # a SeqGAN or RelGAN checkpoint holds a registered LM (its generator, named by ckpt["generator"])
     name = ckpt.get("generator", "") if ckpt["model_name"] in LM_GENERATOR_RUNS else ckpt["model_name"]
     if name not in MODELS:
@@ -80,9 +85,25 @@ def load_generator(path, device, which: str = "ema"):
     ckpt = load_checkpoint(path)
     if ckpt["model_name"] != "gan":
         raise CheckpointError(f"{path} holds a {ckpt['model_name']!r} model, not a GAN; use experiments.sample")
+    return generator_from_checkpoint(ckpt, device, which)
+
+
+def generator_from_checkpoint(ckpt: dict, device, which: str = "ema"):
+    """(generator, tokenizer, checkpoint) of a loaded GAN checkpoint (load_generator's second half)."""
     gen = Generator(GeneratorConfig(**ckpt["model_config"]))
     gen.load_state_dict(ckpt["ema"] if which == "ema" else ckpt["model"])
     return gen.to(device).eval(), Tokenizer.from_state(ckpt["tokenizer"]), ckpt
+
+
+def load_lm_or_generator(path, device, which: str = "ema"):
+    """(model, tokenizer, checkpoint) from an LM or a GAN checkpoint, read once, or from a Hugging Face
+    GPT-2 folder (checkpoint None there and for an LM); a GAN gives its generator (`which`)."""
+    if is_hf_folder(path):
+        return (*load_model(path, device), None)
+    ckpt = load_checkpoint(path)
+    if ckpt["model_name"] == "gan":
+        return generator_from_checkpoint(ckpt, device, which)
+    return (*model_from_checkpoint(ckpt, path, device), None)
 
 
 def banned_ids(fixed_length: int, level: str = "") -> tuple[int, ...] | None:

@@ -60,8 +60,8 @@ from datasets.tokenizers import SPECIALS, TOKENIZERS
 from experiments.core import cli
 from experiments.core import config as cfglib
 from experiments.core import runtime
-from experiments.core.checkpoint import load_checkpoint, write_text
-from experiments.generation import is_hf_folder, load_generator, load_model
+from experiments.core.checkpoint import write_text
+from experiments.generation import load_lm_or_generator
 from experiments.scoring.nll import bits_per_byte, latent_nll, lm_nll
 from experiments.scoring.metrics import length_stats, novelty
 from experiments.scoring.samples import SampleEvaluator
@@ -105,11 +105,8 @@ def load_scorer(path, device, which: str = "ema"):
     """(model, tokenizer, K) from a checkpoint: K is None for an LM, the latent NLL's
     default K (the run's nll_samples, else 1) for a GAN, whose EMA generator is scored."""
 
-    if not is_hf_folder(path) and load_checkpoint(path)["model_name"] == "gan":
-        gen, tokenizer, ckpt = load_generator(path, device, which)
-        return gen, tokenizer, ckpt.get("train_config", {}).get("nll_samples", 1)
-    model, tokenizer = load_model(path, device)
-    return model, tokenizer, None
+    model, tokenizer, ckpt = load_lm_or_generator(path, device, which)
+    return model, tokenizer, None if ckpt is None else ckpt.get("train_config", {}).get("nll_samples", 1)
 
 
 def resolve_tokenizer(cfg: ScoreConfig, ckpt_tokenizer=None):

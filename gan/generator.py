@@ -340,7 +340,7 @@ class Generator(nn.Module):
         state["transformer.wpe.weight"] = state["transformer.wpe.weight"][:T]
         missing, unexpected = gen.load_state_dict(state, strict=False)
         new_parts = ("mapping.", "transformer.noise_proj.", ".noise.", ".style.")  # what the LM does not have
-        foreign = [k for k in missing if not (k.startswith(new_parts) or any(part in k for part in new_parts))]
+        foreign = [k for k in missing if not any(part in k for part in new_parts)]
         if unexpected or foreign:
             raise ValueError(f"the LM's weights do not map onto the generator (unexpected {unexpected[:4]}, "
                              f"missing {foreign[:4]})")
@@ -362,7 +362,7 @@ class Generator(nn.Module):
                            n_embd=c.n_embd, dropout=c.dropout, bias=c.bias, bos_as_eos=c.bos_as_eos,
                            never_predict=c.never_predict)).to(self.lm_head.weight.device)
         keep = lm.state_dict().keys()
-        state = {k: v.detach().clone() for k, v in self.state_dict().items() if k in keep}
+        state = {k: v for k, v in self.state_dict().items() if k in keep}  # load_state_dict copies them
         w = self.mapping.w_avg if w is None else w
         with torch.no_grad():
             for i, block in enumerate(self.transformer.h):
