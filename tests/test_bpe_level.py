@@ -85,8 +85,8 @@ def test_corpus_at_bpe_level_never_unk_and_round_trips(corpus_files):
     assert bpe.score(samples) == words.score(samples)
 
 
-def test_char_corpus_keeps_characters_for_bleu():
-    corpus = load_corpus("names", level="bpe", bpe_vocab_size=300)
+def test_char_corpus_keeps_characters_for_bleu(data_dir):
+    corpus = load_corpus("names", data_dir=data_dir, level="bpe", bpe_vocab_size=300)
     assert corpus.text_level == "char" and reference_tokenizer(corpus).level == "char"
 
 
