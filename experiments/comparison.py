@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import sys
@@ -27,11 +28,13 @@ from experiments.core import runtime
 from experiments.core.checkpoint import CheckpointError, write_text
 from experiments.core.logger import RunLogger
 from experiments.core.runlock import RunLock
+from experiments import jobs
+from experiments.jobs import Cell
 from experiments.families import FAMILIES
 from experiments.reporting.comparison import write_report
 from experiments.scoring.metrics import DEFAULT_NS
 from experiments.scoring.nll import bits_per_byte
-from experiments.scoring.judge import Judge, real_sample
+from experiments.scoring.judge import Judge, content_sha256, real_sample
 from experiments.scoring.lm_score import ScorerConfig
 from experiments.scoring.samples import SampleTokenizer, collapse_warnings
 
@@ -49,7 +52,9 @@ class CompareConfig(DataConfig):
     eval_samples: int = 200        # samples scored at each evaluation during training (eval/ tags)
     seed: int = 1337               # training seed, the same for every model
     device: str = "auto"
-    reuse: bool = False            # load finished runs instead of retraining; otherwise an entry's old run is replaced
+    reuse: bool = False            # load finished runs instead of retraining (and their stored scores), resume an
+                                   # interrupted one from its last.pt; otherwise an entry's old run is replaced
+    retrain_changed: bool = False  # with reuse: retrain a run whose settings changed instead of refusing it
     num_samples: int = 1000        # samples per model (and real sentences) scored at the end
     sample_seed: int = 0           # the seed of every model's samples and of the real-data draw
     temperature: float = 1.0       # sampling temperature of the results table
@@ -135,7 +140,8 @@ def parse_sections(file_values: dict, pairs, extra: dict | None = None):
             per_entry.setdefault(match[0] if match else entry, {})[k] = value
         else:
             rest.append((key, value))
-    sections = cfglib.resolve({"compare": CompareConfig(), "scorer": ScorerConfig(), **(extra or {})}, file_values, rest)
+    sections = cfglib.resolve({"compare": CompareConfig(), "scorer": ScorerConfig(), **jobs.sections(), **(extra or {})},
+                              file_values, rest)
     cfg = sections["compare"]
     entries = []
     for name in [m.strip() for m in cfg.models.split(",") if m.strip()]:
@@ -200,11 +206,13 @@ def entry_corpora(cfg: CompareConfig, entries, runs_dir: Path, corpus) -> dict:
     return out
 
 
-def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabularies: dict[str, list[str]]) -> None:
+def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabularies: dict[str, list[str]]) -> dict[str, str]:
     """Every entry's trainer settings resolved, its data settings equal to the comparison's, and a
-    run to be reused trained on this vocabulary: checked in seconds, before any training, so that
-    a mismatch never surfaces after the earlier models have trained."""
-    want = cfg.data_settings()
+    run to be reused or resumed trained with these settings on this vocabulary: checked in seconds,
+    before any training, so that a mismatch never surfaces after the earlier models have trained.
+    -> {entry: what its cell does with its run folder}: "fresh" (train from scratch), "reuse" (a
+    finished run, --reuse true) or "resume" (an interrupted run with its last.pt, --reuse true)."""
+    want, modes = cfg.data_settings(), {}
     for name, family_name, settings in entries:
         family = FAMILIES[family_name]
         requested = family.config(trainer_argv(cfg, runs_dir, name, settings))
@@ -214,21 +222,46 @@ def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabularies: dict[st
         if diffs:
             raise cfglib.ConfigError(f"entry {name!r} would read other data than the comparison: " + "; ".join(diffs))
         run_dir = runs_dir / name
-        if cfg.reuse and family.is_trained(run_dir):
-            stored = json.loads((run_dir / "config.json").read_text())
-            changed = settings_changed(requested, stored)
-            if changed:
-                raise CheckpointError(
-                    f"{run_dir} was trained with other settings than this comparison asks for ("
-                    + ", ".join(changed[:12]) + f"{', ...' if len(changed) > 12 else ''}): reusing it would report "
-                    "one run under another's settings. Run without --reuse true to retrain it, or restore the "
-                    "settings it was trained with")
-            old, vocabulary = family.vocabulary(run_dir), vocabularies[name]
-            if old != vocabulary:
-                raise CheckpointError(
-                    f"{run_dir} was trained on another vocabulary ({len(old):,} symbols) than this comparison's "
-                    f"({len(vocabulary):,}; level {cfg.level or 'default'}, dataset {cfg.dataset}): its data settings "
-                    "differ. Run without --reuse true to retrain it, or restore the settings it was trained with")
+        modes[name] = run_mode(cfg, family, run_dir)
+        if modes[name] != "fresh" and not same_run(cfg, name, family, run_dir, requested, vocabularies[name]):
+            print(f"[{name}] retraining {run_dir}: its settings changed (--retrain_changed true)")
+            modes[name] = "fresh"
+    return modes
+
+
+def run_mode(cfg: CompareConfig, family, run_dir: Path) -> str:
+    """What an entry's cell does with its run folder (see preflight)."""
+    if not cfg.reuse:
+        return "fresh"
+    if family.is_trained(run_dir):
+        return "reuse"
+    interrupted = (run_dir / "last.pt").is_file() and (run_dir / "config.json").is_file()
+    return "resume" if interrupted else "fresh"
+
+
+def same_run(cfg: CompareConfig, name: str, family, run_dir: Path, requested: dict, vocabulary: list[str]) -> bool:
+    """Whether the run in run_dir was trained with the requested settings on this vocabulary; a
+    difference is refused with the fix, or (retrain_changed) -> False: retrain it."""
+    stored = json.loads((run_dir / "config.json").read_text())
+    changed = settings_changed(requested, stored)
+    fix = ("Run without --reuse true to retrain every entry, give --retrain_changed true to retrain the changed "
+           "ones, or restore the settings it was trained with")
+    if changed:
+        if cfg.retrain_changed:
+            return False
+        raise CheckpointError(
+            f"{run_dir} was trained with other settings than this comparison asks for ("
+            + ", ".join(changed[:12]) + f"{', ...' if len(changed) > 12 else ''}): reusing it would report "
+            f"one run under another's settings. {fix}")
+    old = family.vocabulary(run_dir) if family.is_trained(run_dir) else None  # an interrupted run: its resume checks
+    if old is not None and old != vocabulary:
+        if cfg.retrain_changed:
+            return False
+        raise CheckpointError(
+            f"{run_dir} was trained on another vocabulary ({len(old):,} symbols) than this comparison's "
+            f"({len(vocabulary):,}; level {cfg.level or 'default'}, dataset {cfg.dataset}): its data settings "
+            f"differ. {fix}")
+    return True
 
 
 MIN_FREE_BYTES = 1 << 30  # a comparison writes every model's best, last (with optimizer state) and pretrained checkpoints
@@ -311,6 +344,17 @@ def settings_changed(requested: dict, stored: dict) -> list[str]:
 
 
 INCOMPLETE = "> **Incomplete.**"
+
+
+def mark_failed(report: Path, failures: dict, gather: str) -> None:
+    """The report of a comparison whose cells failed: flagged, with which and how to finish it."""
+    old = report.read_text() if report.is_file() else ""
+    if old.startswith(INCOMPLETE):
+        old = old.split("\n\n", 1)[1] if "\n\n" in old else ""
+    note = (f"{INCOMPLETE} The comparison started on {time.strftime('%Y-%m-%d %H:%M')} did not finish: "
+            + "; ".join(f"{name}: {why}" for name, why in failures.items())
+            + f". Finish it with `{gather}`" + (": the figures below are from an earlier comparison." if old else "."))
+    write_text(report, note + "\n\n" + old)
 
 
 def mark_incomplete(report: Path) -> None:
@@ -422,18 +466,22 @@ def write_experiment_summary(runs_dir: Path, metric_names: list[str]) -> None:
 
 
 def trained_run(cfg: CompareConfig, runs_dir: Path, name: str, family_name: str, settings: dict,
-                reused: list) -> Path:
-    """The entry's finished run: reused (--reuse true) or trained afresh into an emptied folder."""
+                mode: str) -> Path:
+    """The entry's finished run: reused, resumed from its last.pt, or trained afresh into an emptied
+    folder (mode: preflight's)."""
     family, run_dir = FAMILIES[family_name], runs_dir / name
-    if cfg.reuse and family.is_trained(run_dir):
+    argv = trainer_argv(cfg, runs_dir, name, settings)
+    if mode == "reuse" and family.is_trained(run_dir):
         print(f"[{name}] reusing the finished run in {run_dir}")
-        reused.append(name)
         return run_dir
+    if mode == "resume" and (run_dir / "last.pt").is_file():
+        print(f"[{name}] resuming the interrupted run in {run_dir} from its last.pt")
+        return family.train(argv + ["--resume=true"])
     if run_dir.exists():  # a fresh run: never append new curves to an old run's events
         print(f"[{name}] replacing the earlier run in {run_dir}")
         shutil.rmtree(run_dir)
     print(f"[{name}] training ({family_name} family)")
-    return family.train(trainer_argv(cfg, runs_dir, name, settings))
+    return family.train(argv)
 
 
 def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run_dir: Path, real: dict,
@@ -473,14 +521,20 @@ def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run
     return row
 
 
-def real_row(cfg: CompareConfig, judge: Judge, runs_dir: Path) -> dict:
+def real_row(cfg: CompareConfig, judge: Judge) -> dict:
     """The reference row: real training sentences, as many as samples, scored the same way."""
     real = real_sample(cfg, judge.corpus)
     print(f"scoring {len(real)} real training sentences")
-    row = {"label": "real data", "family": "data", "kind": "real", "run_dir": str(runs_dir / "real-data"),
+    row = {"label": "real data", "family": "data", "kind": "real", "run_dir": None,
            "params": None, "steps": None, "train_seconds": None, "samples": real,
            "metrics": judge.score(real, real=True), "sweep": []}
     row["timing"] = dict(judge.timing)
+    return row
+
+
+def log_real_row(runs_dir: Path, row: dict) -> dict:
+    """The real-data row into its own TensorBoard run of this experiment; -> the row with its folder."""
+    row = {**row, "run_dir": str(runs_dir / "real-data")}
     shutil.rmtree(runs_dir / "real-data", ignore_errors=True)
     log_row(runs_dir / "real-data", row, {"run_name": "real-data", "model": "real data", "family": "data"})
     return row
@@ -495,13 +549,37 @@ def published_rows(published: dict) -> list[dict]:
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    cfg, scorer_cfg, entries, published = parse_args(argv)
-    return run(cfg, scorer_cfg, entries, published, command="python -m experiments.compare " + " ".join(argv))
+    sections, entries, published = parse_sections(*cfglib.read_cli(argv))
+    return run(sections["compare"], sections["scorer"], entries, published,
+               command="python -m experiments.compare " + " ".join(argv),
+               launch=(sections["launch"], sections["slurm"]))
 
 
-def run(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: dict, command: str) -> dict:
-    """Train (or reuse) every entry, score it and the real-data row alike, write the report;
-    -> the results (what results.json holds)."""
+@dataclass
+class Study:
+    """One comparison between its preflight and its report: what the cells are built from."""
+    cfg: CompareConfig
+    scorer_cfg: ScorerConfig
+    entries: list
+    published: dict
+    command: str
+    runs_dir: Path
+    report_dir: Path
+    corpus: object
+    corpora: dict
+    modes: dict          # entry -> "fresh" | "reuse" | "resume" (preflight)
+    plan: dict           # the judge's plan
+    lock: RunLock
+    t0: float
+
+    @property
+    def report(self) -> Path:
+        return self.report_dir / "report.md"
+
+
+def prepare(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: dict, command: str) -> Study:
+    """Everything checked before a cell starts: the data, every entry's settings and reused run, the
+    disk; the experiment folder locked, an old report marked incomplete, the judge's cost printed."""
     t0 = time.time()
     device = runtime.resolve_device(cfg.device)
     experiment = cfg.experiment or f"compare-{Path(cfg.dataset).stem}"
@@ -511,36 +589,135 @@ def run(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: dict, 
     if corpus.mode != "sequence":
         raise cfglib.ConfigError(f"{corpus.name} is read as one stream; a comparison scores samples against "
                                  "reference examples, one a line: use mode sequence")
-    vocab = build_tokenizer(corpus)  # the training split's vocabulary, the same for every model of its level
     corpora = entry_corpora(cfg, entries, runs_dir, corpus)  # an entry with tokens of its own: its level's
-    # how samples and references are split for BLEU and the judge: the corpus's words or characters
-    # (at bpe level too); "<unk>" in a sample read back as one token
-    text = SampleTokenizer(reference_tokenizer(corpus))
-    preflight(cfg, entries, runs_dir, {name: build_tokenizer(c).itos for name, c in corpora.items()})
+    modes = preflight(cfg, entries, runs_dir, {name: build_tokenizer(c).itos for name, c in corpora.items()})
     preflight_data(cfg, entries, runs_dir, corpus, corpora)
     lock = RunLock(runs_dir).acquire()  # one comparison per experiment folder
     mark_incomplete(report_dir / "report.md")  # until this comparison replaces it
-    judge = Judge(cfg, scorer_cfg, corpus, text, device)
+    judge = Judge(cfg, scorer_cfg, corpus, SampleTokenizer(reference_tokenizer(corpus)), device)
     plan = judge.plan(len(entries))
-    rows, reused = [real_row(cfg, judge, runs_dir)], []
-    for name, family_name, settings in entries:
-        run_dir = trained_run(cfg, runs_dir, name, family_name, settings, reused)
-        rows.append(model_row(cfg, judge, name, family_name, run_dir, rows[0]["metrics"], corpora[name]))
-    if any(own_tokens(settings) for _, _, settings in entries):  # the table says each row's tokens
+    return Study(cfg, scorer_cfg, entries, published, command, runs_dir, report_dir, corpus, corpora, modes, plan,
+                 lock, t0)
+
+
+# ---------------------------------------------------------------------------------------
+# the cells: the judge once per corpus, then one per entry (train, then score)
+
+UNSCORED = ("reuse", "retrain_changed", "progress", "models", "report_dir", "n_show", "experiment")  # no cell reads them
+
+
+def judge_cell(cfg: CompareConfig, scorer_cfg: ScorerConfig, corpus, folder: Path, real: bool = True) -> Cell:
+    """The judge's cell: the scorer LM fitted into the judge cache and (real) the real-data row scored.
+    Every scoring cell runs after it and reads the fitted scorer from the cache."""
+    kwargs = {"compare": asdict(cfg), "scorer": asdict(scorer_cfg), "real": real}
+    decides = ("data_dir", *cfg.data_settings(), "out_dir", "device", "num_samples", "sample_seed", "lm_score",
+               "reverse_lm_score", "mauve")
+    key = {"compare": {k: getattr(cfg, k) for k in decides}, "scorer": asdict(scorer_cfg), "real": real,
+           "corpus": content_sha256(corpus)}
+    return Cell("judge", folder, "experiments.comparison:judge_job", kwargs, key=key)
+
+
+def entry_cells(study: Study, judge: Cell, prefix: str = "", tasks: int = 1) -> list[Cell]:
+    """One cell per entry: its run trained (or reused, or resumed), then scored by the judge."""
+    cells = []
+    for name, family_name, settings in study.entries:
+        kwargs = {"compare": asdict(study.cfg), "scorer": asdict(study.scorer_cfg),
+                  "entry": [name, family_name, settings], "runs_dir": str(study.runs_dir),
+                  "mode": study.modes[name], "judge_result": str(judge.result_path)}
+        key = {**kwargs, "compare": {k: v for k, v in kwargs["compare"].items() if k not in UNSCORED},
+               "mode": None, "judge": judge.digest(), "corpus": content_sha256(study.corpus)}
+        cells.append(Cell(prefix + name, study.runs_dir / "jobs" / name, "experiments.comparison:entry_job", kwargs,
+                          key=key, resume_kwargs={**kwargs, "mode": "resume"}, run_dir=study.runs_dir / name,
+                          after=(judge.name,), tasks=tasks))
+    return cells
+
+
+def reusable(study: Study, judge: Cell, prefix: str = "") -> set[str]:
+    """The cells whose stored results a re-run may use: under --reuse true, the judge and every entry
+    whose finished run is reused."""
+    if not study.cfg.reuse:
+        return set()
+    return {judge.name} | {prefix + name for name, mode in study.modes.items() if mode == "reuse"}
+
+
+def judge_job(compare: dict, scorer: dict, real: bool) -> dict:
+    """The judge's cell (see judge_cell) -> {"row": the real-data row or None, "fit": the fit's seconds}."""
+    cfg, scorer_cfg = CompareConfig(**compare), ScorerConfig(**scorer)
+    corpus = cfg.load()
+    judge = Judge(cfg, scorer_cfg, corpus, SampleTokenizer(reference_tokenizer(corpus)), runtime.resolve_device(cfg.device))
+    if real:
+        return {"row": real_row(cfg, judge), "fit": judge.fit}
+    if cfg.lm_score or cfg.mauve:
+        judge.scorer()
+    if cfg.reverse_lm_score:
+        judge.text()
+    return {"row": None, "fit": judge.fit}
+
+
+def entry_job(compare: dict, scorer: dict, entry: list, runs_dir: str, mode: str, judge_result: str) -> dict | None:
+    """One entry's cell (see entry_cells) -> its row of the report."""
+    cfg, scorer_cfg = CompareConfig(**compare), ScorerConfig(**scorer)
+    name, family_name, settings = entry
+    corpus = cfg.load()
+    corpora = entry_corpora(cfg, [(name, family_name, settings)], Path(runs_dir), corpus)
+    run_dir = trained_run(cfg, Path(runs_dir), name, family_name, settings, mode)
+    if int(os.environ.get("RANK", 0)) != 0:  # a DDP cell's other processes: rank 0 scores
+        return None
+    judge = Judge(cfg, scorer_cfg, corpus, SampleTokenizer(reference_tokenizer(corpus)), runtime.resolve_device(cfg.device))
+    real = json.loads(Path(judge_result).read_text())["result"]["row"]["metrics"]
+    return model_row(cfg, judge, name, family_name, run_dir, real, corpora[name])
+
+
+def launch_cells(cells: list[Cell], reuse: set, launch: tuple, command: str, reports: list[Path]) -> dict | None:
+    """jobs.launch for a command's cells; a failure marks its reports incomplete, naming the cells."""
+    gather = command if "--reuse true" in command else command + " --reuse true"
+    try:
+        return jobs.launch(cells, *launch, reuse=reuse, gather=gather)
+    except jobs.JobsFailed as e:
+        for report in reports:
+            mark_failed(report, e.failures, gather)
+        raise
+
+
+def run(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: dict, command: str,
+        launch: tuple | None = None) -> dict:
+    """Train (or reuse) every entry, score it and the real-data row alike, write the report;
+    -> the results (what results.json holds). launch: ([launch], [slurm]) sections (default inline)."""
+    launch = launch or (jobs.LaunchConfig(), jobs.SlurmConfig())
+    jobs.parent_threads(*launch)
+    study = prepare(cfg, scorer_cfg, entries, published, command)
+    judge = judge_cell(cfg, scorer_cfg, study.corpus, study.runs_dir / "jobs" / "judge")
+    cells = [judge] + entry_cells(study, judge, tasks=launch[1].tasks_per_job)
+    results = launch_cells(cells, reusable(study, judge), launch, command, [study.report])
+    if results is None:  # submitted without waiting
+        study.lock.release()
+        return {"submitted": [c.name for c in cells]}
+    return finish(study, results[judge.name], [results[name] for name, _, _ in entries])
+
+
+def finish(study: Study, judged: dict, rows: list[dict]) -> dict:
+    """The gathered rows (the judge's real-data row first) written up; -> the results."""
+    cfg, runs_dir, corpus = study.cfg, study.runs_dir, study.corpus
+    rows = [log_real_row(runs_dir, judged["row"])] + rows
+    if any(own_tokens(settings) for _, _, settings in study.entries):  # the table says each row's tokens
         for row in rows[1:]:
-            tok = build_tokenizer(corpora[row["label"]])
+            tok = build_tokenizer(study.corpora[row["label"]])
             row["tokens"] = f"{tok.level} ({tok.vocab_size:,})"
-    rows += published_rows(published)
+    rows += published_rows(study.published)
     metric_names = sorted({k for r in rows if r["kind"] != "published" for k, v in r["metrics"].items()
                            if isinstance(v, (int, float))})
     write_experiment_summary(runs_dir, metric_names)
-    results = {"experiment": experiment, "dataset": corpus.name, "command": command, "config": asdict(cfg), "scorer": asdict(scorer_cfg), "runs_dir": str(runs_dir),
-               "device": str(device), "threads": torch.get_num_threads(), "wall_seconds": time.time() - t0,
-               "reused": reused, "splits": describe_splits(corpus, SampleTokenizer(vocab)), "rows": rows,
-               "judge": {**plan, **judge.fit}}
-    report = write_report(results, report_dir, tokenize=text.split, test_texts=corpus.test)
+    text = SampleTokenizer(reference_tokenizer(corpus))
+    results = {"experiment": runs_dir.name, "dataset": corpus.name, "command": study.command, "config": asdict(cfg),
+               "scorer": asdict(study.scorer_cfg), "runs_dir": str(runs_dir),
+               "device": str(runtime.resolve_device(cfg.device)), "threads": torch.get_num_threads(),
+               "wall_seconds": time.time() - study.t0,
+               "reused": [name for name, _, _ in study.entries if study.modes[name] == "reuse"],
+               "splits": describe_splits(corpus, SampleTokenizer(build_tokenizer(corpus))), "rows": rows,
+               "judge": {**study.plan, **judged["fit"]}}
+    report = write_report(results, study.report_dir, tokenize=text.split, test_texts=corpus.test)
     print(f"report: {report}")
     print(f"TensorBoard runs: {runs_dir}  (tensorboard --logdir {runs_dir})")
     print(f"wall time {results['wall_seconds']:.0f}s")
-    lock.release()
+    study.lock.release()
     return results

@@ -1,5 +1,5 @@
 """The quality-diversity frontier: every way to trade quality for diversity, for the same models,
-on the same axes, over training seeds (issue 13).
+on the same axes, over training seeds.
 
     OMP_NUM_THREADS=1 python -m experiments.frontier --config experiments/configs/frontier/numbers.toml
 
@@ -25,10 +25,11 @@ report (table_dir) tests every point against the reference curve on each plane
 (experiments/reporting/frontier.py: dominance beyond two standard deviations, interpolating the
 curve) and draws each plane with error bars.
 
-Each model's scored points are stored beside its run (frontier_points.json, with the settings
-they depend on); --reuse true reads them instead of sampling again when those settings are
-unchanged. So seeds can run as separate commands side by side (--frontier.seeds 2), and one
-`--reuse true` command over all seeds then writes the report in seconds.
+Every (seed, model) is a cell of one grid (experiments/jobs), after one judge cell that fits the
+scorer LM for all: `--launcher local --jobs 4` runs four at once, `--launcher slurm` submits each
+as a SLURM job. Each model's scored points are stored beside its run (frontier_points.json, with
+the settings they depend on); --reuse true reads them instead of sampling again when those
+settings are unchanged, so the report can be rewritten in seconds.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import torch
 
 from datasets import build_tokenizer
 from datasets.batching import reference_tokenizer
-from experiments import comparison
+from experiments import comparison, jobs
 from experiments.core import cli, runtime
 from experiments.core import config as cfglib
 from experiments.core.checkpoint import write_text
@@ -205,32 +206,54 @@ def cached_points(run_dir: Path, key: dict) -> dict | None:
     return stored
 
 
-def seed_points(fcfg, guide_cfg, cfg, entries, judge, seed: int, device) -> tuple[list[dict], dict]:
-    """Train (or reuse) every model for one seed and score it along its curves."""
+def frontier_cells(fcfg, guide_cfg, cfg, scorer_cfg, entries, corpus, seed: int, judge) -> tuple[list, set, object]:
+    """One seed's cells (one per model: train or reuse it, then sample and score it along its curves),
+    the ones whose stored results --reuse true may use, and the seed's lock on its runs folder."""
     seed_cfg = dataclasses.replace(cfg, seed=seed, experiment=f"{cfg.experiment or 'frontier'}-seed{seed}")
     runs_dir = Path(cfg.out_dir) / seed_cfg.experiment
-    corpora = comparison.entry_corpora(seed_cfg, entries, runs_dir, judge.corpus)  # each entry's tokens
-    comparison.preflight(seed_cfg, entries, runs_dir, {n: build_tokenizer(c).itos for n, c in corpora.items()})
+    corpora = comparison.entry_corpora(seed_cfg, entries, runs_dir, corpus)  # each entry's tokens
+    modes = comparison.preflight(seed_cfg, entries, runs_dir, {n: build_tokenizer(c).itos for n, c in corpora.items()})
     lock = RunLock(runs_dir).acquire()  # one command at a time per runs folder, as a comparison
-    points, reports, reused = [], {}, []
     guide_cfg = dataclasses.replace(guide_cfg, seed=guide_cfg.seed + seed)
-    for name, family_name, settings in entries:
-        run_dir = comparison.trained_run(seed_cfg, runs_dir, name, family_name, settings, reused)
-        key = points_key(fcfg, guide_cfg, cfg, judge, name)
-        cached = cached_points(run_dir, key) if name in reused else None
-        if cached is None:
-            cached = model_points(fcfg, guide_cfg, cfg, judge, name, FAMILIES[family_name], run_dir, device,
-                                  corpora[name])
-            write_text(run_dir / POINTS_FILE, json.dumps({"key": key, **cached}, indent=1))
-        else:
-            print(f"[{name}] frontier points reused from {run_dir / POINTS_FILE} (same settings)")
-        points += cached["points"]
-        if cached["guides"] is not None:
-            reports[name] = cached["guides"]
-    lock.release()
-    for p in points:
-        p["seed"] = seed
-    return points, reports
+    cells = []
+    for entry in entries:
+        kwargs = {"frontier": asdict(fcfg), "guide": asdict(guide_cfg), "compare": asdict(seed_cfg),
+                  "scorer": asdict(scorer_cfg), "entry": list(entry), "runs_dir": str(runs_dir),
+                  "mode": modes[entry[0]]}
+        key = {**kwargs, "compare": {k: v for k, v in kwargs["compare"].items() if k not in comparison.UNSCORED},
+               "frontier": {k: v for k, v in kwargs["frontier"].items() if k not in REPORT_ONLY}, "mode": None,
+               "judge": judge.digest()}
+        cells.append(jobs.Cell(f"seed{seed}/{entry[0]}", runs_dir / "jobs" / entry[0],
+                                     "experiments.frontier:frontier_job", kwargs, key=key,
+                                     resume_kwargs={**kwargs, "mode": "resume"}, run_dir=runs_dir / entry[0],
+                                     after=(judge.name,)))
+    reuse = {c.name for c, e in zip(cells, entries) if modes[e[0]] == "reuse"} if cfg.reuse else set()
+    return cells, reuse, lock
+
+
+REPORT_ONLY = ("title", "seeds", "planes", "reference", "table_dir", "index")  # shape the report, not a point
+
+
+def frontier_job(frontier: dict, guide: dict, compare: dict, scorer: dict, entry: list, runs_dir: str,
+                 mode: str) -> dict:
+    """One model of one seed: trained (or reused, or resumed), then its points -> {points, guides}.
+    Points stored beside a reused run under the same settings are read instead of scored again."""
+    fcfg, guide_cfg = FrontierConfig(**frontier), GuideConfig(**guide)
+    cfg, scorer_cfg = comparison.CompareConfig(**compare), comparison.ScorerConfig(**scorer)
+    name, family_name, settings = entry
+    device = runtime.resolve_device(cfg.device)
+    corpus = cfg.load()
+    judge = comparison.Judge(cfg, scorer_cfg, corpus, SampleTokenizer(reference_tokenizer(corpus)), device)
+    corpora = comparison.entry_corpora(cfg, [(name, family_name, settings)], Path(runs_dir), corpus)
+    run_dir = comparison.trained_run(cfg, Path(runs_dir), name, family_name, settings, mode)
+    key = points_key(fcfg, guide_cfg, cfg, judge, name)
+    cached = cached_points(run_dir, key) if mode == "reuse" else None
+    if cached is None:
+        cached = model_points(fcfg, guide_cfg, cfg, judge, name, FAMILIES[family_name], run_dir, device, corpora[name])
+        write_text(run_dir / POINTS_FILE, json.dumps({"key": key, **cached}, indent=1))
+    else:
+        print(f"[{name}] frontier points reused from {run_dir / POINTS_FILE} (same settings)")
+    return {"points": cached["points"], "guides": cached["guides"]}
 
 
 def write_frontier(fcfg: FrontierConfig, summary: dict) -> Path:
@@ -285,18 +308,34 @@ def main(argv=None):
     if unknown:
         raise cfglib.ConfigError(f"frontier.reference and frontier.guided must name models of this comparison "
                                  f"({', '.join(names)}); not: {', '.join(unknown)}")
-    device = runtime.resolve_device(cfg.device)
+    launch = (sections["launch"], sections["slurm"])
+    jobs.parent_threads(*launch)
     corpus = cfg.load()
-    judge = comparison.Judge(cfg, sections["scorer"], corpus, SampleTokenizer(reference_tokenizer(corpus)), device)
     comparison.preflight_data(cfg, entries, Path(cfg.out_dir), corpus,
                               comparison.entry_corpora(cfg, entries, Path(cfg.out_dir), corpus))
-    points, guides, command = [], {}, "python -m experiments.frontier " + " ".join(argv)
-    for seed in fcfg.seed_list():
-        print(f"=== seed {seed} ===")
-        more, guides[seed] = seed_points(fcfg, guide_cfg, cfg, entries, judge, seed, device)
-        points += more
-        summary = summarize(points, guides, command, (cfg, fcfg, guide_cfg), corpus.name, t0)
-        print(f"frontier report ({len(guides)} of {len(fcfg.seed_list())} seeds): {write_frontier(fcfg, summary)}")
+    command = "python -m experiments.frontier " + " ".join(argv)
+    seeds = fcfg.seed_list()
+    first = Path(cfg.out_dir) / f"{cfg.experiment or 'frontier'}-seed{seeds[0]}"
+    judge = comparison.judge_cell(cfg, sections["scorer"], corpus, first / "jobs" / "judge", real=False)
+    cells, reuse, locks = [judge], {judge.name} if cfg.reuse else set(), []
+    for seed in seeds:  # every seed's checks before any cell starts
+        more, more_reuse, lock = frontier_cells(fcfg, guide_cfg, cfg, sections["scorer"], entries, corpus, seed, judge)
+        cells, reuse, locks = cells + more, reuse | more_reuse, locks + [lock]
+    results = comparison.launch_cells(cells, reuse, launch, command, [Path(fcfg.table_dir) / "report.md"])
+    for lock in locks:
+        lock.release()
+    if results is None:  # submitted without waiting
+        return {"submitted": [c.name for c in cells]}
+    points, guides = [], {}
+    for seed in seeds:
+        guides[seed] = {}
+        for name, _, _ in entries:
+            out = results[f"seed{seed}/{name}"]
+            points += [{**p, "seed": seed} for p in out["points"]]
+            if out["guides"] is not None:
+                guides[seed][name] = out["guides"]
+    summary = summarize(points, guides, command, (cfg, fcfg, guide_cfg), corpus.name, t0)
+    print(f"frontier report ({len(seeds)} seeds): {write_frontier(fcfg, summary)}")
     if fcfg.index:
         print(f"every dataset's frontier: {report.write_index(Path(fcfg.index))}")
     return summary

@@ -4,6 +4,7 @@
     python -m experiments.ladder --models rnn,gru        # some of them (the table lists only these models)
     python -m experiments.ladder --collect true          # no training: the table from the runs already there
     python -m experiments.ladder --bench true            # ms per optimizer step of each model, 200 steps each
+    python -m experiments.ladder --launcher local --jobs 2   # two rungs at once (experiments/jobs)
 
 Each model `m` trains with experiments.train_lm on `experiments/configs/lm/names_<m>.toml`
 (the ladder's acceptance protocol: names, makemore's split, batch 32, at most 20,000
@@ -30,6 +31,7 @@ from pathlib import Path
 import torch
 
 from baselines import MODELS
+from experiments import jobs
 from experiments.core import cli, config as cfglib
 from experiments.core.checkpoint import write_text
 from experiments.trainers import lm as lm_trainer
@@ -195,7 +197,8 @@ def bench_table(rows: list[dict], steps: int) -> str:
 
 
 def main(argv=None) -> Path:
-    cfg = cfglib.parse({"ladder": LadderConfig()}, argv)["ladder"]
+    sections = cfglib.parse({"ladder": LadderConfig(), **jobs.sections()}, argv)
+    cfg, launch = sections["ladder"], (sections["launch"], sections["slurm"])
     table_path = Path(cfg.table)
     table_path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -211,9 +214,18 @@ def main(argv=None) -> Path:
         print(out.read_text())
         return out
 
-    if not cfg.collect:
+    if not cfg.collect:  # one cell per rung, under the launcher (inline: one after another, as always)
+        cells = []
         for model in cfg.model_list:
-            lm_trainer.main(train_argv(cfg, model, cfg.out_dir, max_steps=cfg.max_steps))
+            argv = train_argv(cfg, model, cfg.out_dir, max_steps=cfg.max_steps)
+            cells.append(jobs.Cell(model, Path(cfg.out_dir) / "jobs" / model, "experiments.trainers.lm:main",
+                                   {"argv": argv}, resume_kwargs={"argv": argv + ["--resume", "true"]},
+                                   run_dir=Path(cfg.out_dir) / model, tasks=launch[1].tasks_per_job))
+        jobs.parent_threads(*launch)
+        if jobs.launch(cells, *launch) is None:  # submitted without waiting
+            print("when they have finished, write the table with: python -m experiments.ladder --collect true "
+                  f"--out_dir {cfg.out_dir} --models {cfg.models}")
+            return table_path
 
     runs = []
     for model in cfg.model_list:

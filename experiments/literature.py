@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from experiments import comparison
+from experiments import comparison, jobs
 from experiments.core import cli
 from experiments.core import config as cfglib
 from experiments.reporting.literature import published, summarize, write_literature_report
@@ -59,13 +59,28 @@ def main(argv=None):
     cfg, lit = sections["compare"], sections["literature"]
     base = cfg.experiment or f"literature-{Path(cfg.dataset).stem}"
     command = "python -m experiments.literature " + " ".join(argv)
-    per_seed, experiments = [], []
-    for seed in lit.seed_list():
+    launch = (sections["launch"], sections["slurm"])
+    jobs.parent_threads(*launch)
+    studies, experiments = [], []
+    for seed in lit.seed_list():  # every seed's checks before any cell starts
         experiments.append(f"{base}-seed{seed}")
         print(f"=== seed {seed}: comparison {experiments[-1]} ===")
         seed_cfg = dataclasses.replace(cfg, seed=seed, experiment=experiments[-1], report_dir="")
-        per_seed.append(comparison.run(seed_cfg, sections["scorer"], entries, published_table,
-                                       command=f"{command} (seed {seed})"))
+        studies.append(comparison.prepare(seed_cfg, sections["scorer"], entries, published_table,
+                                          command=f"{command} (seed {seed})"))
+    # one judge for every seed (it does not depend on the training seed), then every seed's entries
+    judge = comparison.judge_cell(studies[0].cfg, sections["scorer"], studies[0].corpus,
+                                  studies[0].runs_dir / "jobs" / "judge")
+    cells, reuse = [judge], set()
+    for seed, study in zip(lit.seed_list(), studies):
+        cells += comparison.entry_cells(study, judge, prefix=f"seed{seed}/", tasks=launch[1].tasks_per_job)
+        reuse |= comparison.reusable(study, judge, prefix=f"seed{seed}/")
+    results = comparison.launch_cells(cells, reuse, launch, command,
+                                      [s.report for s in studies] + [Path(lit.table_dir) / "report.md"])
+    if results is None:  # submitted without waiting
+        return {"submitted": [c.name for c in cells]}
+    per_seed = [comparison.finish(study, results[judge.name], [results[f"seed{seed}/{name}"] for name, _, _ in entries])
+                for seed, study in zip(lit.seed_list(), studies)]
     columns = [c.strip() for c in lit.columns.split(",") if c.strip()]
     summary = {"title": lit.title, "command": command, "date": time.strftime("%Y-%m-%d"),
                "dataset": per_seed[0]["dataset"], "seeds": lit.seed_list(), "columns": columns,

@@ -18,6 +18,7 @@ from baselines.hf_gpt2 import HFCheckpointError
 from datasets.corpora import CorpusError
 from experiments.core.checkpoint import CheckpointError
 from experiments.core.config import ConfigError
+from experiments.jobs.cells import JobsFailed
 
 TEXTDUEL_ERRORS = (CorpusError, ConfigError, CheckpointError, HFCheckpointError)
 EXIT_USAGE = 2
@@ -52,3 +53,6 @@ def run(main, argv: list[str] | None = None):
             raise
         print(f"error: {e}\n(add --debug true for the traceback)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
+    except JobsFailed as e:  # each failure was reported with its log's tail as it happened
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -50,14 +50,19 @@ CODE_VERSION = 2
 PROBE_STEPS = 3  # timed optimizer steps behind each estimate in the plan
 
 
-def cache_key(cfg, scorer_cfg: ScorerConfig, corpus, device) -> dict:
-    """Everything the cached scorer and real-data reverse LM depend on (see the module docstring)."""
+def content_sha256(corpus) -> str:
+    """The hash of a loaded corpus's three splits, line by line."""
     h = hashlib.sha256()
     for split in ("train", "val", "test"):
         h.update(split.encode())
         for line in getattr(corpus, split):
             h.update(line.encode("utf-8", "surrogatepass") + b"\n")
-    return {"corpus": corpus.name, "content_sha256": h.hexdigest(),
+    return h.hexdigest()
+
+
+def cache_key(cfg, scorer_cfg: ScorerConfig, corpus, device) -> dict:
+    """Everything the cached scorer and real-data reverse LM depend on (see the module docstring)."""
+    return {"corpus": corpus.name, "content_sha256": content_sha256(corpus),
             "data": {k: getattr(cfg, k) for k in ("level", "lowercase", "min_freq", "max_vocab", "max_len")},
             "scorer": dataclasses.asdict(scorer_cfg), "num_samples": cfg.num_samples, "sample_seed": cfg.sample_seed,
             "device": str(device), "dtype": "float32", "threads": torch.get_num_threads(),
