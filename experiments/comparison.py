@@ -471,15 +471,15 @@ def trained_run(cfg: CompareConfig, runs_dir: Path, name: str, family_name: str,
     folder (mode: preflight's)."""
     family, run_dir = FAMILIES[family_name], runs_dir / name
     argv = trainer_argv(cfg, runs_dir, name, settings)
-    if mode == "reuse" and family.is_trained(run_dir):
+    if mode in ("reuse", "resume") and family.is_trained(run_dir):  # resume: a job requeued after training
         print(f"[{name}] reusing the finished run in {run_dir}")
         return run_dir
     if mode == "resume" and (run_dir / "last.pt").is_file():
         print(f"[{name}] resuming the interrupted run in {run_dir} from its last.pt")
         return family.train(argv + ["--resume=true"])
-    if run_dir.exists():  # a fresh run: never append new curves to an old run's events
-        print(f"[{name}] replacing the earlier run in {run_dir}")
-        shutil.rmtree(run_dir)
+    if run_dir.exists() and int(os.environ.get("RANK", 0)) == 0:  # a fresh run: never append new curves to an
+        print(f"[{name}] replacing the earlier run in {run_dir}")  # old run's events (a DDP cell: rank 0 clears it,
+        shutil.rmtree(run_dir)                                       # before the others can join its process group)
     print(f"[{name}] training ({family_name} family)")
     return family.train(argv)
 

@@ -130,3 +130,32 @@ def tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+# what may differ between two runs of the same grid: how long things took, where they were written,
+# the command line that ran them
+VOLATILE = ("seconds", "timing", "minutes", "command", "run_dir", "runs_dir", "out_dir", "table_dir", "date",
+            "per_step", "val_pass", "text")
+
+
+def differences(a, b, roots: tuple[str, str] = ("", ""), path: str = "") -> list[str]:
+    """Where two results (results.json contents) differ, VOLATILE keys aside and each run's own folder
+    (roots) read as the same: a list of 'path: a != b'."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            if any(v in str(k) for v in VOLATILE):
+                continue
+            if k not in a or k not in b:
+                out.append(f"{path}/{k}: present in one only")
+            else:
+                out += differences(a[k], b[k], roots, f"{path}/{k}")
+        return out
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{path}: {len(a)} items != {len(b)}"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, roots, f"{path}[{i}]")]
+    if isinstance(a, str) and isinstance(b, str) and roots[0]:
+        a, b = a.replace(roots[0], "<folder>"), b.replace(roots[1], "<folder>")
+    same = a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)  # NaN == NaN here
+    return [] if same else [f"{path}: {a!r} != {b!r}"]

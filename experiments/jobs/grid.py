@@ -27,7 +27,6 @@ from experiments.jobs.cells import Cell, JobsFailed, depends, read_json, stored_
 from experiments.jobs.config import LaunchConfig, SlurmConfig, job_slots, threads_per_job
 from experiments.jobs.launchers import LocalLauncher, SlurmLauncher, SlurmQueue, attach
 from experiments.jobs.progress import Progress
-from experiments.jobs.worker import run_cell
 
 POLL_SECONDS = 1.0
 TAIL_LINES = 20
@@ -88,6 +87,7 @@ def run_inline(cells: list[Cell], reuse: set) -> dict:
         if earlier_job(cell, queue, reuse) is not None:  # run elsewhere meanwhile: gather it
             results.update(Grid([cell], None, queue, reuse | {cell.name}).run(True, ""))
             continue
+        from experiments.jobs.worker import run_cell  # (not at the top: python -m experiments.jobs.worker runs it)
         spec = cell.write_spec()
         write_job(cell, {"launcher": "inline", "host": socket.gethostname(), "pid": os.getpid(),
                          "started": time.time()})

@@ -162,6 +162,9 @@ def scontrol_reason(job_id: str) -> str:
     code, _, sig = fields.get("ExitCode", "0:0").partition(":")
     if sig not in ("", "0"):
         parts.append(f"killed by {signal_name(int(sig))}")
+    elif code.isdigit() and int(code) > 128:  # the shell's 128 + signal of the task
+        parts.append(f"exit status {code}: killed by {signal_name(int(code) - 128)}"
+                     + (" (kill -9, or the out-of-memory killer)" if int(code) == 137 else ""))
     elif code not in ("", "0"):
         parts.append(f"exit status {code}")
     return ", ".join(parts)
