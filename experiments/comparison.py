@@ -484,10 +484,11 @@ def trained_run(cfg: CompareConfig, runs_dir: Path, name: str, family_name: str,
     return family.train(argv)
 
 
-def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run_dir: Path, real: dict,
+def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run_dir: Path, real: dict | None,
               corpus=None) -> dict:
     """One trained model scored: samples at `temperature`, NLL on test and val, every metric, the
-    quality-diversity sweep and the collapse warnings against the real-data row."""
+    quality-diversity sweep, and with `real` (the real-data row's metrics) the collapse warnings
+    against it (a cell scores without them: finish() adds them, see add_warnings)."""
     family = FAMILIES[family_name]
     sampler = family.load(run_dir, corpus or judge.corpus, judge.device)  # at the entry's own level
     t_score = time.time()  # the comparison's own scoring: not in the trainers' max_minutes
@@ -508,17 +509,37 @@ def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run
     timing["sweep"] = time.time() - t_sweep
     row = {"label": name, "family": family_name, "kind": "model", "run_dir": str(run_dir), **sampler.info,
            "samples": samples, "metrics": metrics, "sweep": points, "timing": timing,
-           "warnings": collapse_warnings(metrics, real, sampler.info.get("adv_nll_rise")), "sweep_note": skipped}
+           "warnings": [], "sweep_note": skipped}
+    if real is not None:
+        row["warnings"] = collapse_warnings(metrics, real, sampler.info.get("adv_nll_rise"))
     row["score_seconds"] = time.time() - t_score
     log_row(run_dir, row, None)
     print(f"[{name}] nll_test {metrics['nll_test']:.4f}  bleu2..5 "
           + " ".join(f"{metrics[f'bleu{n}']:.3f}" for n in DEFAULT_NS)
           + "  self_bleu5 " + f"{metrics['self_bleu5']:.3f}" + f"  (scored in {row['score_seconds']:.0f} s)")
-    for w in row["warnings"]:
-        print(f"[{name}] warning: {w}")
+    say_warnings(row)
     if row["sweep_note"]:
         print(f"[{name}] {row['sweep_note']}")
     return row
+
+
+def say_warnings(row: dict) -> None:
+    for w in row["warnings"]:
+        print(f"[{row['label']}] warning: {w}")
+
+
+def add_warnings(row: dict, real: dict) -> None:
+    """A cell's row given its collapse warnings against the real-data row (the cells run without
+    waiting for that row), printed and written into the model's TensorBoard run."""
+    row["warnings"] = collapse_warnings(row["metrics"], real, row.get("adv_nll_rise"))
+    say_warnings(row)
+    folder = Path(row["run_dir"])
+    for old in folder.glob("events.out.tfevents.*.warnings"):
+        old.unlink()
+    if row["warnings"]:
+        writer = SummaryWriter(str(folder), filename_suffix=".warnings")
+        writer.add_text("warnings", "  \n".join(row["warnings"]), row["steps"] or 0)
+        writer.close()
 
 
 def real_row(cfg: CompareConfig, judge: Judge) -> dict:
@@ -577,9 +598,11 @@ class Study:
         return self.report_dir / "report.md"
 
 
-def prepare(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: dict, command: str) -> Study:
+def prepare(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: dict, command: str,
+            plan: dict | None = None) -> Study:
     """Everything checked before a cell starts: the data, every entry's settings and reused run, the
-    disk; the experiment folder locked, an old report marked incomplete, the judge's cost printed."""
+    disk; the experiment folder locked, an old report marked incomplete, the judge's cost printed
+    (plan: another study's of the same corpus and judge, e.g. literature's first seed's)."""
     t0 = time.time()
     device = runtime.resolve_device(cfg.device)
     experiment = cfg.experiment or f"compare-{Path(cfg.dataset).stem}"
@@ -594,8 +617,8 @@ def prepare(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: di
     preflight_data(cfg, entries, runs_dir, corpus, corpora)
     lock = RunLock(runs_dir).acquire()  # one comparison per experiment folder
     mark_incomplete(report_dir / "report.md")  # until this comparison replaces it
-    judge = Judge(cfg, scorer_cfg, corpus, SampleTokenizer(reference_tokenizer(corpus)), device)
-    plan = judge.plan(len(entries))
+    if plan is None:
+        plan = Judge(cfg, scorer_cfg, corpus, SampleTokenizer(reference_tokenizer(corpus)), device).plan(len(entries))
     return Study(cfg, scorer_cfg, entries, published, command, runs_dir, report_dir, corpus, corpora, modes, plan,
                  lock, t0)
 
@@ -608,7 +631,9 @@ UNSCORED = ("reuse", "retrain_changed", "progress", "models", "report_dir", "n_s
 
 def judge_cell(cfg: CompareConfig, scorer_cfg: ScorerConfig, corpus, folder: Path, real: bool = True) -> Cell:
     """The judge's cell: the scorer LM fitted into the judge cache and (real) the real-data row scored.
-    Every scoring cell runs after it and reads the fitted scorer from the cache."""
+    It is listed first, and the scoring cells do not wait for it: whichever job first needs the
+    scorer fits it under the cache's lock, and every other waits for it and reads it (the cache
+    is keyed and locked: experiments/scoring/judge.py), so it is fitted once per corpus."""
     kwargs = {"compare": asdict(cfg), "scorer": asdict(scorer_cfg), "real": real}
     decides = ("data_dir", *cfg.data_settings(), "out_dir", "device", "num_samples", "sample_seed", "lm_score",
                "reverse_lm_score", "mauve")
@@ -622,13 +647,12 @@ def entry_cells(study: Study, judge: Cell, prefix: str = "", tasks: int = 1) -> 
     cells = []
     for name, family_name, settings in study.entries:
         kwargs = {"compare": asdict(study.cfg), "scorer": asdict(study.scorer_cfg),
-                  "entry": [name, family_name, settings], "runs_dir": str(study.runs_dir),
-                  "mode": study.modes[name], "judge_result": str(judge.result_path)}
+                  "entry": [name, family_name, settings], "runs_dir": str(study.runs_dir), "mode": study.modes[name]}
         key = {**kwargs, "compare": {k: v for k, v in kwargs["compare"].items() if k not in UNSCORED},
                "mode": None, "judge": judge.digest(), "corpus": content_sha256(study.corpus)}
         cells.append(Cell(prefix + name, study.runs_dir / "jobs" / name, "experiments.comparison:entry_job", kwargs,
                           key=key, resume_kwargs={**kwargs, "mode": "resume"}, run_dir=study.runs_dir / name,
-                          after=(judge.name,), tasks=tasks))
+                          tasks=tasks))
     return cells
 
 
@@ -645,17 +669,26 @@ def judge_job(compare: dict, scorer: dict, real: bool) -> dict:
     cfg, scorer_cfg = CompareConfig(**compare), ScorerConfig(**scorer)
     corpus = cfg.load()
     judge = Judge(cfg, scorer_cfg, corpus, SampleTokenizer(reference_tokenizer(corpus)), runtime.resolve_device(cfg.device))
-    if real:
-        return {"row": real_row(cfg, judge), "fit": judge.fit}
-    if cfg.lm_score or cfg.mauve:
+    row = real_row(cfg, judge) if real else None
+    if not real and (cfg.lm_score or cfg.mauve):
         judge.scorer()
-    if cfg.reverse_lm_score:
+    if not real and cfg.reverse_lm_score:
         judge.text()
-    return {"row": None, "fit": judge.fit}
+    return {"row": row, "fit": {**judge.fit, "stored_seconds": judge.stored_fit_seconds()}}
 
 
-def entry_job(compare: dict, scorer: dict, entry: list, runs_dir: str, mode: str, judge_result: str) -> dict | None:
-    """One entry's cell (see entry_cells) -> its row of the report."""
+def judge_fit(plan: dict, fit: dict) -> dict:
+    """The judge's fit as the report states it: a scorer the plan found no cache for was fitted by
+    this command, in whichever of its cells needed it first (the judge's cell then read it)."""
+    out = {k: v for k, v in fit.items() if k != "stored_seconds"}
+    if plan.get("scorer_cached") is False and out.get("scorer_reused"):
+        out.update(scorer_reused=False, scorer_seconds=fit.get("stored_seconds") or 0.0)
+    return out
+
+
+def entry_job(compare: dict, scorer: dict, entry: list, runs_dir: str, mode: str) -> dict | None:
+    """One entry's cell (see entry_cells) -> its row of the report, without the collapse warnings
+    (they read the real-data row: finish adds them)."""
     cfg, scorer_cfg = CompareConfig(**compare), ScorerConfig(**scorer)
     name, family_name, settings = entry
     corpus = cfg.load()
@@ -664,13 +697,13 @@ def entry_job(compare: dict, scorer: dict, entry: list, runs_dir: str, mode: str
     if int(os.environ.get("RANK", 0)) != 0:  # a DDP cell's other processes: rank 0 scores
         return None
     judge = Judge(cfg, scorer_cfg, corpus, SampleTokenizer(reference_tokenizer(corpus)), runtime.resolve_device(cfg.device))
-    real = json.loads(Path(judge_result).read_text())["result"]["row"]["metrics"]
-    return model_row(cfg, judge, name, family_name, run_dir, real, corpora[name])
+    return model_row(cfg, judge, name, family_name, run_dir, None, corpora[name])
 
 
 def launch_cells(cells: list[Cell], reuse: set, launch: tuple, command: str, reports: list[Path]) -> dict | None:
     """jobs.launch for a command's cells; a failure marks its reports incomplete, naming the cells."""
-    gather = command if "--reuse true" in command else command + " --reuse true"
+    gather = re.sub(r"\s--wait[= ](false|0|no)\b", "", command)  # the gather waits
+    gather = gather if re.search(r"--reuse[= ]true", gather) else gather + " --reuse true"
     try:
         return jobs.launch(cells, *launch, reuse=reuse, gather=gather)
     except jobs.JobsFailed as e:
@@ -699,6 +732,8 @@ def finish(study: Study, judged: dict, rows: list[dict]) -> dict:
     """The gathered rows (the judge's real-data row first) written up; -> the results."""
     cfg, runs_dir, corpus = study.cfg, study.runs_dir, study.corpus
     rows = [log_real_row(runs_dir, judged["row"])] + rows
+    for row in rows[1:]:
+        add_warnings(row, rows[0]["metrics"])
     if any(own_tokens(settings) for _, _, settings in study.entries):  # the table says each row's tokens
         for row in rows[1:]:
             tok = build_tokenizer(study.corpora[row["label"]])
@@ -714,7 +749,7 @@ def finish(study: Study, judged: dict, rows: list[dict]) -> dict:
                "wall_seconds": time.time() - study.t0,
                "reused": [name for name, _, _ in study.entries if study.modes[name] == "reuse"],
                "splits": describe_splits(corpus, SampleTokenizer(build_tokenizer(corpus))), "rows": rows,
-               "judge": {**study.plan, **judged["fit"]}}
+               "judge": {**study.plan, **judge_fit(study.plan, judged["fit"])}}
     report = write_report(results, study.report_dir, tokenize=text.split, test_texts=corpus.test)
     print(f"report: {report}")
     print(f"TensorBoard runs: {runs_dir}  (tensorboard --logdir {runs_dir})")

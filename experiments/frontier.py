@@ -225,8 +225,7 @@ def frontier_cells(fcfg, guide_cfg, cfg, scorer_cfg, entries, corpus, seed: int,
                "judge": judge.digest()}
         cells.append(jobs.Cell(f"seed{seed}/{entry[0]}", runs_dir / "jobs" / entry[0],
                                      "experiments.frontier:frontier_job", kwargs, key=key,
-                                     resume_kwargs={**kwargs, "mode": "resume"}, run_dir=runs_dir / entry[0],
-                                     after=(judge.name,)))
+                                     resume_kwargs={**kwargs, "mode": "resume"}, run_dir=runs_dir / entry[0]))
     reuse = {c.name for c, e in zip(cells, entries) if modes[e[0]] == "reuse"} if cfg.reuse else set()
     return cells, reuse, lock
 

@@ -67,8 +67,8 @@ def main(argv=None):
         print(f"=== seed {seed}: comparison {experiments[-1]} ===")
         seed_cfg = dataclasses.replace(cfg, seed=seed, experiment=experiments[-1], report_dir="")
         studies.append(comparison.prepare(seed_cfg, sections["scorer"], entries, published_table,
-                                          command=f"{command} (seed {seed})"))
-    # one judge for every seed (it does not depend on the training seed), then every seed's entries
+                                          command=f"{command} (seed {seed})", plan=studies[0].plan if studies else None))
+    # one judge for every seed (it does not depend on the training seed), and every seed's entries
     judge = comparison.judge_cell(studies[0].cfg, sections["scorer"], studies[0].corpus,
                                   studies[0].runs_dir / "jobs" / "judge")
     cells, reuse = [judge], set()

@@ -162,7 +162,8 @@ def test_cell_names_folders_and_digests_are_stable(tmp_path):
     s.lock.release()
     assert [c.name for c in cells] == ["seed1/bigram", "seed1/mlp"]
     assert [c.folder for c in cells] == [s.runs_dir / "jobs" / "bigram", s.runs_dir / "jobs" / "mlp"]
-    assert all(c.after == ("judge",) and c.run_dir == s.runs_dir / c.name.split("/")[1] for c in cells)
+    # the scoring cells do not wait for the judge's: the first to need the scorer fits it under the cache's lock
+    assert all(c.after == () and c.run_dir == s.runs_dir / c.name.split("/")[1] for c in cells)
     # the digest follows what the result depends on, not how the run folder is treated or the report shaped
     again = study(tmp_path, "--experiment", "names", "--reuse", "true", "--retrain_changed", "true", "--n_show", "2")
     assert [c.digest() for c in comparison.entry_cells(again, judge, prefix="seed1/")] == [c.digest() for c in cells]
@@ -211,3 +212,56 @@ def test_a_comparison_under_local_gathers_what_inline_computes(tmp_path, one_thr
                                     launch=(LaunchConfig(launcher=launcher, jobs=2, threads_per_job=1), SlurmConfig()))
     assert differences(runs["inline"], runs["local"], roots=(str(tmp_path / "inline"), str(tmp_path / "local"))) == []
     assert (tmp_path / "local" / "runs" / "same" / "jobs" / "mlp" / "log.txt").is_file()
+
+
+class Terminal:
+    """A stream that says it is a terminal, collecting what is written."""
+
+    def __init__(self, tty: bool):
+        self.tty, self.text = tty, ""
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+def test_the_progress_table_redraws_in_place_on_a_terminal_and_prints_lines_elsewhere():
+    from experiments.jobs.progress import Progress
+    for tty in (True, False):
+        stream = Terminal(tty)
+        table = Progress(["seed1/gpt2", "seed1/lstm"], stream)
+        table.set("seed1/gpt2", "running", "pid 1")
+        table.show()
+        table.set("seed1/gpt2", "done", "pid 1")
+        table.set("seed1/lstm", "failed")
+        table.show()
+        if tty:  # the second drawing moves up over the first (4 lines: header, 2 cells, counts) and clears it
+            assert stream.text.count("\x1b[4F\x1b[J") == 1 and "done 1  failed 1" in stream.text
+        else:
+            lines = stream.text.splitlines()
+            assert "\x1b" not in stream.text and len(lines) == 4
+            assert lines[0].endswith("seed1/gpt2: running (pid 1)") and lines[3].endswith("seed1/lstm: failed")
+
+
+def test_the_slurm_launcher_without_slurm_says_what_to_use(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no squeue
+    with pytest.raises(ConfigError, match="--launcher local"):
+        launch([cell(tmp_path, "a", "echo", value=1)], LaunchConfig(launcher="slurm"), SlurmConfig())
+
+
+def test_launch_settings_are_checked():
+    with pytest.raises(ValueError, match="launcher must be one of"):
+        LaunchConfig(launcher="pbs")
+    with pytest.raises(ValueError, match="needs launcher = slurm"):
+        LaunchConfig(launcher="local", wait=False)
+    with pytest.raises(ValueError, match="key=value"):
+        SlurmConfig(extra="account")
+    with pytest.raises(ValueError, match="below the time limit"):
+        SlurmConfig(time_min=1, signal_delay_s=60)
+    assert SlurmConfig(extra="account=abc, qos=high").extra_parameters() == {"account": "abc", "qos": "high"}
+    assert SlurmConfig(time_min=1).signal_delay() == 15 and SlurmConfig(time_min=240).signal_delay() == 90

@@ -160,3 +160,19 @@ def test_a_cell_of_two_tasks_trains_as_ddp(tmp_path):
             "--models.gpt2.n_embd", "16", "--models.gpt2.n_head", "2", "--lm_score", "false",
             "--reverse_lm_score", "false")
     assert load_checkpoint(tmp_path / "grid" / "gpt2" / "last.pt")["environment"]["world"] == 2
+
+
+def test_submitted_without_waiting_then_gathered_by_the_same_command(tmp_path, capsys):
+    def cells():
+        a = Cell("a", tmp_path / "jobs" / "a", "tests.job_targets:echo", {"value": 1, "seconds": 3})
+        b = Cell("b", tmp_path / "jobs" / "b", "tests.job_targets:read_and_add", {"path": str(a.result_path), "add": 1},
+                 after=("a",))
+        return [a, b]
+    no_wait = (LaunchConfig(launcher="slurm", wait=False), SlurmConfig(time_min=5, mem_gb=1))
+    assert launch(cells(), *no_wait, gather="the gather command") is None
+    out = capsys.readouterr().out
+    assert "submitted 2 job(s) without waiting" in out and "the gather command" in out
+    first_ids = [json.loads((tmp_path / "jobs" / n / "job.json").read_text())["job_id"] for n in "ab"]
+    # gathering: the jobs still queued or running are waited on, never submitted again
+    assert launch(cells(), *slurm(), reuse={"a", "b"}) == {"a": 1, "b": 2}
+    assert [json.loads((tmp_path / "jobs" / n / "job.json").read_text())["job_id"] for n in "ab"] == first_ids

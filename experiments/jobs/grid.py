@@ -25,11 +25,12 @@ import time
 from experiments.core.config import ConfigError
 from experiments.jobs.cells import Cell, JobsFailed, depends, read_json, stored_result, tail, write_job
 from experiments.jobs.config import LaunchConfig, SlurmConfig, job_slots, threads_per_job
-from experiments.jobs.launchers import LocalLauncher, SlurmLauncher, SlurmQueue, attach
+from experiments.jobs.launchers import LocalLauncher, SlurmHandle, SlurmLauncher, SlurmQueue, attach
 from experiments.jobs.progress import Progress
 
 POLL_SECONDS = 1.0
 TAIL_LINES = 20
+RESULT_GRACE = 10  # seconds a SLURM job's result may take to appear after the job has left the queue
 
 
 def gpu_count() -> int:
@@ -148,6 +149,11 @@ class Grid:
                 self.launcher.finished(handle)
             cell = self.by_name[name]
             ok, result = stored_result(cell)
+            for _ in range(RESULT_GRACE if isinstance(handle, SlurmHandle) and not ok else 0):
+                time.sleep(1)  # a shared filesystem may show the result a little after the job has ended
+                ok, result = stored_result(cell)
+                if ok:
+                    break
             if ok:
                 self.results[name] = result
                 self.progress.set(name, "done", handle.ident)

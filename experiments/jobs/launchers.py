@@ -104,6 +104,7 @@ class LocalLauncher:
         spec = cell.write_spec(self.threads)
         slot = self.free.pop(0)
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads),
+                   RAYON_NUM_THREADS=str(self.threads),  # the BPE's thread pool: its results equal at any count
                    PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
         if self.gpus and cell.gpus:  # one GPU per job, round robin over the slots
             env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
@@ -241,7 +242,7 @@ class SlurmLauncher:
                       nodes=1, tasks_per_node=cell.tasks, stderr_to_stdout=True, slurm_signal_delay_s=s.signal_delay(),
                       slurm_additional_parameters=extra,
                       slurm_setup=[f"export PYTHONPATH={ROOT}:${{PYTHONPATH:-}}",
-                                   f"export OMP_NUM_THREADS={self.threads}"])
+                                   f"export OMP_NUM_THREADS={self.threads} RAYON_NUM_THREADS={self.threads}"])
         if s.gpus_per_job and cell.gpus:
             params["gpus_per_node"] = s.gpus_per_job
         if s.partition:

@@ -151,8 +151,17 @@ class Judge:
                             "model_name": "judge-scorer", "model": scorer["model"], "model_config": scorer["config"],
                             "key": self.key, "text": self._text.state_dict()})
                         write_text(self.cache_dir / "key.json", json.dumps(self.key, indent=1))
+                        write_text(self.cache_dir / "fit.json", json.dumps({"scorer_seconds": time.time() - t0}))
             self.fit["scorer_seconds"] = time.time() - t0
         return self._scorer
+
+    def stored_fit_seconds(self) -> float | None:
+        """How long the cached scorer took to fit, when it was fitted (by whichever process)."""
+        path = self.cache_dir / "fit.json" if self.cache_dir else None
+        try:
+            return json.loads(path.read_text())["scorer_seconds"]
+        except (AttributeError, OSError, ValueError, KeyError):
+            return None
 
     def real_reverse_lm_score(self, real: list[str]) -> float:
         """The real-data row's reverse LM score, from the cache when this key has one."""
