@@ -717,7 +717,7 @@ def run(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: dict, 
     """Train (or reuse) every entry, score it and the real-data row alike, write the report;
     -> the results (what results.json holds). launch: ([launch], [slurm]) sections (default inline)."""
     launch = launch or (jobs.LaunchConfig(), jobs.SlurmConfig())
-    jobs.parent_threads(*launch)
+    jobs.ready(*launch)
     study = prepare(cfg, scorer_cfg, entries, published, command)
     judge = judge_cell(cfg, scorer_cfg, study.corpus, study.runs_dir / "jobs" / "judge")
     cells = [judge] + entry_cells(study, judge, tasks=launch[1].tasks_per_job)

@@ -308,7 +308,7 @@ def main(argv=None):
         raise cfglib.ConfigError(f"frontier.reference and frontier.guided must name models of this comparison "
                                  f"({', '.join(names)}); not: {', '.join(unknown)}")
     launch = (sections["launch"], sections["slurm"])
-    jobs.parent_threads(*launch)
+    jobs.ready(*launch)
     corpus = cfg.load()
     comparison.preflight_data(cfg, entries, Path(cfg.out_dir), corpus,
                               comparison.entry_corpora(cfg, entries, Path(cfg.out_dir), corpus))

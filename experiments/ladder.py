@@ -221,7 +221,7 @@ def main(argv=None) -> Path:
             cells.append(jobs.Cell(model, Path(cfg.out_dir) / "jobs" / model, "experiments.trainers.lm:main",
                                    {"argv": argv}, resume_kwargs={"argv": argv + ["--resume", "true"]},
                                    run_dir=Path(cfg.out_dir) / model, tasks=launch[1].tasks_per_job))
-        jobs.parent_threads(*launch)
+        jobs.ready(*launch)
         if jobs.launch(cells, *launch) is None:  # submitted without waiting
             print("when they have finished, write the table with: python -m experiments.ladder --collect true "
                   f"--out_dir {cfg.out_dir} --models {cfg.models}")

@@ -60,7 +60,7 @@ def main(argv=None):
     base = cfg.experiment or f"literature-{Path(cfg.dataset).stem}"
     command = "python -m experiments.literature " + " ".join(argv)
     launch = (sections["launch"], sections["slurm"])
-    jobs.parent_threads(*launch)
+    jobs.ready(*launch)
     studies, experiments = [], []
     for seed in lit.seed_list():  # every seed's checks before any cell starts
         experiments.append(f"{base}-seed{seed}")

@@ -13,4 +13,4 @@ the command gathers their results and writes its report as before.
 
 from experiments.jobs.cells import Cell, JobsFailed, result_of  # noqa: F401
 from experiments.jobs.config import LaunchConfig, SlurmConfig, sections  # noqa: F401
-from experiments.jobs.grid import launch, parent_threads  # noqa: F401
+from experiments.jobs.grid import launch, ready  # noqa: F401

@@ -25,7 +25,7 @@ import time
 from experiments.core.config import ConfigError
 from experiments.jobs.cells import Cell, JobsFailed, depends, read_json, stored_result, tail, write_job
 from experiments.jobs.config import LaunchConfig, SlurmConfig, job_slots, threads_per_job
-from experiments.jobs.launchers import LocalLauncher, SlurmHandle, SlurmLauncher, SlurmQueue, attach
+from experiments.jobs.launchers import LocalLauncher, SlurmHandle, SlurmLauncher, SlurmQueue, attach, check_slurm
 from experiments.jobs.progress import Progress
 
 POLL_SECONDS = 1.0
@@ -58,9 +58,13 @@ def launch(cells: list[Cell], cfg: LaunchConfig, slurm: SlurmConfig, reuse=(), g
     return Grid(cells, launcher, queue, set(reuse)).run(cfg.wait, gather)
 
 
-def parent_threads(cfg: LaunchConfig, slurm: SlurmConfig) -> None:
-    """The command's own torch threads at its jobs' count (local, slurm), so that what it computes to
-    plan them (the judge's cache key among it) is what its jobs compute."""
+def ready(cfg: LaunchConfig, slurm: SlurmConfig) -> None:
+    """Called by a grid command before its own checks: the launcher can run here (slurm: SLURM's
+    commands are on PATH), and the command's own torch threads are at its jobs' count (local,
+    slurm), so that what it computes to plan them (the judge's cache key among it) is what its
+    jobs compute."""
+    if cfg.launcher == "slurm":
+        check_slurm()
     if cfg.launcher != "inline":
         import torch
         torch.set_num_threads(threads_per_job(cfg, slurm, job_slots(cfg, gpu_count())))
@@ -104,18 +108,9 @@ class Grid:
         self.progress = Progress([c.name for c in cells])
 
     def run(self, wait: bool, gather: str) -> dict | None:
-        pending = []
-        for cell in self.cells:
-            ok, result = stored_result(cell) if cell.name in self.reuse else (False, None)
-            handle = None if ok else earlier_job(cell, self.queue, self.reuse)
-            if ok:
-                self.results[cell.name] = result
-                self.progress.set(cell.name, "reused")
-            elif handle is not None:
-                self.handles[cell.name] = handle
-                self.progress.set(cell.name, "running", f"{handle.ident}, started earlier")
-            else:
-                pending.append(cell)
+        """Start, watch and gather until every cell is done or failed (wait = false: until every
+        cell is submitted) -> the results, or None when not waited for."""
+        pending = self.sort_out()
         try:
             while pending or self.handles:
                 self.queue.refresh(self.handles.values())
@@ -136,6 +131,23 @@ class Grid:
                              "\nThe finished cells' results are kept: rerun with --reuse true to run only the failed "
                              "ones (an interrupted training resumes from its last.pt).", self.results, self.failures)
         return self.results
+
+    def sort_out(self) -> list[Cell]:
+        """Each cell reused (a stored result for its key, where reuse allows), waited on (its job from
+        an earlier command still runs), or to start -> the cells to start."""
+        pending = []
+        for cell in self.cells:
+            ok, result = stored_result(cell) if cell.name in self.reuse else (False, None)
+            handle = None if ok else earlier_job(cell, self.queue, self.reuse)
+            if ok:
+                self.results[cell.name] = result
+                self.progress.set(cell.name, "reused")
+            elif handle is not None:
+                self.handles[cell.name] = handle
+                self.progress.set(cell.name, "running", f"{handle.ident}, started earlier")
+            else:
+                pending.append(cell)
+        return pending
 
     def collect(self) -> None:
         """Gather the jobs that ended: a result, or a failure reported with its log's tail."""

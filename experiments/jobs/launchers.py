@@ -217,15 +217,19 @@ class SlurmHandle:
             subprocess.run(["scancel", self.job_id], capture_output=True)
 
 
+def check_slurm() -> None:
+    """SLURM's commands answer here (a login node of the cluster), or a message that says what to use."""
+    if shutil.which("sbatch") is None or shutil.which("squeue") is None:
+        from experiments.core.config import ConfigError
+        raise ConfigError("launcher slurm needs SLURM's sbatch and squeue on this machine's PATH (a login node "
+                          "of the cluster); use --launcher local on a machine without SLURM")
+
+
 class SlurmLauncher:
     name = "slurm"
 
     def __init__(self, cfg: LaunchConfig, slurm: SlurmConfig, threads: int, queue: SlurmQueue):
-        import submitit  # noqa: F401  (installed with requirements.txt; fail here, not in a job)
-        if shutil.which("sbatch") is None or shutil.which("squeue") is None:
-            from experiments.core.config import ConfigError
-            raise ConfigError("launcher slurm needs SLURM's sbatch and squeue on this machine's PATH (a login node "
-                              "of the cluster); use --launcher local on a machine without SLURM")
+        check_slurm()
         self.slurm, self.threads, self.queue = slurm, threads, queue
 
     def capacity(self, active: int) -> bool:
