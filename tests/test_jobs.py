@@ -265,3 +265,17 @@ def test_launch_settings_are_checked():
         SlurmConfig(time_min=1, signal_delay_s=60)
     assert SlurmConfig(extra="account=abc, qos=high").extra_parameters() == {"account": "abc", "qos": "high"}
     assert SlurmConfig(time_min=1).signal_delay() == 15 and SlurmConfig(time_min=240).signal_delay() == 90
+
+
+def test_a_report_whose_cells_failed_is_marked_incomplete(tmp_path):
+    report = tmp_path / "report.md"
+    comparison.mark_failed(report, {"seed2/lstm": "killed by SIGKILL"}, "python -m experiments.literature --reuse true")
+    text = report.read_text()
+    assert text.startswith(comparison.INCOMPLETE) and "seed2/lstm: killed by SIGKILL" in text
+    assert "`python -m experiments.literature --reuse true`" in text
+    report.write_text("# the old report\n")
+    comparison.mark_failed(report, {"a": "exit status 1"}, "gather")
+    comparison.mark_failed(report, {"b": "exit status 1"}, "gather")  # a second failure replaces the first note
+    text = report.read_text()
+    assert text.count(comparison.INCOMPLETE) == 1 and "b: exit status 1" in text and "a: exit" not in text
+    assert text.endswith("# the old report\n") and "from an earlier comparison" in text
