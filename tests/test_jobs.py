@@ -279,3 +279,20 @@ def test_a_report_whose_cells_failed_is_marked_incomplete(tmp_path):
     text = report.read_text()
     assert text.count(comparison.INCOMPLETE) == 1 and "b: exit status 1" in text and "a: exit" not in text
     assert text.endswith("# the old report\n") and "from an earlier comparison" in text
+
+
+def test_the_launcher_settings_come_from_the_config_file_too(tmp_path):
+    config = tmp_path / "grid.toml"
+    config.write_text('launcher = "local"\njobs = 3\n[slurm]\npartition = "gpu"\nextra = "account=abc"\n'
+                      '[compare]\ndataset = "numbers"\nmodels = "bigram"\n')
+    file_values, pairs = comparison.cfglib.read_cli(["--config", str(config), "--slurm.time_min", "30"])
+    sec, _, _ = comparison.parse_sections(file_values, pairs)
+    assert (sec["launch"].launcher, sec["launch"].jobs) == ("local", 3)
+    assert (sec["slurm"].partition, sec["slurm"].time_min, sec["slurm"].extra_parameters()) == ("gpu", 30, {"account": "abc"})
+
+
+def test_a_bad_launcher_is_one_line_before_anything_runs(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "experiments.compare", "--dataset", "numbers", "--launcher", "pbs",
+                          "--out_dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 2 and "launcher must be one of inline, local, slurm" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "compare-numbers").exists()
