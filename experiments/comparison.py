@@ -440,8 +440,6 @@ def log_row(run_dir: Path, row: dict, hparams: dict | None) -> None:
     else:
         log.scalars(finals, step)
     log.samples("samples/compare", row["samples"][:50], step)
-    if row.get("warnings"):
-        log.text("warnings", "  \n".join(row["warnings"]), step)
     if row.get("sweep"):
         log.writer.add_text("sweep", sweep_text(row["sweep"]), step)
     log.close()
@@ -484,11 +482,10 @@ def trained_run(cfg: CompareConfig, runs_dir: Path, name: str, family_name: str,
     return family.train(argv)
 
 
-def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run_dir: Path, real: dict | None,
-              corpus=None) -> dict:
-    """One trained model scored: samples at `temperature`, NLL on test and val, every metric, the
-    quality-diversity sweep, and with `real` (the real-data row's metrics) the collapse warnings
-    against it (a cell scores without them: finish() adds them, see add_warnings)."""
+def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run_dir: Path, corpus=None) -> dict:
+    """One trained model scored: samples at `temperature`, NLL on test and val, every metric and the
+    quality-diversity sweep. Its collapse warnings read the real-data row, which a cell does not wait
+    for: finish() adds them (add_warnings)."""
     family = FAMILIES[family_name]
     sampler = family.load(run_dir, corpus or judge.corpus, judge.device)  # at the entry's own level
     t_score = time.time()  # the comparison's own scoring: not in the trainers' max_minutes
@@ -510,29 +507,22 @@ def model_row(cfg: CompareConfig, judge: Judge, name: str, family_name: str, run
     row = {"label": name, "family": family_name, "kind": "model", "run_dir": str(run_dir), **sampler.info,
            "samples": samples, "metrics": metrics, "sweep": points, "timing": timing,
            "warnings": [], "sweep_note": skipped}
-    if real is not None:
-        row["warnings"] = collapse_warnings(metrics, real, sampler.info.get("adv_nll_rise"))
     row["score_seconds"] = time.time() - t_score
     log_row(run_dir, row, None)
     print(f"[{name}] nll_test {metrics['nll_test']:.4f}  bleu2..5 "
           + " ".join(f"{metrics[f'bleu{n}']:.3f}" for n in DEFAULT_NS)
           + "  self_bleu5 " + f"{metrics['self_bleu5']:.3f}" + f"  (scored in {row['score_seconds']:.0f} s)")
-    say_warnings(row)
     if row["sweep_note"]:
         print(f"[{name}] {row['sweep_note']}")
     return row
-
-
-def say_warnings(row: dict) -> None:
-    for w in row["warnings"]:
-        print(f"[{row['label']}] warning: {w}")
 
 
 def add_warnings(row: dict, real: dict) -> None:
     """A cell's row given its collapse warnings against the real-data row (the cells run without
     waiting for that row), printed and written into the model's TensorBoard run."""
     row["warnings"] = collapse_warnings(row["metrics"], real, row.get("adv_nll_rise"))
-    say_warnings(row)
+    for w in row["warnings"]:
+        print(f"[{row['label']}] warning: {w}")
     folder = Path(row["run_dir"])
     for old in folder.glob("events.out.tfevents.*.warnings"):
         old.unlink()
@@ -618,7 +608,7 @@ def prepare(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: di
     lock = RunLock(runs_dir).acquire()  # one comparison per experiment folder
     mark_incomplete(report_dir / "report.md")  # until this comparison replaces it
     if plan is None:
-        plan = Judge(cfg, scorer_cfg, corpus, SampleTokenizer(reference_tokenizer(corpus)), device).plan(len(entries))
+        plan = judge_for(cfg, scorer_cfg, corpus).plan(len(entries))
     return Study(cfg, scorer_cfg, entries, published, command, runs_dir, report_dir, corpus, corpora, modes, plan,
                  lock, t0)
 
@@ -627,6 +617,12 @@ def prepare(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: di
 # the cells: the judge once per corpus, then one per entry (train, then score)
 
 UNSCORED = ("reuse", "retrain_changed", "progress", "models", "report_dir", "n_show", "experiment")  # no cell reads them
+
+
+def judge_for(cfg: CompareConfig, scorer_cfg: ScorerConfig, corpus) -> Judge:
+    """The judge of a comparison: samples and references split as the corpus's words or characters
+    (at bpe level too; "<unk>" in a sample read back as one token), on the comparison's device."""
+    return Judge(cfg, scorer_cfg, corpus, SampleTokenizer(reference_tokenizer(corpus)), runtime.resolve_device(cfg.device))
 
 
 def judge_cell(cfg: CompareConfig, scorer_cfg: ScorerConfig, corpus, folder: Path, real: bool = True) -> Cell:
@@ -649,7 +645,7 @@ def entry_cells(study: Study, judge: Cell, prefix: str = "", tasks: int = 1) -> 
         kwargs = {"compare": asdict(study.cfg), "scorer": asdict(study.scorer_cfg),
                   "entry": [name, family_name, settings], "runs_dir": str(study.runs_dir), "mode": study.modes[name]}
         key = {**kwargs, "compare": {k: v for k, v in kwargs["compare"].items() if k not in UNSCORED},
-               "mode": None, "judge": judge.digest(), "corpus": content_sha256(study.corpus)}
+               "mode": None, "judge": judge.digest()}  # the judge's key holds the corpus's content hash
         cells.append(Cell(prefix + name, study.runs_dir / "jobs" / name, "experiments.comparison:entry_job", kwargs,
                           key=key, resume_kwargs={**kwargs, "mode": "resume"}, run_dir=study.runs_dir / name,
                           tasks=tasks))
@@ -668,7 +664,7 @@ def judge_job(compare: dict, scorer: dict, real: bool) -> dict:
     """The judge's cell (see judge_cell) -> {"row": the real-data row or None, "fit": the fit's seconds}."""
     cfg, scorer_cfg = CompareConfig(**compare), ScorerConfig(**scorer)
     corpus = cfg.load()
-    judge = Judge(cfg, scorer_cfg, corpus, SampleTokenizer(reference_tokenizer(corpus)), runtime.resolve_device(cfg.device))
+    judge = judge_for(cfg, scorer_cfg, corpus)
     row = real_row(cfg, judge) if real else None
     if not real and (cfg.lm_score or cfg.mauve):
         judge.scorer()
@@ -696,8 +692,7 @@ def entry_job(compare: dict, scorer: dict, entry: list, runs_dir: str, mode: str
     run_dir = trained_run(cfg, Path(runs_dir), name, family_name, settings, mode)
     if int(os.environ.get("RANK", 0)) != 0:  # a DDP cell's other processes: rank 0 scores
         return None
-    judge = Judge(cfg, scorer_cfg, corpus, SampleTokenizer(reference_tokenizer(corpus)), runtime.resolve_device(cfg.device))
-    return model_row(cfg, judge, name, family_name, run_dir, None, corpora[name])
+    return model_row(cfg, judge_for(cfg, scorer_cfg, corpus), name, family_name, run_dir, corpora[name])
 
 
 def launch_cells(cells: list[Cell], reuse: set, launch: tuple, command: str, reports: list[Path]) -> dict | None:

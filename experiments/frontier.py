@@ -25,8 +25,8 @@ report (table_dir) tests every point against the reference curve on each plane
 (experiments/reporting/frontier.py: dominance beyond two standard deviations, interpolating the
 curve) and draws each plane with error bars.
 
-Every (seed, model) is a cell of one grid (experiments/jobs), after one judge cell that fits the
-scorer LM for all: `--launcher local --jobs 4` runs four at once, `--launcher slurm` submits each
+Every (seed, model) is a cell of one grid (experiments/jobs), beside one judge cell; the scorer LM
+is fitted once for all, by whichever cell needs it first (the judge cache's lock): `--launcher local --jobs 4` runs four at once, `--launcher slurm` submits each
 as a SLURM job. Each model's scored points are stored beside its run (frontier_points.json, with
 the settings they depend on); --reuse true reads them instead of sampling again when those
 settings are unchanged, so the report can be rewritten in seconds.
@@ -44,7 +44,6 @@ from pathlib import Path
 import torch
 
 from datasets import build_tokenizer
-from datasets.batching import reference_tokenizer
 from experiments import comparison, jobs
 from experiments.core import cli, runtime
 from experiments.core import config as cfglib
@@ -53,7 +52,6 @@ from experiments.core.runlock import RunLock
 from experiments.families import FAMILIES, GANFamily, LMFamily
 from experiments.guidance import GuideConfig, GuidedSampler, gan_discriminator, train_guide
 from experiments.reporting import frontier as report
-from experiments.scoring.samples import SampleTokenizer
 
 
 SOURCES = {"posthoc": "", "gan": " (GAN's D)", "gan_tuned": " (GAN's D, tuned)"}  # curve-name suffixes
@@ -223,9 +221,8 @@ def frontier_cells(fcfg, guide_cfg, cfg, scorer_cfg, entries, corpus, seed: int,
         key = {**kwargs, "compare": {k: v for k, v in kwargs["compare"].items() if k not in comparison.UNSCORED},
                "frontier": {k: v for k, v in kwargs["frontier"].items() if k not in REPORT_ONLY}, "mode": None,
                "judge": judge.digest()}
-        cells.append(jobs.Cell(f"seed{seed}/{entry[0]}", runs_dir / "jobs" / entry[0],
-                                     "experiments.frontier:frontier_job", kwargs, key=key,
-                                     resume_kwargs={**kwargs, "mode": "resume"}, run_dir=runs_dir / entry[0]))
+        cells.append(jobs.Cell(f"seed{seed}/{entry[0]}", runs_dir / "jobs" / entry[0], "experiments.frontier:frontier_job",
+                               kwargs, key=key, resume_kwargs={**kwargs, "mode": "resume"}, run_dir=runs_dir / entry[0]))
     reuse = {c.name for c, e in zip(cells, entries) if modes[e[0]] == "reuse"} if cfg.reuse else set()
     return cells, reuse, lock
 
@@ -242,7 +239,7 @@ def frontier_job(frontier: dict, guide: dict, compare: dict, scorer: dict, entry
     name, family_name, settings = entry
     device = runtime.resolve_device(cfg.device)
     corpus = cfg.load()
-    judge = comparison.Judge(cfg, scorer_cfg, corpus, SampleTokenizer(reference_tokenizer(corpus)), device)
+    judge = comparison.judge_for(cfg, scorer_cfg, corpus)
     corpora = comparison.entry_corpora(cfg, [(name, family_name, settings)], Path(runs_dir), corpus)
     run_dir = comparison.trained_run(cfg, Path(runs_dir), name, family_name, settings, mode)
     key = points_key(fcfg, guide_cfg, cfg, judge, name)

@@ -3,6 +3,7 @@
 under CI (CI=true), where a missing corpus is a failure rather than a silent skip."""
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def wait_for_text(path, seconds: float) -> str:
+    """The text of a file that another process writes (a job's pid file, its job record), once it
+    has some; fails after `seconds`."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if path.is_file() and path.read_text():
+            return path.read_text()
+        time.sleep(0.1)
+    raise AssertionError(f"{path} never appeared")
+
+
+@pytest.fixture
+def wait_for():
+    return wait_for_text

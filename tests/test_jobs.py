@@ -31,15 +31,6 @@ def cell(root: Path, name: str, target: str, after=(), **kwargs) -> Cell:
     return Cell(name, root / "jobs" / name, f"tests.job_targets:{target}", kwargs, after=tuple(after))
 
 
-def wait_for(path: Path, seconds: float = 60) -> str:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if path.is_file() and path.read_text():
-            return path.read_text()
-        time.sleep(0.1)
-    raise AssertionError(f"{path} never appeared")
-
-
 @pytest.mark.parametrize("launcher", [INLINE, LOCAL], ids=["inline", "local"])
 def test_cells_start_after_the_cells_they_read(tmp_path, launcher):
     a = cell(tmp_path, "a", "echo", value=41, seconds=0.5)
@@ -84,9 +75,9 @@ def test_a_failure_is_reported_with_its_log_and_its_dependents_do_not_run(tmp_pa
     assert not after_bad.result_path.exists()
 
 
-def test_a_job_killed_with_sigkill_is_a_failure_not_a_hang(tmp_path):
+def test_a_job_killed_with_sigkill_is_a_failure_not_a_hang(tmp_path, wait_for):
     victim = cell(tmp_path, "victim", "pid_then_sleep", path=str(tmp_path / "pid"), seconds=120)
-    killer = threading.Thread(target=lambda: os.kill(int(wait_for(tmp_path / "pid")), signal.SIGKILL))
+    killer = threading.Thread(target=lambda: os.kill(int(wait_for(tmp_path / "pid", 60)), signal.SIGKILL))
     killer.start()
     t0 = time.time()
     with pytest.raises(JobsFailed) as failed:
@@ -105,10 +96,10 @@ def start_worker(c: Cell) -> subprocess.Popen:
     return proc
 
 
-def test_a_job_still_running_is_never_started_twice(tmp_path):
+def test_a_job_still_running_is_never_started_twice(tmp_path, wait_for):
     c = cell(tmp_path, "busy", "pid_then_sleep", path=str(tmp_path / "pid"), seconds=4)
     proc = start_worker(c)
-    wait_for(tmp_path / "pid")
+    wait_for(tmp_path / "pid", 60)
     with pytest.raises(ConfigError, match=f"still running as pid {proc.pid}"):
         launch([c], *LOCAL)
     with pytest.raises(ConfigError, match="still running"):
@@ -118,7 +109,7 @@ def test_a_job_still_running_is_never_started_twice(tmp_path):
     assert (tmp_path / "pid").read_text() == str(proc.pid)  # the only process that ran it
 
 
-def test_ctrl_c_cancels_every_job_the_command_started(tmp_path):
+def test_ctrl_c_cancels_every_job_the_command_started(tmp_path, wait_for):
     script = (
         "import sys; from pathlib import Path; from experiments.jobs import Cell, LaunchConfig, SlurmConfig, launch\n"
         f"root = Path({str(tmp_path)!r})\n"
@@ -127,7 +118,7 @@ def test_ctrl_c_cancels_every_job_the_command_started(tmp_path):
         "launch(cells, LaunchConfig(launcher='local', jobs=2), SlurmConfig())\n")
     parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
-    pids = [int(wait_for(tmp_path / f"{n}.pid")) for n in ("one", "two")]
+    pids = [int(wait_for(tmp_path / f"{n}.pid", 60)) for n in ("one", "two")]
     parent.send_signal(signal.SIGINT)
     out, _ = parent.communicate(timeout=60)
     assert parent.returncode == 130, out

@@ -51,15 +51,6 @@ def queued(job_id: str) -> str:
     return out.stdout.strip()
 
 
-def wait_for(path: Path, seconds: float = 120) -> str:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if path.is_file() and path.read_text():
-            return path.read_text()
-        time.sleep(0.2)
-    raise AssertionError(f"{path} never appeared")
-
-
 def test_submitit_array_runs_on_the_cluster(tmp_path):
     import submitit
     executor = submitit.AutoExecutor(folder=tmp_path / "jobs")
@@ -91,10 +82,10 @@ def test_a_comparison_on_slurm_gathers_what_inline_computes(tmp_path, capsys):
         assert record["launcher"] == "slurm" and f"{name}: queued (SLURM job {record['job_id']})" in out
 
 
-def test_a_slurm_job_killed_with_sigkill_is_reported_not_waited_on(tmp_path, capsys):
+def test_a_slurm_job_killed_with_sigkill_is_reported_not_waited_on(tmp_path, capsys, wait_for):
     victim = Cell("victim", tmp_path / "jobs" / "victim", "tests.job_targets:pid_then_sleep",
                   {"path": str(tmp_path / "pid"), "seconds": 300})
-    killer = threading.Thread(target=lambda: os.kill(int(wait_for(tmp_path / "pid")), signal.SIGKILL))
+    killer = threading.Thread(target=lambda: os.kill(int(wait_for(tmp_path / "pid", 120)), signal.SIGKILL))
     killer.start()
     t0 = time.time()
     with pytest.raises(JobsFailed) as failed:
@@ -106,7 +97,7 @@ def test_a_slurm_job_killed_with_sigkill_is_reported_not_waited_on(tmp_path, cap
     assert "the last 20 lines of" in capsys.readouterr().out
 
 
-def test_ctrl_c_cancels_every_slurm_job_the_command_started(tmp_path):
+def test_ctrl_c_cancels_every_slurm_job_the_command_started(tmp_path, wait_for):
     script = (
         "from pathlib import Path; from experiments.jobs import Cell, LaunchConfig, SlurmConfig, launch\n"
         f"root = Path({str(tmp_path)!r})\n"
@@ -116,7 +107,7 @@ def test_ctrl_c_cancels_every_slurm_job_the_command_started(tmp_path):
     parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     for n in ("one", "two"):
-        wait_for(tmp_path / f"{n}.pid")
+        wait_for(tmp_path / f"{n}.pid", 120)
     ids = [json.loads((tmp_path / "jobs" / n / "job.json").read_text())["job_id"] for n in ("one", "two")]
     assert all(queued(i) == "RUNNING" for i in ids)
     parent.send_signal(signal.SIGINT)
@@ -138,14 +129,14 @@ def release_when_requeued(job_id: str, stop: threading.Event) -> None:
         time.sleep(1)
 
 
-def test_a_job_at_its_time_limit_is_requeued_and_resumes(tmp_path):
+def test_a_job_at_its_time_limit_is_requeued_and_resumes(tmp_path, wait_for):
     state = tmp_path / "count.json"
     kwargs = {"path": str(state), "n": 60, "step_seconds": 1.0}
     cell = Cell("long", tmp_path / "jobs" / "long", "tests.job_targets:count", kwargs,
                 resume_kwargs={**kwargs, "resume": True})
     stop = threading.Event()
     watcher = threading.Thread(target=lambda: release_when_requeued(
-        json.loads(wait_for(cell.folder / "job.json"))["job_id"], stop))
+        json.loads(wait_for(cell.folder / "job.json", 120))["job_id"], stop))
     watcher.start()
     try:  # 60 s of work under a 1-minute limit, told to requeue 20 s before it
         result = launch([cell], *slurm(time_min=1, signal_delay_s=20))["long"]

@@ -11,6 +11,6 @@ the command gathers their results and writes its report as before.
     worker.py     what a job runs (python -m experiments.jobs.worker <spec.json>)
 """
 
-from experiments.jobs.cells import Cell, JobsFailed, result_of  # noqa: F401
+from experiments.jobs.cells import Cell, JobsFailed  # noqa: F401
 from experiments.jobs.config import LaunchConfig, SlurmConfig, sections  # noqa: F401
 from experiments.jobs.grid import launch, ready  # noqa: F401

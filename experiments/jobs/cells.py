@@ -11,8 +11,8 @@
                            for: written atomically when the job succeeds, so a result is whole or absent
     <folder>/error.json    the exception of a job that raised one
 
-The command that builds the cells reads every result back from result.json, whichever launcher
-ran them, so the report is the same under inline, local and slurm.
+Every result comes back to the command through result.json (launch() reads them; inline reads its
+own through JSON too), so the report is the same under inline, local and slurm.
 """
 
 from __future__ import annotations
@@ -93,14 +93,6 @@ def stored_result(cell: Cell) -> tuple[bool, object]:
     if stored is None or stored.get("digest") != cell.digest():
         return False, None
     return True, stored["result"]
-
-
-def result_of(cell: Cell):
-    """The result a finished cell left (the command reads every cell's result this way)."""
-    ok, result = stored_result(cell)
-    if not ok:
-        raise FileNotFoundError(f"cell {cell.name} has no result for its settings in {cell.result_path}")
-    return result
 
 
 def write_job(cell: Cell, record: dict) -> None:

@@ -46,13 +46,14 @@ def launch(cells: list[Cell], cfg: LaunchConfig, slurm: SlurmConfig, reuse=(), g
         return run_inline(cells, set(reuse))
     queue = SlurmQueue()
     if cfg.launcher == "local":
-        slots = job_slots(cfg, gpu_count())
+        gpus = gpu_count()
+        slots = job_slots(cfg, gpus)
         threads = threads_per_job(cfg, slurm, slots)
-        launcher = LocalLauncher(cfg, threads, gpu_count(), slots)
+        launcher = LocalLauncher(threads, gpus, slots)
         print(f"launcher local: {slots} jobs at once, {threads} thread(s) each; logs in each cell's jobs/ folder")
     else:
         threads = threads_per_job(cfg, slurm, 1)
-        launcher = SlurmLauncher(cfg, slurm, threads, queue)
+        launcher = SlurmLauncher(slurm, threads, queue)
         print(f"launcher slurm: one job per cell ({slurm.cpus_per_job} CPU(s), {slurm.mem_gb:g} GB, "
               f"{slurm.gpus_per_job} GPU(s), {slurm.time_min} min each); logs in each cell's jobs/ folder")
     return Grid(cells, launcher, queue, set(reuse)).run(cfg.wait, gather)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from experiments.core.checkpoint import pid_alive
 from experiments.jobs.cells import Cell, job_record, read_json, write_job
-from experiments.jobs.config import LaunchConfig, SlurmConfig
+from experiments.jobs.config import SlurmConfig
 
 ROOT = Path(__file__).resolve().parents[2]  # the project: on the job's import path wherever it starts
 
@@ -92,7 +92,7 @@ class LocalHandle:
 class LocalLauncher:
     name = "local"
 
-    def __init__(self, cfg: LaunchConfig, threads: int, gpus: int, slots: int):
+    def __init__(self, threads: int, gpus: int, slots: int):
         self.threads, self.gpus, self.slots = threads, gpus, slots
         self.free = list(range(slots))
 
@@ -228,7 +228,7 @@ def check_slurm() -> None:
 class SlurmLauncher:
     name = "slurm"
 
-    def __init__(self, cfg: LaunchConfig, slurm: SlurmConfig, threads: int, queue: SlurmQueue):
+    def __init__(self, slurm: SlurmConfig, threads: int, queue: SlurmQueue):
         check_slurm()
         self.slurm, self.threads, self.queue = slurm, threads, queue
 

@@ -71,7 +71,7 @@ class SlurmCell(submitit.helpers.Checkpointable):
         return run_cell(spec_path, requeued)
 
     def checkpoint(self, spec_path: str, requeued: bool = False):
-        print(f"requeued by SLURM (time limit or preemption): the job resumes from its last checkpoint", flush=True)
+        print("requeued by SLURM (time limit or preemption): the job resumes from its last checkpoint", flush=True)
         return submitit.helpers.DelayedSubmission(SlurmCell(), spec_path, True)
 
 
