@@ -7,7 +7,7 @@ re-run on the last `block_size` tokens at every step.
 
 A fixed-length corpus (the oracles, Corpus.fixed_length = n) is sampled with eos_id=None and
 banned = the special tokens (datasets.tokenizers.SPECIAL_IDS): exactly n tokens, none of
-them special (experiments.generation.lm_texts does this when given fixed_length).
+them special (experiments.generators.generation.lm_texts does this when given fixed_length).
 
 The GAN generator (gan/generator.py) follows the same protocol, so `generate` can decode
 it as well, but GAN runs sample it with its own `Generator.sample`, which also draws the

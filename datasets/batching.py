@@ -31,7 +31,7 @@ How a sequence-mode step is computed (`batching`):
   weighs the same whichever lines it was batched with, and the split into micro-batches
   does not change the gradient.
 - "random": the batch as one block trimmed to its longest row, its loss the mean over its
-  real tokens (the earlier scheme). A model whose training forward normalises by batch
+  real tokens. A model whose training forward normalises by batch
   statistics (BatchNorm; a VAE's free bits on the batch-mean KL) always trains this way
   (`whole_batches`): statistics of a micro-batch of lines of one length are skewed. So does
   data whose random batches pad little anyway (at most MICRO_MIN_PADDING: numbers 1.11, the
@@ -273,7 +273,7 @@ class LMData:
     `oov` holds each split's out-of-vocabulary rate: the share of its tokens (<eos> not
     counted) that encode as <unk> under the training split's vocabulary. `fixed_length` is
     the corpus's (0 in stream mode): what every sampler of a model of this data must be told
-    (experiments.generation.lm_texts / gan_texts).
+    (experiments.generators.generation.lm_texts / gan_texts).
     """
 
     def __init__(self, corpus: Corpus, tokenizer: Tokenizer, block_size: int = 0, batching: str = "length"):

@@ -145,14 +145,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TEXTDUEL_CACHE_DIR") or Path.home() / ".cache" / "textduel")
 
 
-def find_data_dir(data_dir: str | Path | None = None, shared_fallback: bool = False) -> str | Path | None:
-    """The data directory: `data_dir` (the data_dir setting), else $TEXTDUEL_DATA_DIR, else None;
-    with shared_fallback, shared/data beside the repository (../shared/data from its root) instead
-    of None, where the benchmarks look for COCO. An empty value counts as not set."""
-    found = data_dir or os.environ.get("TEXTDUEL_DATA_DIR")
-    if not found and shared_fallback:
-        return Path(__file__).resolve().parents[2] / "shared" / "data"
-    return found or None
+def find_data_dir(data_dir: str | Path | None = None) -> str | Path | None:
+    """The data directory: `data_dir` (the data_dir setting), else $TEXTDUEL_DATA_DIR, else None
+    (then only the cache is searched, and downloads go there). An empty value counts as not set."""
+    return data_dir or os.environ.get("TEXTDUEL_DATA_DIR") or None
 
 
 def resolve_file(remote: RemoteFile, data_dir: str | None = None, download: bool = True) -> Path:
@@ -509,7 +505,7 @@ class DataConfig:
                                    # folder with one or with GPT-2's vocab.json + merges.txt
     batching: str = "length"       # sequence mode: length | random. length: training batches of lines of about one
                                    # length (little padding; the loss over a fixed per-step normaliser); random:
-                                   # the earlier random batches (datasets/batching.py)
+                                   # random batches, each computed as one block (datasets/batching.py)
     data_dir: str = ""             # where real corpora are found (else $TEXTDUEL_DATA_DIR, the cache, download)
 
     def __post_init__(self):

@@ -33,7 +33,7 @@ What each figure is:
   384 wide, block 256, batch 64): all on, then each one off, then all off. On CPU they
   are off; asking for them prints a note and the benchmark runs without them.
 - guided sampling: samples/s of a GPT-2 (2 layers, 64 wide, untrained) on `numbers`, plainly
-  and through experiments.guidance's samplers (rejection at gamma 0 and 2, SIR with m = 8),
+  and through experiments.generators.guidance's samplers (rejection at gamma 0 and 2, SIR with m = 8),
   with a small discriminator trained on its samples against real numbers (so it tells them
   apart well: the costly case); "candidates" is the candidates drawn per sample kept, rejection's
   burn-in (min(1000, n) candidates that set d_max) included.
@@ -103,7 +103,7 @@ import torch
 from baselines import MODELS
 from baselines.gpt2 import GPT, GPTConfig
 from baselines.sampling import generate
-from datasets.corpora import find_data_dir
+from datasets.corpora import cache_dir, find_data_dir
 from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID
 from experiments.core import cli, config as cfglib
 from experiments.core import runtime
@@ -139,7 +139,7 @@ class BenchConfig:
     padding: bool = True          # padding share of batches as one block and in length-sorted micro-batches, per corpus
     judge: bool = True            # the judge's scorer GPT-2: seconds per step and per fit
     bpe: bool = True              # byte-level BPE: learning it from COCO's training lines and encoding them, 1 thread
-    data_dir: str = ""            # COCO for the BLEU timing (else $TEXTDUEL_DATA_DIR, ../shared/data, synthetic)
+    data_dir: str = ""            # COCO for the BLEU timing (else $TEXTDUEL_DATA_DIR, the download cache, synthetic)
     quick: bool = False           # a few steps of everything (tests/test_bench.py)
     seed: int = 0
 
@@ -312,8 +312,8 @@ def gpt2_throughput(sizes, vocab_size, block_size, batch_size, cfg, setup):
 def guided_speed(cfg, device) -> list[dict]:
     """Plain and discriminator-guided sampling of one small GPT-2: samples/s and candidates per sample."""
     from datasets import LMData, build_tokenizer, load_corpus
-    from experiments.families import LMSampler
-    from experiments.guidance import GuideConfig, GuidedSampler, train_guide
+    from experiments.generators.families import LMSampler
+    from experiments.generators.guidance import GuideConfig, GuidedSampler, train_guide
     corpus = load_corpus("numbers")
     tokenizer = build_tokenizer(corpus)
     data = LMData(corpus, tokenizer)
@@ -338,7 +338,7 @@ def guided_speed(cfg, device) -> list[dict]:
 def bleu_speed(cfg):
     import nltk.translate.bleu_score  # noqa: F401  (its ~1 s import is not part of nltk's timed figure)
 
-    data_dir = Path(find_data_dir(cfg.data_dir, shared_fallback=True))
+    data_dir = data_dir_of(cfg)
     coco = (data_dir / "image_coco.txt", data_dir / "image_coco_test.txt")
     if not cfg.quick and all(p.is_file() for p in coco):
         hyps = [line.split() for line in coco[0].read_text(encoding="utf-8").splitlines()][:2000]
@@ -468,10 +468,16 @@ def word_mle_speed(corpus, cfg, peak_flops: float) -> list[dict]:
     return rows
 
 
+def data_dir_of(cfg) -> Path:
+    """Where the benchmarks look for corpus files: data_dir, else $TEXTDUEL_DATA_DIR, else the
+    download cache (a corpus found in neither is left out of the figures, and the output says so)."""
+    return Path(find_data_dir(cfg.data_dir) or cache_dir())
+
+
 def corpus_files_present(keys, data_dir: Path) -> bool:
     """Whether every datasets.corpora.FILES entry in keys is in the data directory or the cache
     (where load_corpus looks before it would download)."""
-    from datasets.corpora import FILES, cache_dir
+    from datasets.corpora import FILES
     return all((data_dir / FILES[k].filename).is_file() or (cache_dir() / FILES[k].filename).is_file() for k in keys)
 
 
@@ -479,7 +485,7 @@ def padding_shares(cfg, messages) -> dict:
     """Per corpus: training lines, mean and longest tokens of a training example (<eos> included)
     and the padding share of one epoch of batches as one block and in sorted micro-batches (PADDING_BATCHES)."""
     from datasets import LMData, build_tokenizer, load_corpus
-    data_dir = Path(find_data_dir(cfg.data_dir, shared_fallback=True))
+    data_dir = data_dir_of(cfg)
     corpora, skipped = [], []
     for name, keys in PADDING_CORPORA.items():
         if corpus_files_present(keys, data_dir):
@@ -514,7 +520,7 @@ def judge_cost(cfg, device, messages) -> dict:
     from experiments.scoring.samples import SampleTokenizer
     scorer_cfg = ScorerConfig()
     budgets = (scorer_cfg.steps, 100)
-    data_dir = Path(find_data_dir(cfg.data_dir, shared_fallback=True))
+    data_dir = data_dir_of(cfg)
     corpora = [messages, load_corpus("numbers")]
     coco_found = corpus_files_present(PADDING_CORPORA["coco"], data_dir)
     if coco_found and not cfg.quick:
@@ -649,7 +655,7 @@ def bpe_cost(cfg) -> dict:
     import json
     import os
     import subprocess
-    data_dir = Path(find_data_dir(cfg.data_dir, shared_fallback=True))
+    data_dir = data_dir_of(cfg)
     name = "coco" if corpus_files_present(PADDING_CORPORA["coco"], data_dir) and not cfg.quick else "numbers"
     env = {**os.environ, "RAYON_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     done = subprocess.run([sys.executable, "-c", BPE_PROBE, name, str(data_dir), ",".join(map(str, BPE_VOCABS))],
@@ -751,10 +757,15 @@ def cuda_effects(cfg, setup, results) -> None:
         print(f"{label:<26}{r['ms_per_iter']:>9.1f}{human(r['tokens_per_sec']):>10}{m:>8}{mib(r['peak_bytes']):>12}")
 
 
-def run(argv):
+def parse_args(argv) -> BenchConfig:
     cfg = cfglib.parse({"bench": BenchConfig()}, argv)["bench"]
     if cfg.quick:
         cfg = cfglib.resolve({"bench": cfg}, {}, [("steps", "3"), ("warmup", "1"), ("sample_batch", "4")])["bench"]
+    return cfg
+
+
+def run(argv):
+    cfg = parse_args(argv)
     setup, notes = resolve_setup(cfg)
     device = setup["device"]
     torch.manual_seed(cfg.seed)

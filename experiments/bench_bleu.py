@@ -6,10 +6,11 @@ samples). Lines are split on whitespace. nltk is timed on a small subset, one
 sentence_bleu call per hypothesis and per n as Texygen does, and extrapolated; on that
 subset both implementations must agree. Run from the repo root:
 
-    python -m experiments.bench_bleu [--data-dir DIR] [--n-hyps 2000]
+    python -m experiments.bench_bleu [--data_dir DIR] [--n_hyps 2000]
 
-The data folder is --data-dir (or --data_dir), else $TEXTDUEL_DATA_DIR, else ../shared/data
-next to the repo root.
+The two files are looked up as every corpus is (datasets/corpora.py): in --data_dir, else
+$TEXTDUEL_DATA_DIR, else the download cache, where they are fetched (checksum verified) when
+missing; offline, the message names the file to place by hand.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import nltk.translate.bleu_score  # noqa: F401  (imported before timing: its ~1 s is not part of nltk's figure)
 
-from datasets.corpora import find_data_dir
+from datasets.corpora import FILES, resolve_file
 from experiments.core import cli, config as cfglib
 from experiments.core.budget import timed
 from experiments.scoring.metrics import DEFAULT_NS, BleuReference, nltk_bleu_scores, self_bleu
@@ -28,7 +29,7 @@ from experiments.scoring.metrics import DEFAULT_NS, BleuReference, nltk_bleu_sco
 @dataclass
 class BenchBleuConfig:
     data_dir: str = ""        # folder with image_coco.txt and image_coco_test.txt
-                              # ("" = $TEXTDUEL_DATA_DIR, else ../shared/data next to the repo root)
+                              # ("" = $TEXTDUEL_DATA_DIR, else the download cache)
     n_hyps: int = 2000        # hypotheses (and self-BLEU samples)
     n_nltk: int = 20          # hypotheses nltk is timed on for BLEU
     n_nltk_self: int = 5      # hypotheses nltk is timed on for self-BLEU
@@ -44,11 +45,15 @@ def load_lines(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+def parse_args(argv) -> BenchBleuConfig:
+    return cfglib.parse({"bench_bleu": BenchBleuConfig()}, argv)["bench_bleu"]
+
+
 def main(argv=None):
-    cfg = cfglib.parse({"bench_bleu": BenchBleuConfig()}, argv)["bench_bleu"]
-    data_dir = Path(find_data_dir(cfg.data_dir, shared_fallback=True))
-    refs = load_lines(data_dir / "image_coco_test.txt")
-    hyps = load_lines(data_dir / "image_coco.txt")[: cfg.n_hyps]
+    cfg = parse_args(argv)
+    refs_file = resolve_file(FILES["coco_test"], cfg.data_dir or None)
+    refs = load_lines(refs_file)
+    hyps = load_lines(resolve_file(FILES["coco_train"], cfg.data_dir or None))[: cfg.n_hyps]
     n_hyps = len(hyps)
 
     # --- BLEU against the test set
@@ -73,7 +78,7 @@ def main(argv=None):
 
     t_fast = t_build + t_score
     t_nltk_ex = t_nltk * n_hyps / len(subset)
-    print(f"data: {data_dir}  references: {len(refs)}  hypotheses: {n_hyps}  (whitespace tokens)")
+    print(f"data: {refs_file.parent}  references: {len(refs)}  hypotheses: {n_hyps}  (whitespace tokens)")
     print()
     print(f"{'BLEU-2..5, all four orders':<44}{'seconds':>10}")
     print(f"{'  fast: reference table build (once)':<44}{t_build:>10.2f}")

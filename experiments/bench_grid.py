@@ -88,8 +88,12 @@ def compare_results(base: Path, other: Path) -> list[str]:
     return out
 
 
+def parse_args(argv) -> GridBenchConfig:
+    return cfglib.parse({"bench": GridBenchConfig()}, argv)["bench"]
+
+
 def main(argv=None):
-    cfg = cfglib.parse({"bench": GridBenchConfig()}, argv)["bench"]
+    cfg = parse_args(argv)
     runs = [run_grid(cfg, "inline", []), run_grid(cfg, "local", ["--jobs", str(cfg.jobs)])]
     if cfg.slurm:
         runs.append(run_grid(cfg, "slurm", ["--slurm.cpus_per_job", "1", "--slurm.time_min", "30"]))

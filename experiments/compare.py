@@ -29,7 +29,7 @@ file's [models.<entry>] tables (and --models.<entry>.<key>=value); the key `fami
 picks the family (default: the entry's name if it is a family, else "lm"), every other
 key is passed to the family's trainer as --key=value, after the shared settings.
 
-Families: experiments/families.py (FAMILIES, name -> object; the protocol a new generator
+Families: experiments/generators/families.py (FAMILIES, name -> object; the protocol a new generator
 family implements is in its docstring). Every trainer receives these shared settings (the budget is shared): every data setting
 (datasets.DataConfig: dataset, split, level, mode, val_file, test_file, lowercase, min_freq,
 max_vocab, max_len, data_dir), out_dir run_name seed max_steps max_minutes eval_interval
@@ -38,7 +38,7 @@ of a comparison reads the same examples in the same tokens. It logs its curves t
 experiments/scoring/samples.py and writes metrics.json there.
 """
 
-from experiments.comparison import CompareConfig, main, parse_args  # noqa: F401  (the command's settings)
+from experiments.studies.comparison import CompareConfig, main, parse_args  # noqa: F401  (the command's settings)
 from experiments.core import cli
 
 if __name__ == "__main__":

@@ -69,10 +69,15 @@ class DiagnosticsConfig:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
 
 
-def main(argv=None) -> list[Path]:
+def parse_args(argv) -> DiagnosticsConfig:
     cfg = cfglib.parse({"diagnostics": DiagnosticsConfig()}, argv)["diagnostics"]
     if not (cfg.run or cfg.ckpt):
         raise cfglib.ConfigError("give --run runs/<run> (recorded diagnostics) or --ckpt runs/<run>/last.pt")
+    return cfg
+
+
+def main(argv=None) -> list[Path]:
+    cfg = parse_args(argv)
     run_dir = Path(cfg.run) if cfg.run else Path(cfg.ckpt).parent
     out = Path(cfg.out) if cfg.out else run_dir / "diagnostics"
     has_events = any(run_dir.glob("events.out.tfevents.*"))

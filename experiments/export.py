@@ -24,7 +24,7 @@ from pathlib import Path
 
 from baselines.hf_gpt2 import HFCheckpointError, save_hf
 from experiments.core import cli, config as cfglib
-from experiments.generation import load_lm_or_generator
+from experiments.generators.generation import load_lm_or_generator
 
 
 @dataclass
@@ -35,10 +35,15 @@ class ExportConfig:
     out: str = ""               # the Hugging Face folder to write (created; files in it are replaced)
 
 
-def main(argv=None):
+def parse_args(argv) -> ExportConfig:
     cfg = cfglib.parse({"export": ExportConfig()}, argv)["export"]
     if not cfg.out or not (cfg.run or cfg.ckpt):
         raise cfglib.ConfigError("give the run and the folder to write: --run runs/<run> --out exported/<name>")
+    return cfg
+
+
+def main(argv=None):
+    cfg = parse_args(argv)
     path = Path(cfg.ckpt) if cfg.ckpt else Path(cfg.run) / "best.pt"
     if not cfg.ckpt and not path.is_file() and (Path(cfg.run) / "last.pt").is_file():
         path = Path(cfg.run) / "last.pt"  # a GAN run keeps no best.pt: its final generator

@@ -43,8 +43,12 @@ class ReportConfig:
     data_dir: str = ""             # where real corpora are found (else $TEXTDUEL_DATA_DIR)
 
 
+def parse_args(argv) -> ReportConfig:
+    return cfglib.parse({"report": ReportConfig()}, argv)["report"]
+
+
 def main(argv=None):
-    cfg = cfglib.parse({"report": ReportConfig()}, argv)["report"]
+    cfg = parse_args(argv)
     runs = [Path(r.strip()) for r in cfg.runs.split(",") if r.strip()]
     if not runs:
         raise cfglib.ConfigError("give at least one run directory: --runs runs/gan/<run>[,...]")

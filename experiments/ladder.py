@@ -196,8 +196,12 @@ def bench_table(rows: list[dict], steps: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def parse_args(argv) -> dict:
+    return cfglib.parse({"ladder": LadderConfig(), **jobs.sections()}, argv)
+
+
 def main(argv=None) -> Path:
-    sections = cfglib.parse({"ladder": LadderConfig(), **jobs.sections()}, argv)
+    sections = parse_args(argv)
     cfg, launch = sections["ladder"], (sections["launch"], sections["slurm"])
     table_path = Path(cfg.table)
     table_path.parent.mkdir(parents=True, exist_ok=True)

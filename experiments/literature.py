@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from experiments import comparison, jobs
+from experiments import jobs
+from experiments.studies import comparison
 from experiments.core import cli
 from experiments.core import config as cfglib
 from experiments.reporting.literature import published, summarize, write_literature_report
@@ -51,11 +52,15 @@ class LiteratureConfig:
         return [a.strip() for a in self.axes.split(",") if a.strip()]
 
 
+def parse_args(argv):
+    """-> (sections: compare, scorer, literature, launch, slurm; [(entry, family, settings)]; published rows)."""
+    return comparison.parse_sections(*cfglib.read_cli(argv), extra={"literature": LiteratureConfig()})
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     t0 = time.time()
-    sections, entries, published_table = comparison.parse_sections(
-        *cfglib.read_cli(argv), extra={"literature": LiteratureConfig()})
+    sections, entries, published_table = parse_args(argv)
     cfg, lit = sections["compare"], sections["literature"]
     base = cfg.experiment or f"literature-{Path(cfg.dataset).stem}"
     command = "python -m experiments.literature " + " ".join(argv)

@@ -17,15 +17,22 @@ from experiments.reporting.comparison import write_report
 USAGE = "usage: python -m experiments.report research/<experiment>/results.json"
 
 
+def parse_args(argv) -> Path | None:
+    """The results.json to render; None for --help."""
+    if argv in (["-h"], ["--help"]):
+        return None
+    if len(argv) != 1 or not Path(argv[0]).is_file():
+        raise ConfigError(f"{USAGE} (an existing results.json written by experiments.compare)")
+    return Path(argv[0])
+
+
 def main(argv=None):
-    args = sys.argv[1:] if argv is None else argv
-    if args in (["-h"], ["--help"]):
+    results_file = parse_args(sys.argv[1:] if argv is None else argv)
+    if results_file is None:
         print(__doc__)
         return None
-    if len(args) != 1 or not Path(args[0]).is_file():
-        raise ConfigError(f"{USAGE} (an existing results.json written by experiments.compare)")
-    results = json.loads(Path(args[0]).read_text())
-    path = write_report(results, Path(args[0]).parent)
+    results = json.loads(results_file.read_text())
+    path = write_report(results, results_file.parent)
     print(path)
     return path
 

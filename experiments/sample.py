@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from experiments.core import cli, config as cfglib
 from experiments.core import runtime
 from experiments.core.checkpoint import load_checkpoint
-from experiments.generation import is_hf_folder, lm_texts, load_model
+from experiments.generators.generation import is_hf_folder, lm_texts, load_model
 
 
 @dataclass
@@ -35,10 +35,15 @@ class SampleConfig:
             raise ValueError("need num_samples > 0, temperature > 0 and 0 < top_p <= 1")
 
 
-def main(argv=None):
+def parse_args(argv) -> SampleConfig:
     cfg = cfglib.parse({"sample": SampleConfig()}, argv)["sample"]
     if not cfg.ckpt:
         raise cfglib.ConfigError("give a checkpoint: --ckpt runs/<run>/best.pt")
+    return cfg
+
+
+def main(argv=None):
+    cfg = parse_args(argv)
     device = runtime.resolve_device(cfg.device)
     model, tokenizer = load_model(cfg.ckpt, device)
     # the corpus's sequence protocol travels with the checkpoint: exactly n tokens (the oracles) or up to <eos>

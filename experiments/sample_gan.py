@@ -25,7 +25,7 @@ import torch
 
 from experiments.core import cli, config as cfglib
 from experiments.core import runtime
-from experiments.generation import gan_texts, load_generator
+from experiments.generators.generation import gan_texts, load_generator
 
 
 @dataclass
@@ -46,10 +46,15 @@ class SampleGANConfig:
             raise ValueError("need num_samples > 0, temperature > 0 and w_avg_samples > 0")
 
 
-def main(argv=None):
+def parse_args(argv) -> SampleGANConfig:
     cfg = cfglib.parse({"sample": SampleGANConfig()}, argv)["sample"]
     if not cfg.ckpt:
         raise cfglib.ConfigError("give a checkpoint: --ckpt runs/<run>/last.pt")
+    return cfg
+
+
+def main(argv=None):
+    cfg = parse_args(argv)
     device = runtime.resolve_device(cfg.device)
     gen, tokenizer, ckpt = load_generator(cfg.ckpt, device, cfg.which)
     if cfg.psi != 1.0:  # the average style of this generator, from a fixed seed

@@ -61,7 +61,7 @@ from experiments.core import cli
 from experiments.core import config as cfglib
 from experiments.core import runtime
 from experiments.core.checkpoint import write_text
-from experiments.generation import load_lm_or_generator
+from experiments.generators.generation import load_lm_or_generator
 from experiments.scoring.nll import bits_per_byte, latent_nll, lm_nll
 from experiments.scoring.metrics import length_stats, novelty
 from experiments.scoring.samples import SampleEvaluator

@@ -1,6 +1,6 @@
-"""Shared fixtures. Real corpora come from the data directory: $TEXTDUEL_DATA_DIR, or
-../shared/data beside the checkout. Tests that need one skip when it is absent, except
-under CI (CI=true), where a missing corpus is a failure rather than a silent skip."""
+"""Shared fixtures. Real corpora come from the data directory, $TEXTDUEL_DATA_DIR (.ci/run sets it).
+Tests that need one skip when it is absent, except under CI (CI=true), where a missing corpus is a
+failure rather than a silent skip."""
 
 import os
 import time
@@ -12,23 +12,27 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _data_dir():
-    env = os.environ.get("TEXTDUEL_DATA_DIR")
-    if env:
-        return Path(env)
-    sibling = REPO.parent / "shared" / "data"
-    return sibling if sibling.is_dir() else None
+def _missing(msg):
+    if os.environ.get("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
 
 
 @pytest.fixture(scope="session")
-def data_dir():
-    d = _data_dir()
-    if d is None or not (d / "names.txt").is_file():
-        msg = "real corpora not found: set TEXTDUEL_DATA_DIR to the folder holding names.txt etc."
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return str(d)
+def real_file():
+    """real_file(name): the path of a real corpus file in $TEXTDUEL_DATA_DIR, or a skip that says so."""
+    def find(name: str) -> Path:
+        d = os.environ.get("TEXTDUEL_DATA_DIR")
+        if not d or not (Path(d) / name).is_file():
+            _missing(f"{name} not found: set TEXTDUEL_DATA_DIR to the folder that holds the real corpora "
+                     "(names.txt, tinyshakespeare.txt, image_coco*.txt, seqgan_oracle.npz)")
+        return Path(d) / name
+    return find
+
+
+@pytest.fixture(scope="session")
+def data_dir(real_file):
+    return str(real_file("names.txt").parent)
 
 
 @pytest.fixture(autouse=True)

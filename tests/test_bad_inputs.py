@@ -1,4 +1,4 @@
-"""Every row of the README's table of bad inputs, one test (or one parametrised case) each.
+"""Every row of datasets/README.md's table of bad inputs, one test (or one parametrised case) each.
 
 Each bad input must fail early with an error that names the problem and the fix, or,
 where the behaviour is a documented choice rather than an error (unknown words at
@@ -304,10 +304,11 @@ def test_sampling_a_checkpoint_of_an_unregistered_model(tmp_path):
 
 
 def test_readme_table_names_exactly_the_tests_here():
+    """datasets/README.md's Bad inputs table names every test of this file, and no other."""
     import re
     import sys
     from pathlib import Path
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parent.parent / "datasets" / "README.md").read_text(encoding="utf-8")
     table = readme[readme.index("## Bad inputs"):]
     listed = set(re.findall(r"→ `(test_\w+)`", table))
     here = {n for n in dir(sys.modules[__name__]) if n.startswith("test_")} - {"test_readme_table_names_exactly_the_tests_here"}

@@ -176,14 +176,7 @@ def test_foreign_tokenizer_json_with_special_tokens_is_refused(tok):
         BPETokenizer(json.dumps(spec))
 
 
-def _coco_file():
-    d = os.environ.get("TEXTDUEL_DATA_DIR")
-    d = Path(d) if d else REPO.parent / "shared" / "data"
-    return d / "image_coco.txt"
-
-
-@pytest.mark.skipif(not _coco_file().is_file(), reason="image_coco.txt not in the data directory")
-def test_coco_timing_one_thread():
+def test_coco_timing_one_thread(real_file):
     """Prints (does not assert) fit + encode_batch of all of COCO's lines at vocab 2048 on one thread."""
     code = ("import sys, time; from datasets.bpe import BPETokenizer; "
             "lines = open(sys.argv[1], encoding='utf-8').read().splitlines(); t0 = time.perf_counter(); "
@@ -192,6 +185,6 @@ def test_coco_timing_one_thread():
             "print(f'COCO {len(lines)} lines: fit + encode_batch {dt:.2f} s on one thread, vocab {tok.vocab_size}, '"
             "f'{nb / n:.2f} bytes per token')")
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAYON_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-c", code, str(_coco_file())], cwd=REPO, env=env, check=True,
+    res = subprocess.run([sys.executable, "-c", code, str(real_file("image_coco.txt"))], cwd=REPO, env=env, check=True,
                          capture_output=True, text=True)
     print(res.stdout.strip())

@@ -24,7 +24,7 @@ from experiments import score, train_gan, train_lm
 from experiments.core.checkpoint import CheckpointError, load_checkpoint
 from baselines.gpt2 import GPT, GPTConfig
 from baselines.sampling import generate
-from experiments.generation import banned_ids, lm_texts, load_model
+from experiments.generators.generation import banned_ids, lm_texts, load_model
 from experiments.scoring.samples import SampleEvaluator
 
 WORDS = ["Cat", "dog", "über", "naïve", "Straße", "привет", "мир", "你好", "😀", "🏳️‍🌈", "run", "ran", "café"]

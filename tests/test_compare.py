@@ -9,8 +9,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from datasets import DataConfig
-from experiments import compare, comparison, report, train_lm
-from experiments import families
+from experiments import compare, report, train_lm
+from experiments.generators import families
+from experiments.studies import comparison
 from experiments.core import config as cfglib
 from experiments.core.config import ConfigError
 from experiments.core.logger import RunLogger
@@ -68,7 +69,7 @@ def test_nll_with_pad_counts_every_position_up_to_block_size(tiny):
     import torch.nn.functional as F
 
     from datasets.tokenizers import BOS_ID, EOS_ID, PAD_ID
-    from experiments.generation import load_model
+    from experiments.generators.generation import load_model
 
     _, results = tiny
     corpus = compare.parse_args(TINY)[0].load()

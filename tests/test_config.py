@@ -75,7 +75,9 @@ def test_every_committed_config_resolves(path, tmp_path):
     """Each config file resolves through the command it is written for, and a comparison's (or a
     literature table's) every entry through its family's trainer, with the comparison's data: a
     broken key surfaces here, not after the first models of a long run have trained."""
-    from experiments import comparison, frontier, guidance, literature
+    from experiments import frontier, literature
+    from experiments.generators import guidance
+    from experiments.studies import comparison
     from experiments.trainers import gan, lm, relgan, seqgan
     trainers = {"lm": lm, "gan": gan, "seqgan": seqgan, "relgan": relgan}
     kind = path.parent.name

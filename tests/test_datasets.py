@@ -65,8 +65,8 @@ def test_oracle_nll_respects_lengths():
 
 def test_oracle_follows_seqgans_fixed_length_protocol(monkeypatch):
     # `oracle` (TextDuel's own random oracle, not SeqGAN's) has SeqGAN's sequences of exactly
-    # 20 tokens and no end token. Its NLL-test used to score a 21st target per sequence, an
-    # <eos> (block_size 21) that SeqGAN's data does not have; with fixed_length = 20 it scores
+    # 20 tokens and no end token. Its NLL-test does not score a 21st target per sequence, an
+    # <eos> (block_size 21) that SeqGAN's data does not have: with fixed_length = 20 it scores
     # exactly the 20 tokens (the layout itself: tests/test_seqgan_oracle.py)
     monkeypatch.setattr(oracle, "SIZES", {"train": 30, "val": 5, "test": 5})
     c = load_corpus("oracle")

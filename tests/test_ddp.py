@@ -11,7 +11,7 @@ BatchNorm models (mlp, wavenet) are not equivalent and are not tested here: in t
 mode every micro-batch is normalised with its own statistics, so a rank (or a
 grad_accum micro-step) holding half the batch computes a different function than one
 process holding all of it; DDP also broadcasts rank 0's running statistics. The last
-test shows the difference on one batch. The README says so.
+test shows the difference on one batch. experiments/README.md says so.
 """
 
 from __future__ import annotations

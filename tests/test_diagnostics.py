@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from baselines import MODELS
 from experiments import diagnostics, train_lm
 from experiments.core.logger import RunLogger
-from experiments.generation import load_model
+from experiments.generators.generation import load_model
 from experiments.reporting.diagnostic_figures import read_recorded
 from experiments.scoring.probes import Diagnostics, log_stats, probed_layers, saturation
 

@@ -1,11 +1,11 @@
-"""The frontier (experiments/frontier.py, experiments/reporting/frontier.py): interpolation and the
+"""The frontier (experiments/studies/frontier.py, experiments/reporting/frontier.py): interpolation and the
 dominance rule by hand, and the command end to end on tiny language models of `numbers`."""
 
 import json
 
 import pytest
 
-from experiments import frontier
+from experiments.studies import frontier
 from experiments.core.config import ConfigError
 from experiments.reporting.frontier import aggregate, dominance, interpolate
 

@@ -9,7 +9,7 @@ import torch
 from baselines.gpt2 import GPT, GPTConfig
 from experiments import export, train_gan, train_lm
 from experiments.core.checkpoint import CheckpointError, load_checkpoint
-from experiments.generation import load_generator
+from experiments.generators.generation import load_generator
 from gan import Generator, GeneratorConfig
 from gan.mapping import MappingConfig
 

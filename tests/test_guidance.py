@@ -1,4 +1,4 @@
-"""experiments/guidance.py: the post-hoc discriminator (encoding, calibration by hand, training
+"""experiments/generators/guidance.py: the post-hoc discriminator (encoding, calibration by hand, training
 on a generator it can and one it cannot tell from real text) and the guided sampler on a
 generator that writes garbage half of the time."""
 
@@ -10,7 +10,7 @@ import torch
 from datasets import LMData, build_tokenizer, load_corpus
 from datasets.tokenizers import EOS_ID, PAD_ID
 from experiments.core.checkpoint import CheckpointError
-from experiments.guidance import GuideConfig, GuidedSampler, calibration, encode_texts, train_guide
+from experiments.generators.guidance import GuideConfig, GuidedSampler, calibration, encode_texts, train_guide
 
 TINY = dict(n_layer=1, n_head=2, n_embd=32, samples=800, max_epochs=6, lr=1e-3)
 
@@ -91,8 +91,8 @@ def test_a_gan_guides_with_its_own_discriminator_as_is_or_fine_tuned(numbers, tm
     validation loss never ends above the as-is figure (epoch 0 is a candidate); an LM checkpoint
     has no D to lend."""
     from experiments import train_gan
-    from experiments.families import FAMILIES
-    from experiments.guidance import gan_discriminator
+    from experiments.generators.families import FAMILIES
+    from experiments.generators.guidance import gan_discriminator
     from test_train_gan import TINY as GAN_TINY
     train_gan.main(GAN_TINY + ["--out_dir", str(tmp_path), "--run_name", "g", "--pretrain_steps", "4",
                                "--adv_steps", "2", "--final_samples", "20", "--eval_samples", "20",

@@ -173,7 +173,7 @@ def test_train_lm_fine_tunes_a_hugging_face_gpt2(hf_folder, tmp_path):
     assert ckpt["model_config"]["bos_as_eos"] and ckpt["tokenizer"]["level"] == "bpe"
     # exported, transformers reads the fine-tuned model: its logits are this model's
     from experiments import export
-    from experiments.generation import load_model
+    from experiments.generators.generation import load_model
     out = export.main(["--run", str(tmp_path / "runs" / "ft"), "--out", str(tmp_path / "exported")])
     ours, _ = load_model(tmp_path / "runs" / "ft" / "best.pt", "cpu")
     reread = GPT2LMHeadModel.from_pretrained(str(out)).eval()
@@ -225,7 +225,7 @@ def test_a_gan_from_a_hugging_face_gpt2_exports_its_generators_lm(hf_folder, tmp
     the fine-tuning LM's at step 0; after the adversarial phase, export writes the EMA generator at
     its average style and zero noise, and transformers' logits of that folder are the generator's."""
     from experiments import export, train_gan
-    from experiments.generation import load_generator
+    from experiments.generators.generation import load_generator
     folder, hf, V = hf_folder
     lines = corpus(120, seed=1)
     for name, part in (("train", lines[:80]), ("val", lines[80:100]), ("test", lines[100:])):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import comparison
+from experiments.studies import comparison
 from experiments.core.checkpoint import CheckpointError, pid_alive
 from experiments.core.config import ConfigError
 from experiments.jobs import Cell, JobsFailed, LaunchConfig, SlurmConfig, launch

@@ -72,7 +72,7 @@ def test_features_are_the_final_state_at_each_texts_last_token():
 
 def test_the_judge_scores_mauve_on_its_scorer_and_refuses_it_without_one(tmp_path):
     from datasets import build_tokenizer
-    from experiments.comparison import CompareConfig, Judge
+    from experiments.studies.comparison import CompareConfig, Judge
     from experiments.scoring.lm_score import ScorerConfig
     from experiments.scoring.samples import SampleTokenizer
 

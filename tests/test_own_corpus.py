@@ -227,7 +227,7 @@ def test_bad_data_or_settings_are_refused_before_the_judge_or_any_trainer(corpus
     """Preflight: an overlong line (no --max_len), a block size an entry's examples do not fit, an
     empty vocabulary: each refused with its message before the scorer LMs or any family's trainer
     is entered (they are patched to raise here)."""
-    from experiments.families import FAMILIES
+    from experiments.generators.families import FAMILIES
     from experiments.scoring import judge, lm_score
     entered = []
 
@@ -294,6 +294,23 @@ def test_a_budget_that_scoring_alone_would_eat_is_refused_up_front(corpus_files,
         train_gan.main(["--dataset", str(corpus_files / "train.txt"), "--max_len", "40", "--out_dir", str(tmp_path),
                         "--max_minutes", "0.001", "--progress", "false"])
     assert time.time() - t0 < 30
+
+
+def test_a_comparison_refuses_an_entry_budget_before_any_entry_trains(corpus_files, tmp_path, monkeypatch):
+    """The GAN's final scoring (its samples run to full length untrained) eats a budget the LMs can
+    keep: the comparison refuses it, naming the entry and the fix, before the judge or any trainer
+    starts, and leaves no run behind (each entry is built in a scratch folder to be measured)."""
+    from experiments.generators.families import FAMILIES
+    from experiments.scoring import lm_score
+    entered = []
+    monkeypatch.setattr(lm_score, "fit_gpt2", lambda *a, **k: entered.append("scorer fit"))
+    for name, family in FAMILIES.items():
+        monkeypatch.setattr(family, "train", lambda *a, name=name, **k: entered.append(f"{name} train"))
+    with pytest.raises(ConfigError, match=r"entry 'gan': max_minutes 0.05 leaves no time to train: .* final scoring "
+                                          r".*--models\.gan\.max_minutes"):
+        own_compare(corpus_files, tmp_path, "--max_minutes", "0.05", "--models.gpt2.max_minutes", "0",
+                    "--models.lstm.max_minutes", "0", "--models.gan.final_samples", "2000")
+    assert entered == [] and not (tmp_path / "runs" / "mine").exists()
 
 
 def test_collapse_warnings_fire_on_the_reported_case():

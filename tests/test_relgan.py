@@ -17,10 +17,11 @@ from baselines.rnn import LSTMConfig, RecurrentLM
 from datasets import load_corpus
 from datasets import oracle as oracle_mod
 from datasets.tokenizers import EOS_ID, IGNORE_INDEX, PAD_ID, SPECIAL_IDS
-from experiments import comparison, sample, score, train_relgan
+from experiments import sample, score, train_relgan
+from experiments.studies import comparison
 from experiments.core.checkpoint import load_checkpoint
-from experiments.families import FAMILIES
-from experiments.generation import load_model
+from experiments.generators.families import FAMILIES
+from experiments.generators.generation import load_model
 from experiments.trainers import recurrent_gan
 from experiments.trainers import relgan as trainer
 from gan import relgan, seqgan

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from experiments import compare, sample, train_gan, train_lm
-from experiments import families
+from experiments.generators import families
 from experiments.core.checkpoint import CheckpointError, save_checkpoint, write_text
 from experiments.core.config import ConfigError
 from experiments.core.logger import RunLogger

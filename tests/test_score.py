@@ -18,7 +18,7 @@ from datasets.tokenizers import BOS_ID, EOS_ID, UNK_ID
 from experiments import score, train_gan, train_lm
 from experiments.core.config import ConfigError
 from experiments.scoring.nll import latent_nll, lm_nll
-from experiments.generation import load_generator, load_model
+from experiments.generators.generation import load_generator, load_model
 
 NS = (2, 3, 4, 5)
 METHOD1 = SmoothingFunction().method1

@@ -14,10 +14,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from baselines.rnn import LSTMConfig, RecurrentLM
 from datasets import load_corpus
 from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, PAD_ID, SPECIAL_IDS
-from experiments import compare, comparison, train_seqgan
+from experiments import compare, train_seqgan
+from experiments.studies import comparison
 from experiments.core.checkpoint import load_checkpoint
-from experiments.families import FAMILIES
-from experiments.generation import load_model
+from experiments.generators.families import FAMILIES
+from experiments.generators.generation import load_model
 from experiments.trainers import recurrent_gan
 from experiments.trainers import seqgan as trainer
 from gan import seqgan

@@ -9,13 +9,11 @@
   never a special token; NLL-oracle accepts those samples as fully valid and counts samples
   of any other length as invalid.
 
-Tests that need seqgan_oracle.npz read it from $TEXTDUEL_DATA_DIR or ../shared/data (as the
-other real corpora) and skip with a message when it is absent (under CI=true they fail).
+Tests that need seqgan_oracle.npz read it from $TEXTDUEL_DATA_DIR (as the other real corpora)
+and skip with a message when it is absent (under CI=true they fail).
 """
 
-import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +25,7 @@ from datasets import Corpus, CorpusError, LMData, build_tokenizer, load_corpus
 from datasets import oracle as oracle_mod
 from datasets.corpora import FILES, sha256_of
 from datasets.tokenizers import BOS_ID, EOS_ID, IGNORE_INDEX, SPECIAL_IDS
-from experiments.generation import gan_texts, lm_texts
+from experiments.generators.generation import gan_texts, lm_texts
 from experiments.scoring.metrics import oracle_nll
 from experiments.scoring.samples import SampleEvaluator
 from gan import Generator, GeneratorConfig, MappingConfig, gumbel_softmax
@@ -36,17 +34,8 @@ T = oracle_mod.SEQ_LEN  # 20
 
 
 @pytest.fixture(scope="module")
-def npz_path():
-    # where tests/conftest.py finds the other real corpora: $TEXTDUEL_DATA_DIR, else ../shared/data
-    d = os.environ.get("TEXTDUEL_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data"
-    path = Path(d) / "seqgan_oracle.npz"
-    if not path.is_file():
-        msg = ("seqgan_oracle.npz not found: set TEXTDUEL_DATA_DIR to the folder that holds it (SeqGAN's target-LSTM "
-               "weights as numpy arrays)")
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
+def npz_path(real_file):
+    return real_file("seqgan_oracle.npz")
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +268,7 @@ def test_nll_oracle_counts_other_lengths_as_invalid_under_the_protocol(seqgan):
     exact = oracle_nll(samples, seqgan, seq_len=T, vocab_size=oracle_mod.VOCAB, exact=True)
     assert exact["scored"] == 1 and exact["invalid"] == pytest.approx(4 / 5)
     assert exact["nll"] == pytest.approx(seqgan.nll(torch.tensor([[int(t) for t in full]])), rel=1e-6)
-    loose = oracle_nll(samples, seqgan, seq_len=T, vocab_size=oracle_mod.VOCAB)  # any other corpus: as before
+    loose = oracle_nll(samples, seqgan, seq_len=T, vocab_size=oracle_mod.VOCAB)  # any other corpus: other lengths scored on what they have
     assert loose["scored"] == 3
     c = fixed_corpus(oracle=seqgan)
     m = SampleEvaluator(c, build_tokenizer(c), references="test").score([" ".join(s) for s in samples])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import comparison
+from experiments.studies import comparison
 from experiments.core.checkpoint import load_checkpoint
 from experiments.jobs import Cell, JobsFailed, LaunchConfig, SlurmConfig, launch
 from experiments.jobs.cells import differences, job_record

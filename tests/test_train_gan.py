@@ -11,8 +11,9 @@ from datasets.tokenizers import BOS_ID
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from datasets import LMData, build_tokenizer, load_corpus
-from experiments import compare, comparison, generation, sample_gan, train_gan
-from experiments import families
+from experiments import compare, sample_gan, train_gan
+from experiments.generators import families, generation
+from experiments.studies import comparison
 from experiments.core import runtime
 from experiments.core import runtime
 import gan as ganlib
@@ -319,11 +320,12 @@ def test_ckpt_interval_saves_between_evaluations_in_both_phases(tmp_path, monkey
 @pytest.mark.parametrize("loss", ["rsgan", "wgan-gp"])
 def test_the_discriminator_reads_real_and_fake_batches_at_their_own_width(tmp_path, loss):
     """adv_width own: a real batch is as wide as its longest line, the fakes as their batch's longest
-    (sampling stops when every row has ended); block: both at block_size, the earlier layout. WGAN-GP
+    (sampling stops when every row has ended); block: both at block_size. WGAN-GP
     interpolates the two, so it brings them to one width."""
     import functools
     from gan import RELAXATIONS
-    from experiments.trainers import gan as trainer
+    from experiments.trainers import gan_phases as phases
+    from experiments.trainers.gan_run import GANRun
     import random
     rng = random.Random(0)
     lines = [" ".join(rng.choice("a b c d e f".split()) for _ in range(rng.randint(2, 12))) for _ in range(120)]
@@ -331,17 +333,17 @@ def test_the_discriminator_reads_real_and_fake_batches_at_their_own_width(tmp_pa
     cfg, gen_cfg, disc_cfg = train_gan.parse_args(TINY + ["--dataset", str(tmp_path / "c.txt"), "--out_dir",
                                                           str(tmp_path), "--loss", loss, "--pretrain_steps", "0",
                                                           "--adv_steps", "2"])
-    run_ = trainer.GANRun(cfg, gen_cfg, disc_cfg, runtime.Distributed("cpu"))
-    real, mask = trainer.real_batch(run_, 0)
+    run_ = GANRun(cfg, gen_cfg, disc_cfg, runtime.Distributed("cpu"))
+    real, mask = phases.real_batch(run_, 0)
     lengths = mask.sum(1)
     assert real.size(1) == int(lengths.max()) < run_.T and bool(mask[:, -1].any())
     relax = functools.partial(RELAXATIONS[cfg.relax], beta=1.0)
-    fake = trainer.draw_fakes(run_, 8, trainer.new_z(run_), relax)
+    fake = phases.draw_fakes(run_, 8, phases.new_z(run_), relax)
     assert fake["soft"].size(1) == fake["ids"].size(1) == int(fake["mask"].sum(1).max())
-    trainer.critic_steps(run_, trainer.new_z(run_), {k: v.detach() for k, v in fake.items()}, relax)  # one width for GP
+    phases.critic_steps(run_, phases.new_z(run_), {k: v.detach() for k, v in fake.items()}, relax)  # one width for GP
     run_.session.lock.release()
     block = dataclasses.replace(cfg, adv_width="block", run_name="b")
-    run_b = trainer.GANRun(block, gen_cfg, disc_cfg, runtime.Distributed("cpu"))
-    assert trainer.real_batch(run_b, 0)[0].size(1) == run_b.T
-    assert trainer.draw_fakes(run_b, 8, trainer.new_z(run_b), relax)["soft"].size(1) == run_b.T
+    run_b = GANRun(block, gen_cfg, disc_cfg, runtime.Distributed("cpu"))
+    assert phases.real_batch(run_b, 0)[0].size(1) == run_b.T
+    assert phases.draw_fakes(run_b, 8, phases.new_z(run_b), relax)["soft"].size(1) == run_b.T
     run_b.session.lock.release()

@@ -13,6 +13,9 @@ a budget draws the same random numbers as one without.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import tempfile
 import time
 
 from experiments.core import runtime
@@ -56,8 +59,9 @@ class Deadline:
         self.predicted_eval = evaluation
         if self.reserved >= 0.9 * self.seconds:
             raise ConfigError(f"max_minutes {self.seconds / 60:g} leaves no time to train: {what} is estimated at "
-                              f"{self.reserved / 60:.2f} min on this machine. Raise max_minutes, or score fewer "
-                              "samples (eval_samples, final_samples or num_samples)")
+                              f"{self.reserved / 60:.2f} min on this machine. Raise max_minutes (above "
+                              f"{math.ceil(self.reserved / 0.9 / 6) / 10:g}), or score fewer samples (eval_samples, "
+                              "final_samples or num_samples)")
         print(f"time budget {self.seconds / 60:g} min: {self.reserved:.0f} s kept for {what}, measured; training "
               f"stops by minute {(self.seconds - self.reserved) / 60:.2f}", flush=True)
 
@@ -75,3 +79,21 @@ class Deadline:
     def expired(self) -> bool:
         late = bool(self.seconds) and time.time() - self.start >= self.seconds - self.reserved
         return self.dist.any(late) if self.dist is not None else late
+
+
+def check_budget(cfg, build, reserve) -> None:
+    """Refuse, before anything trains, a max_minutes that the final scoring alone would eat: the run
+    is built by `build(cfg)` in a scratch folder that is removed after (nothing of it is kept) and
+    measured as the run measures itself at its start, by `reserve(deadline, run)`; the RNG state is
+    restored after. A comparison asks this of every entry it will train, so that a budget one entry
+    cannot keep is refused before the others have trained for minutes."""
+    if not cfg.max_minutes:
+        return
+    state = runtime.rng_state()
+    with tempfile.TemporaryDirectory(prefix="textduel-budget-") as scratch:
+        run = build(dataclasses.replace(cfg, out_dir=scratch, run_name="budget-check", resume=False))
+        try:
+            reserve(Deadline(cfg.max_minutes, run.dist), run)
+        finally:
+            run.session.lock.release()
+            runtime.set_rng_state(state)

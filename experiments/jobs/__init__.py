@@ -1,7 +1,7 @@
 """Grids as jobs: a grid command (compare, literature, frontier, ladder) expands into cells, each a
 job that is a function of its settings alone and writes only its own run folder; a launcher runs
 them (inline in this process, local as separate processes, slurm as SLURM jobs through submitit);
-the command gathers their results and writes its report as before.
+the command gathers their results and writes one report, the same under every launcher.
 
     cells.py      Cell: a job's function, settings, folder (jobs/<cell>/), stored result
     config.py     [launch] and [slurm]: the settings every grid command has

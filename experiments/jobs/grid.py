@@ -83,7 +83,7 @@ def earlier_job(cell: Cell, queue: SlurmQueue, reuse: set):
 
 
 def run_inline(cells: list[Cell], reuse: set) -> dict:
-    """Today's behaviour: each cell in this process, in order; an exception propagates as it is."""
+    """Each cell in this process, in order; an exception propagates as it is (the first failure stops the command)."""
     results, queue = {}, SlurmQueue()
     for cell in cells:
         ok, result = stored_result(cell) if cell.name in reuse else (False, None)

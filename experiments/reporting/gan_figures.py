@@ -80,7 +80,7 @@ def temperature_sweep(runs: list[Path], temperatures: list[float], n: int, data_
 
     from datasets import DataConfig, build_tokenizer
     from experiments.scoring.samples import SampleEvaluator
-    from experiments.families import GANSampler
+    from experiments.generators.families import GANSampler
 
     out = {}
     for run_dir in runs:
@@ -167,7 +167,7 @@ def run_latent_usage(run_dir: Path, which: str, data_dir: str = "") -> float:
 
     from datasets import DataConfig, LMData, build_tokenizer
     from experiments.scoring.nll import latent_usage as usage
-    from experiments.generation import load_generator
+    from experiments.generators.generation import load_generator
     c = json.loads((run_dir / "config.json").read_text())["train"]
     corpus = DataConfig.from_settings({**c, "data_dir": data_dir or c["data_dir"]}).load()
     gen, _, _ = load_generator(run_dir / ("pretrained.pt" if which == "pretrained" else "last.pt"),

@@ -1,5 +1,5 @@
 """The literature table: several comparisons of the same generators that differ only in their
-training seed (experiments/comparison.py, one results dict each), reduced to mean and seed
+training seed (experiments/studies/comparison.py, one results dict each), reduced to mean and seed
 standard deviation per model and metric, beside published rows; a report with its figures.
 
     summarize(per_seed, columns)       -> rows: label, kind, n seeds, mean/std/values per metric,

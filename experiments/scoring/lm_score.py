@@ -199,7 +199,7 @@ class LMScorer:
 
     Its context is twice what the longest real text needs, plus one: a sample may spell its
     words in more BPE pieces than any real line (rare words), or run to a generator's full
-    length without an <eos>; positions beyond the real lines' are never trained, as before.
+    length without an <eos>; positions beyond the real lines' are never trained.
     """
 
     def __init__(self, corpus: Corpus, text: ScorerText, cfg: ScorerConfig, device, state: dict | None = None):

@@ -23,7 +23,7 @@ from baselines.mlp import MaskedBatchNorm1d
 from baselines.rnn import GRUCell, LSTMCell, RNNCell
 from datasets import DataConfig, LMData
 from experiments.core.checkpoint import load_checkpoint
-from experiments.generation import load_model
+from experiments.generators.generation import load_model
 
 # module type -> kind of output; a module is probed when it is an instance of a type here.
 # Model code uses modules (nn.Tanh, not torch.tanh) where an activation should be seen.

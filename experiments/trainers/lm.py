@@ -35,12 +35,12 @@ from baselines import MODELS
 from baselines.hf_gpt2 import load_hf
 from datasets import DataConfig, LMData
 from experiments.core import config as cfglib
-from experiments.core import runtime
+from experiments.core import budget, runtime
 from experiments.core.budget import PROBE_SAMPLES, Deadline, probe, timed
 from experiments.core.checkpoint import check_compatible, load_checkpoint, unwrap
 from experiments.core.session import RunSession, mle_step
 from experiments.scoring.probes import Diagnostics, log_stats
-from experiments.generation import lm_texts
+from experiments.generators.generation import lm_texts
 from experiments.scoring.nll import bits_per_byte, lm_nll
 from experiments.scoring.samples import SampleEvaluator
 
@@ -122,6 +122,16 @@ def reserve_final_scoring(deadline, data, cfg, evaluator, val_nll, draw_samples)
     deadline.reserve(cost["val"] * (2 + test_share) + per_sample * (2 * cfg.num_samples + cfg.eval_samples),
                      f"the last evaluation and the final scoring ({cfg.num_samples + cfg.eval_samples} samples, "
                      "NLL on val and test)", evaluation=cost["val"] + per_sample * (cfg.num_samples + cfg.eval_samples))
+
+
+def reserve(deadline, run) -> None:
+    reserve_final_scoring(deadline, run.data, run.cfg, run.evaluator, run.val_nll, run.draw)
+
+
+def check_budget(argv) -> None:
+    """A max_minutes the final scoring alone would eat, refused without training (budget.check_budget)."""
+    cfg, model_cfg = parse_args(argv)
+    budget.check_budget(cfg, lambda c: LMRun(c, model_cfg, runtime.Distributed(c.device)), reserve)
 
 
 def parse_args(argv) -> tuple[TrainConfig, object]:
@@ -333,7 +343,7 @@ def main(argv=None):
     session.say_batches(run.data, cfg.batch_size, cfg.seed)
     session.open_log(run.step, {"train": cfg, "model": run.model_cfg})
     if cfg.max_minutes:
-        reserve_final_scoring(deadline, run.data, cfg, run.evaluator, run.val_nll, run.draw)
+        reserve(deadline, run)
     if run.closed_form and run.step == 0:  # counted in one complete pass over the training split, no descent
         run.model.fit((x.to(run.device), y.to(run.device)) for x, y in run.data.eval_batches("train", cfg.eval_batch_size))
         run.evaluate_and_checkpoint()

@@ -9,8 +9,8 @@ one copy here serves both:
   sampling, NLL, evaluation, collapse warnings, the restore of configs and optimisers);
 - pretrain / end_pretraining: the MLE phase; final_scoring, reserve_final_scoring and finish:
   what follows training, and the command's last lines;
-- stream / generate / generator_texts: seeded sampling, also what experiments.families samples
-  the finished generators with (their checkpoints load through experiments.generation.load_model).
+- stream / generate / generator_texts: seeded sampling, also what experiments.generators.families samples
+  the finished generators with (their checkpoints load through experiments.generators.generation.load_model).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tqdm import tqdm
 from baselines import MODELS
 from datasets import CorpusError, DataConfig, LMData
 from experiments.core import config as cfglib
-from experiments.core import runtime
+from experiments.core import budget, runtime
 from experiments.core.budget import PROBE_SAMPLES, Deadline, probe, timed
 from experiments.core.checkpoint import CheckpointError, check_compatible, load_checkpoint
 from experiments.core.session import RunSession, mle_step
@@ -330,6 +330,13 @@ def begin(run: RecurrentGANRun, deadline: Deadline, describe: str, total: int):
         reserve_final_scoring(deadline, run)
     session.start_clock()
     return tqdm(total=total, initial=run.step, disable=not cfg.progress, dynamic_ncols=True, desc=run.name)
+
+
+def check_budget(run_class, parse_args, argv) -> None:
+    """A max_minutes the final scoring alone would eat, refused without training (budget.check_budget)."""
+    cfg, gen_cfg, disc_cfg = parse_args(argv)
+    budget.check_budget(cfg, lambda c: run_class(c, gen_cfg, disc_cfg, runtime.Distributed(c.device)),
+                        reserve_final_scoring)
 
 
 def reserve_final_scoring(deadline: Deadline, run: RecurrentGANRun) -> None:

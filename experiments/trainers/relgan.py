@@ -319,6 +319,10 @@ def describe(run: RelGANRun) -> str:
             f"{run.cfg.beta_max:g} ({run.cfg.beta_schedule}) over {run.cfg.adv_steps} steps | device {run.device}")
 
 
+def check_budget(argv) -> None:
+    rgan.check_budget(RelGANRun, parse_args, argv)
+
+
 def main(argv=None):
     cfg, gen_cfg, disc_cfg = parse_args(sys.argv[1:] if argv is None else argv)
     dist = runtime.Distributed(cfg.device)

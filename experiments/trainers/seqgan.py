@@ -319,6 +319,10 @@ def describe(run: SeqGANRun) -> str:
             f"{run.data.oov_summary()} | device {run.device}")
 
 
+def check_budget(argv) -> None:
+    rgan.check_budget(SeqGANRun, parse_args, argv)
+
+
 def main(argv=None):
     cfg, gen_cfg, disc_cfg = parse_args(sys.argv[1:] if argv is None else argv)
     dist = runtime.Distributed(cfg.device)

@@ -1,4 +1,4 @@
-"""Discriminator guidance for any generator of the comparison (issue 13's first part): a
+"""Discriminator guidance for any generator of the comparison: a
 discriminator trained post hoc to tell real training text from one generator's samples, and
 that generator's sampler guided by it (gan/guided.py's rejection sampling or SIR).
 

@@ -8,6 +8,9 @@ To plug a new generator in, add an object with
                                            a DataConfig, whose data settings must equal the
                                            comparison's; --reuse compares all of them with the
                                            finished run's config.json)
+    check_budget(argv: list[str]) -> None  optional: refuse (ConfigError), without training, a
+                                           max_minutes the run's final scoring alone would eat; a
+                                           comparison asks it of every fresh entry before any trains
     train(argv: list[str]) -> Path         train one model from --key=value settings; the
                                            run directory (out_dir/run_name) it wrote
     is_trained(run_dir: Path) -> bool      a finished run is there (for --reuse)
@@ -30,7 +33,7 @@ import torch
 
 from datasets import LMData, build_tokenizer
 from experiments.core.checkpoint import CheckpointError, load_checkpoint, vocabulary_of
-from experiments.generation import gan_texts, lm_texts, load_generator, load_model
+from experiments.generators.generation import gan_texts, lm_texts, load_generator, load_model
 from experiments.scoring.nll import latent_nll, lm_nll
 from experiments.trainers import gan as gan_trainer
 from experiments.trainers import lm as lm_trainer
@@ -77,6 +80,10 @@ class LMFamily:
         """The trainer's resolved settings by config.json section ("train" is a DataConfig), without training."""
         cfg, model_cfg = lm_trainer.parse_args(argv)
         return {"train": cfg, "model": model_cfg}
+
+    def check_budget(self, argv: list[str]) -> None:
+        """A max_minutes the run's final scoring alone would eat, refused without training."""
+        lm_trainer.check_budget(argv)
 
     def train(self, argv: list[str]) -> Path:
         lm_trainer.main(argv)
@@ -139,6 +146,9 @@ class GANFamily:
         cfg, gen_cfg, disc_cfg = gan_trainer.parse_args(argv)
         return {"train": cfg, "generator": gen_cfg, "discriminator": disc_cfg}
 
+    def check_budget(self, argv: list[str]) -> None:
+        gan_trainer.check_budget(argv)
+
     def train(self, argv: list[str]) -> Path:
         gan_trainer.main(argv)
         return gan_trainer.run_dir_of(self.config(argv)["train"])
@@ -191,6 +201,9 @@ class RecurrentGANFamily:
         """The trainer's resolved settings by config.json section ("train" is a DataConfig), without training."""
         cfg, gen_cfg, disc_cfg = self.trainer.parse_args(argv)
         return {"train": cfg, "generator": gen_cfg, "discriminator": disc_cfg}
+
+    def check_budget(self, argv: list[str]) -> None:
+        self.trainer.check_budget(argv)
 
     def train(self, argv: list[str]) -> Path:
         self.trainer.main(argv)

@@ -30,7 +30,7 @@ from experiments.core.logger import RunLogger
 from experiments.core.runlock import RunLock
 from experiments import jobs
 from experiments.jobs import Cell
-from experiments.families import FAMILIES
+from experiments.generators.families import FAMILIES
 from experiments.reporting.comparison import write_report
 from experiments.scoring.metrics import DEFAULT_NS
 from experiments.scoring.nll import bits_per_byte
@@ -207,9 +207,10 @@ def entry_corpora(cfg: CompareConfig, entries, runs_dir: Path, corpus) -> dict:
 
 
 def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabularies: dict[str, list[str]]) -> dict[str, str]:
-    """Every entry's trainer settings resolved, its data settings equal to the comparison's, and a
-    run to be reused or resumed trained with these settings on this vocabulary: checked in seconds,
-    before any training, so that a mismatch never surfaces after the earlier models have trained.
+    """Every entry's trainer settings resolved, its data settings equal to the comparison's, a run to
+    be reused or resumed trained with these settings on this vocabulary, and (max_minutes) every
+    entry to be trained left time to train after its final scoring: checked in seconds, before any
+    training, so that a mismatch never surfaces after the earlier models have trained.
     -> {entry: what its cell does with its run folder}: "fresh" (train from scratch), "reuse" (a
     finished run, --reuse true) or "resume" (an interrupted run with its last.pt, --reuse true)."""
     want, modes = cfg.data_settings(), {}
@@ -226,6 +227,19 @@ def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabularies: dict[st
         if modes[name] != "fresh" and not same_run(cfg, name, family, run_dir, requested, vocabularies[name]):
             print(f"[{name}] retraining {run_dir}: its settings changed (--retrain_changed true)")
             modes[name] = "fresh"
+    for name, family_name, settings in entries:  # after every cheap check: this one builds each model
+        check = getattr(FAMILIES[family_name], "check_budget", None)  # optional in the family protocol
+        if modes[name] != "fresh" or check is None:
+            continue
+        argv = trainer_argv(cfg, runs_dir, name, settings)
+        minutes = getattr(FAMILIES[family_name].config(argv)["train"], "max_minutes", 0)
+        if minutes:
+            print(f"[{name}] checking that max_minutes {minutes:g} leaves time to train after the final scoring")
+            try:
+                check(argv)
+            except cfglib.ConfigError as e:
+                raise cfglib.ConfigError(f"entry {name!r}: {e}; for this entry alone: --models.{name}.max_minutes "
+                                         "M") from None
     return modes
 
 
@@ -337,7 +351,7 @@ def settings_changed(requested: dict, stored: dict) -> list[str]:
             if filled or (sec == "train" and k in ("resume", "progress", "out_dir")):
                 continue
             # a setting added after the run was trained is absent from its config.json: it matches its
-            # default, which is how the earlier code behaved
+            # default, which is what the run was trained with
             if (have[k] != v) if k in have else v != defaults.get(k, v):
                 out.append(f"{sec}.{k} {have.get(k, '(absent)')!r} -> {v!r}")
     return out
@@ -594,7 +608,7 @@ def prepare(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: di
     disk; the experiment folder locked, an old report marked incomplete, the judge's cost printed
     (plan: another study's of the same corpus and judge, e.g. literature's first seed's)."""
     t0 = time.time()
-    device = runtime.resolve_device(cfg.device)
+    runtime.resolve_device(cfg.device)  # an unusable device is refused before any cell starts
     experiment = cfg.experiment or f"compare-{Path(cfg.dataset).stem}"
     runs_dir = Path(cfg.out_dir) / experiment
     report_dir = Path(cfg.report_dir) / experiment if cfg.report_dir else runs_dir / "report"
@@ -635,7 +649,7 @@ def judge_cell(cfg: CompareConfig, scorer_cfg: ScorerConfig, corpus, folder: Pat
                "reverse_lm_score", "mauve")
     key = {"compare": {k: getattr(cfg, k) for k in decides}, "scorer": asdict(scorer_cfg), "real": real,
            "corpus": content_sha256(corpus)}
-    return Cell("judge", folder, "experiments.comparison:judge_job", kwargs, key=key)
+    return Cell("judge", folder, "experiments.studies.comparison:judge_job", kwargs, key=key)
 
 
 def entry_cells(study: Study, judge: Cell, prefix: str = "", tasks: int = 1) -> list[Cell]:
@@ -646,7 +660,7 @@ def entry_cells(study: Study, judge: Cell, prefix: str = "", tasks: int = 1) -> 
                   "entry": [name, family_name, settings], "runs_dir": str(study.runs_dir), "mode": study.modes[name]}
         key = {**kwargs, "compare": {k: v for k, v in kwargs["compare"].items() if k not in UNSCORED},
                "mode": None, "judge": judge.digest()}  # the judge's key holds the corpus's content hash
-        cells.append(Cell(prefix + name, study.runs_dir / "jobs" / name, "experiments.comparison:entry_job", kwargs,
+        cells.append(Cell(prefix + name, study.runs_dir / "jobs" / name, "experiments.studies.comparison:entry_job", kwargs,
                           key=key, resume_kwargs={**kwargs, "mode": "resume"}, run_dir=study.runs_dir / name,
                           tasks=tasks))
     return cells
