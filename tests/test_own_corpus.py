@@ -273,13 +273,13 @@ def test_score_reproduces_the_comparison(compared, corpus_files, tmp_path):
 
 @pytest.mark.parametrize("trainer", ["lm", "gan"])
 def test_max_minutes_bounds_the_whole_run_scoring_included(corpus_files, tmp_path, trainer):
-    minutes = 0.4  # room for the final scoring's reserve on a loaded machine (it refuses budgets the reserve eats)
+    minutes = 0.5  # room for the final scoring's reserve on a loaded machine (it refuses budgets the reserve eats)
     common = ["--dataset", str(corpus_files / "train.txt"), "--test_file", str(corpus_files / "test.txt"),
               "--max_len", "40", "--out_dir", str(tmp_path), "--progress", "false", "--max_minutes", str(minutes)]
     t0 = time.time()
     if trainer == "lm":
-        m = train_lm.main(common + ["--max_steps", "100000", "--eval_interval", "1000", "--eval_samples", "500",
-                                    "--num_samples", "200"])
+        m = train_lm.main(common + ["--max_steps", "100000", "--eval_interval", "1000", "--eval_samples", "200",
+                                    "--num_samples", "100"])
     else:  # an under-trained generator: every sample runs to full length
         m = train_gan.main(common + ["--pretrain_steps", "100000", "--adv_steps", "0", "--eval_interval", "100000",
                                      "--final_samples", "300", "--eval_samples", "100"])
