@@ -19,8 +19,8 @@ Two oracles, one protocol (SeqGAN's), one code path for sampling and scoring
       c = f c + i c~                     h = o tanh(c)           logits = h Wo + bo.
   Its own samples score 5.750 NLL-oracle (published; 5.7485 measured on 10,000 with these
   arrays, 5.757 on the 10,000 of our training split, a draw of 10,000 varying by about 0.005);
-  published NLL-oracle figures (MLE 9.038 and SeqGAN 8.736 in the SeqGAN paper, LeakGAN
-  7.038, RelGAN about 6.68) are on this oracle.
+  published NLL-oracle figures (MLE 9.038 and SeqGAN 8.736 in the SeqGAN paper's Table 1, LeakGAN
+  7.038) are on this oracle.
 - `oracle` (`Oracle`): TextDuel's own random oracle in SeqGAN's sizes, a torch.nn.LSTM with
   every parameter drawn from N(0, 1) under seed 88 (TextDuel's choice). It is NOT SeqGAN's
   oracle: other weights, and nn.LSTM adds two bias vectors (bias_ih + bias_hh, each N(0, 1):

@@ -37,6 +37,10 @@ What each figure is:
   with a small discriminator trained on its samples against real numbers (so it tells them
   apart well: the costly case); "candidates" is the candidates drawn per sample kept, rejection's
   burn-in (min(1000, n) candidates that set d_max) included.
+- density ratio on a toy: experiments/generators/ratio_check.py at seeds 0, 1, 2: the post-hoc
+  discriminator's logit against the true log ratio of two known distributions over 64 texts
+  (Spearman), and KL(target || base) against KL(target || SIR with it, m 8, alpha 1), each from
+  20,000 samples.
 - BLEU: experiments.scoring.metrics.BleuReference (BLEU-2..5 at once) against nltk's
   sentence_bleu called per hypothesis and n (Texygen's loop), on COCO when the data
   directory has it, else on synthetic sentences; nltk is timed on a subset and
@@ -135,6 +139,7 @@ class BenchConfig:
     effects: bool = True          # CUDA: the bf16 / compile / fused AdamW table
     bleu: bool = True
     guided: bool = True           # discriminator-guided sampling's cost against plain sampling
+    ratio: bool = True            # the post-hoc discriminator's density ratio on an enumerable toy, and SIR with it
     peak: bool = True             # the 1-thread fp32 matmul peak and the word-level MLE step's share of it
     padding: bool = True          # padding share of batches as one block and in length-sorted micro-batches, per corpus
     judge: bool = True            # the judge's scorer GPT-2: seconds per step and per fit
@@ -307,6 +312,21 @@ def gpt2_throughput(sizes, vocab_size, block_size, batch_size, cfg, setup):
             "peak_bytes": mem, "mfu": mfu(sum(p.numel() for p in model.parameters()), tok_s, setup)}
 
 
+def ratio_section(cfg, results) -> None:
+    """experiments/generators/ratio_check.py at seeds 0, 1, 2 (quick: seed 0, a few steps: a smoke test)."""
+    import dataclasses
+    from experiments.generators.ratio_check import GUIDE, ratio_check
+    guide = dataclasses.replace(GUIDE, steps=40, eval_interval=20) if cfg.quick else GUIDE
+    seeds, samples = ((0,), 2000) if cfg.quick else ((0, 1, 2), 20000)
+    results["ratio"] = [ratio_check(seed=s, samples=samples, guide=guide) for s in seeds]
+    print(f"\nDensity ratio on a toy (64 texts of 3 symbols from 4; D trained by the post-hoc training; SIR m 8, "
+          f"alpha 1; {samples:,} samples per distribution):")
+    for s, r in zip(seeds, results["ratio"]):
+        print(f"  seed {s}: Spearman(d, log p/q) {r['spearman']:.3f}; KL(p || base) {r['kl_base']:.3f}, KL(p || SIR) "
+              f"{r['kl_sir']:.3f} ({r['kl_sir'] / r['kl_base']:.2f} x); held-out AUC {r['val_auc']:.3f}, step "
+              f"{r['best_step']} of {r['steps']}")
+
+
 # ---------------------------------------------------------------------------- BLEU
 
 def guided_speed(cfg, device) -> list[dict]:
@@ -322,8 +342,8 @@ def guided_speed(cfg, device) -> list[dict]:
                           n_embd=64)).to(device).eval()
     base = LMSampler(model, tokenizer, data, device, {})
     n = 50 if cfg.quick else 500
-    D, _ = train_guide(base, corpus.train, GuideConfig(samples=4 * n, max_epochs=1 if cfg.quick else 3, n_layer=1),
-                       device)
+    D, _ = train_guide(base, corpus.train, GuideConfig(samples=4 * n, val_samples=n, steps=20 if cfg.quick else 300,
+                                                       eval_interval=10 if cfg.quick else 100, n_layer=1), device)
     base.sample(n, seed=cfg.seed + 1)  # warm-up, untimed
     rows = []
     for label, sampler in (("plain", base), ("DRS, gamma 0", GuidedSampler(base, D, "drs", 0.0, device=device)),
@@ -792,6 +812,8 @@ def run(argv):
         for r in results["guided"]:
             print(f"  {r['sampler']:<18} {r['samples_per_sec']:8.1f} samples/s, {r['candidates']:.2f} candidates "
                   "per sample")
+    if cfg.ratio:
+        ratio_section(cfg, results)
     if cfg.bleu:
         b = bleu_speed(cfg)
         results["bleu"] = b

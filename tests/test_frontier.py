@@ -65,6 +65,23 @@ def test_aggregate_over_seeds():
     assert e["bleu5"]["std"] == pytest.approx(0.1414, abs=1e-4)  # sample standard deviation
 
 
+def test_a_point_whose_discriminator_never_learnt_gets_no_verdict():
+    """Guided by a discriminator with no signal on one seed: marked, no verdict, not counted."""
+    from experiments.reporting.frontier import NO_SIGNAL, dominance, verdict_counts
+    ref = [{"model": "m", "curve": "temperature", "knob": "T", "value": v, "seed": s, "bleu5": b + s / 100,
+            "self_bleu5": b} for v, b in ((0.8, 0.2), (1.0, 0.4)) for s in (1, 2)]
+    guided = [{"model": "m", "curve": "SIR", "knob": "alpha", "value": 1.0, "seed": s, "bleu5": 0.9, "self_bleu5": 0.3,
+               "signal": s == 1} for s in (1, 2)]
+    agg = aggregate(ref + guided, ["bleu5", "self_bleu5"])
+    sir = agg[-1]
+    assert sir["no_signal_seeds"] == [2] and "no_signal_seeds" not in agg[0]
+    assert dominance(sir, agg[:2], "bleu5", "self_bleu5")["verdict"] == NO_SIGNAL
+    assert dominance({**sir, "no_signal_seeds": []}, agg[:2], "bleu5", "self_bleu5")["verdict"] == "dominates"
+    summary = {"points": agg, "config": {"frontier": {"reference": "m:temperature", "planes": "bleu5:self_bleu5"}}}
+    (plane,) = verdict_counts(summary)
+    assert plane["counts"] == {NO_SIGNAL: 1} and plane["winners"] == [] and plane["own"] == {}
+
+
 def tiny_frontier(tmp_path, *more):
     return frontier.main([
         "--dataset", "numbers", "--models", "bigram,mlp", "--max_steps", "30", "--num_samples", "60",
@@ -72,7 +89,7 @@ def tiny_frontier(tmp_path, *more):
         "--experiment", "fr", "--frontier.seeds", "1,2", "--temperatures", "0.8,1.0", "--top_ps", "0.9",
         "--guided", "mlp", "--drs_gammas", "0", "--sir_alphas", "1", "--sir_m", "2", "--planes", "bleu5:self_bleu5",
         "--reference", "mlp:temperature", "--table_dir", str(tmp_path / "table"), "--guide.samples", "120",
-        "--guide.max_epochs", "1", "--guide.n_layer", "1", "--guide.n_embd", "16", "--guide.n_head", "2", *more])
+        "--guide.val_samples", "20", "--guide.steps", "6", "--guide.eval_interval", "3", "--guide.n_layer", "1", "--guide.n_embd", "16", "--guide.n_head", "2", *more])
 
 
 def test_the_command_end_to_end(tmp_path):

@@ -1,5 +1,6 @@
-"""experiments/generators/guidance.py: the post-hoc discriminator (encoding, calibration by hand, training
-on a generator it can and one it cannot tell from real text) and the guided sampler on a
+"""experiments/generators/guidance.py: the post-hoc discriminator (encoding, calibration and the AUC by
+hand, training on a generator it can and one it cannot tell from real text, the causal variant
+started from an LM, the density ratio of an enumerable toy) and the guided sampler on a
 generator that writes garbage half of the time."""
 
 import random
@@ -8,11 +9,13 @@ import pytest
 import torch
 
 from datasets import LMData, build_tokenizer, load_corpus
-from datasets.tokenizers import EOS_ID, PAD_ID
+from datasets.tokenizers import BOS_ID, EOS_ID, PAD_ID
 from experiments.core.checkpoint import CheckpointError
-from experiments.generators.guidance import GuideConfig, GuidedSampler, calibration, encode_texts, train_guide
+from experiments.generators.guidance import (GuideConfig, GuidedSampler, auc, auc_interval, calibration, encode_texts,
+                                             train_guide)
 
-TINY = dict(n_layer=1, n_head=2, n_embd=32, samples=800, max_epochs=6, lr=1e-3)
+TINY = dict(n_layer=1, n_head=2, n_embd=32, samples=800, val_samples=200, lr=1e-3, warmup_steps=20, steps=600,
+            eval_interval=50, patience=4)
 
 
 class ListSampler:
@@ -58,16 +61,59 @@ def test_calibration_by_hand():
     assert calibration(torch.tensor([0.5, 0.5]), torch.tensor([1, 0]))["ece"] == pytest.approx(0.0)
 
 
+def test_auc_and_its_interval_by_hand():
+    real, fake = torch.tensor([3.0, 2.0, 0.5]), torch.tensor([1.0, 0.5, -1.0])
+    assert auc(real, fake) == pytest.approx((3 + 3 + 1.5) / 9)  # 0.5 ties 0.5: half a pair
+    lo, hi = auc_interval(real, fake, resamples=2000)
+    assert 0.0 <= lo < auc(real, fake) < hi <= 1.0
+    assert auc_interval(real, fake, 2000, seed=1) == auc_interval(real, fake, 2000, seed=1)
+    many = torch.arange(400.0)
+    assert auc_interval(many + 1000, many, 200) == (1.0, 1.0)  # every real above every fake: no doubt
+
+
 def test_the_discriminator_tells_garbage_apart_and_not_real_text(numbers):
-    """Against all-garbage samples D is near perfect on held-out texts; against real text drawn
-    from the same split it stays near chance (it cannot learn a difference that is not there)."""
+    """Against all-garbage samples D is near perfect on held-out texts, its AUC interval far above
+    1/2; against real text drawn from the same split it stays at chance and is marked as having no
+    signal (it cannot learn a difference that is not there)."""
     torch.manual_seed(0)
     _, easy = train_guide(ListSampler(numbers, numbers.train, garbage=1.0), numbers.train, GuideConfig(**TINY), "cpu")
-    assert easy["val_accuracy"] > 0.95 and easy["val_loss"] < 0.2
+    assert easy["val_accuracy"] > 0.95 and easy["val_loss"] < 0.2 and easy["val_auc_lo"] > 0.95 and easy["signal"]
     _, none = train_guide(ListSampler(numbers, numbers.train, garbage=0.0), numbers.train, GuideConfig(**TINY), "cpu")
     assert 0.35 < none["val_accuracy"] < 0.65 and none["val_loss"] > 0.6
-    assert {"val_ece", "val_brier", "best_epoch", "epochs", "train_texts", "val_texts"} <= set(easy)
-    assert easy["train_texts"] + easy["val_texts"] == 2 * TINY["samples"]
+    assert none["val_auc_lo"] < 0.5 < none["val_auc_hi"] and not none["signal"]
+    assert none["steps"] < TINY["steps"]  # early stopping: nothing to learn
+    assert {"val_ece", "val_brier", "best_step", "steps", "curve", "pool", "val_texts"} <= set(easy)
+    assert easy["pool"] == TINY["samples"] and easy["val_texts"] == 2 * TINY["val_samples"]
+    assert [r["step"] for r in easy["curve"]][:2] == [0, TINY["eval_interval"]]
+
+
+def test_the_discriminator_learns_the_density_ratio_of_a_toy():
+    """Two known distributions over the 64 texts of 3 symbols from 4: D's logit ranks the texts as
+    the true log ratio does, and SIR with it (m 8, alpha 1) closes most of the KL to the target."""
+    from experiments.generators.ratio_check import ratio_check
+    r = ratio_check(seed=0, samples=20000)
+    assert r["spearman"] >= 0.8, r
+    assert r["kl_sir"] <= 0.7 * r["kl_base"], r
+
+
+def test_a_causal_discriminator_reads_up_to_eos_and_starts_from_an_lm(numbers):
+    """Scored at <eos>: what follows it cannot move the score; from an LM, its trunk computes the
+    LM's own hidden states, and its zero head scores every text 0 until trained."""
+    from baselines.gpt2 import GPT, GPTConfig
+    from gan.causal_discriminator import CausalDiscriminator
+    tok, data = build_tokenizer(numbers), LMData(numbers, build_tokenizer(numbers))
+    torch.manual_seed(0)
+    lm = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=data.block_size, n_layer=1, n_head=2, n_embd=32)).eval()
+    D = CausalDiscriminator.from_lm(lm, data.block_size + 1).eval()
+    ids, mask = encode_texts(numbers.train[:4], tok, data.block_size + 1)
+    assert torch.equal(D(ids, mask), torch.zeros(4))
+    x = torch.cat([torch.full_like(ids[:, :1], BOS_ID), ids[:, :data.block_size - 1]], dim=1)  # as the LM reads
+    assert torch.allclose(D.trunk.hidden(x), lm.hidden(x), atol=1e-6)
+    torch.nn.init.normal_(D.head.weight)
+    scores = D(ids, mask)
+    assert torch.allclose(D(ids.masked_fill(~mask, 7), mask), scores)  # other tokens after <eos>
+    ids[0, 0] = 7 if ids[0, 0] != 7 else 8
+    assert not torch.allclose(D(ids, mask)[0], scores[0])  # the score has read the first token
 
 
 @pytest.mark.parametrize("method,strength", [("sir", 1.0), ("drs", 0.0)])
@@ -87,8 +133,8 @@ def test_guidance_removes_most_garbage(numbers, method, strength):
 
 
 def test_a_gan_guides_with_its_own_discriminator_as_is_or_fine_tuned(numbers, tmp_path):
-    """The GAN's D loads from its checkpoint; as is (max_epochs 0) it is only measured; fine-tuned,
-    validation loss never ends above the as-is figure (epoch 0 is a candidate); an LM checkpoint
+    """The GAN's D loads from its checkpoint; as is (steps 0) it is only measured; fine-tuned,
+    held-out loss never ends above the as-is figure (step 0 is a candidate); an LM checkpoint
     has no D to lend."""
     from experiments import train_gan
     from experiments.generators.families import FAMILIES
@@ -99,10 +145,10 @@ def test_a_gan_guides_with_its_own_discriminator_as_is_or_fine_tuned(numbers, tm
                                "--info_weight", "1"])  # its D has InfoGAN's latent head too, which guidance drops
     sampler = FAMILIES["gan"].load(tmp_path / "g", numbers, "cpu")
     own = gan_discriminator(tmp_path / "g" / "last.pt", "cpu")
-    small = dict(samples=200, max_epochs=0, lr=1e-3)
+    small = dict(samples=200, val_samples=50, steps=0, eval_interval=10, lr=1e-3)
     _, as_is = train_guide(sampler, numbers.train, GuideConfig(**small), "cpu", init=own)
-    assert as_is["epochs"] == 0 and as_is["initialised_from"] == "given"
-    D, tuned = train_guide(sampler, numbers.train, GuideConfig(**{**small, "max_epochs": 2}), "cpu", init=own)
+    assert as_is["steps"] == 0 and as_is["initialised_from"] == "given"
+    D, tuned = train_guide(sampler, numbers.train, GuideConfig(**{**small, "steps": 20}), "cpu", init=own)
     assert tuned["val_loss"] <= as_is["val_loss"] and D is not own
     assert GuidedSampler(sampler, D, "sir", 1.0, m=2).sample(5, seed=1) == GuidedSampler(sampler, D, "sir", 1.0,
                                                                                         m=2).sample(5, seed=1)

@@ -54,7 +54,7 @@ def test_bad_literature_settings_are_refused():
 
 
 def test_the_command_runs_a_comparison_per_seed_and_tables_them(tmp_path):
-    (tmp_path / "lit.toml").write_text('[published.paper]\nbleu5 = 0.2\n')
+    (tmp_path / "lit.toml").write_text('[published.paper]\nsource = "A. Author 2020, Table 3"\nbleu5 = 0.2\n')
     summary = literature.main([
         "--config", str(tmp_path / "lit.toml"), "--dataset", "numbers", "--models", "mlp", "--max_steps", "20", "--eval_interval", "10",
         "--eval_samples", "8", "--num_samples", "24", "--temperatures", "1.0", "--lm_score", "false",
@@ -74,7 +74,30 @@ def test_the_command_runs_a_comparison_per_seed_and_tables_them(tmp_path):
     text = (tmp_path / "table" / "report.md").read_text()
     m, s = mean_std(values)
     assert f"{m:.3f} ± {s:.3f}" in text and "| paper | published | 0.200 | - | - | - |" in text
+    assert "- paper: A. Author 2020, Table 3" in text  # the source, under the table, never a metric column
     for png in ("scatter.png", "curves.png"):
         assert f"]({png})" in text and imread(tmp_path / "table" / png).ndim == 3
     saved = json.loads((tmp_path / "table" / "results.json").read_text())
     assert saved["seeds"] == [3, 4] and saved["experiments"] == ["literature-numbers-seed3", "literature-numbers-seed4"]
+
+
+def test_a_published_row_without_a_source_is_refused(tmp_path):
+    for body, match in (("bleu5 = 0.2\n", "published row 'paper' has no source: add source"),
+                        ('source = "x"\nbleu5 = "0.2"\n', "bleu5 must be numbers")):
+        (tmp_path / "lit.toml").write_text("[published.paper]\n" + body)
+        with pytest.raises(ConfigError, match=match):
+            literature.main(["--config", str(tmp_path / "lit.toml"), "--dataset", "numbers", "--models", "bigram"])
+
+
+def test_every_committed_published_row_has_a_source():
+    """Each [published."<row>"] of every committed config names where its figures come from."""
+    import tomllib
+    from pathlib import Path
+    from experiments.studies.comparison import checked_published
+    configs = sorted(Path(__file__).resolve().parents[1].glob("experiments/configs/**/*.toml"))
+    rows = 0
+    for path in configs:
+        table = tomllib.loads(path.read_text()).get("published", {})
+        checked_published(table)  # raises, naming the row, where a source is missing
+        rows += len(table)
+    assert rows >= 10  # the COCO and oracle tables, and the COCO comparison's MLE row

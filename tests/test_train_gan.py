@@ -15,7 +15,6 @@ from experiments import compare, sample_gan, train_gan
 from experiments.generators import families, generation
 from experiments.studies import comparison
 from experiments.core import runtime
-from experiments.core import runtime
 import gan as ganlib
 from experiments.core.checkpoint import CheckpointError, load_checkpoint
 from gan import LOSSES, Generator, GeneratorConfig

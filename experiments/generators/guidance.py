@@ -2,18 +2,33 @@
 discriminator trained post hoc to tell real training text from one generator's samples, and
 that generator's sampler guided by it (gan/guided.py's rejection sampling or SIR).
 
-    D, report = train_guide(sampler, corpus.train, GuideConfig(), device)   # report: val accuracy, calibration
+    D, report = train_guide(sampler, corpus.train, GuideConfig(), device)   # report: held-out AUC, calibration
     guided = GuidedSampler(sampler, D, method="sir", strength=1.0, m=8)
     texts = guided.sample(1000, temperature=1.0, seed=0)                    # guided.stats: candidates per sample
 
-The discriminator is gan/discriminator.py's transformer reading hard tokens: each text as its
-token ids with <eos>, <pad> after, the mask valid up to <eos>; real and generated texts are
-encoded alike, so layout cannot give either away. It trains on `samples` generated texts and as
-many real training texts (the training split only: the test split is for scoring), binary
-cross-entropy, Adam; a held-out share of both (val_share) stops it (the best epoch by
-validation loss is kept, patience epochs without improvement end it) and measures it: accuracy,
-expected calibration error (10 equal-width bins of sigmoid(d)) and the Brier score, so a reader
-can see whether d is a usable log density ratio (guidance assumes it is). The generated texts
+The discriminator is gan/discriminator.py's bidirectional transformer scored at a CLS token
+(trunk "encoder"), or gan/causal_discriminator.py's GPT-2 trunk scored at <eos> (trunk
+"causal"), which can start from the guided LM's own weights (train_guide(init=...), see
+lm_discriminator); a GAN's own discriminator can be the start too (gan_discriminator). Each text
+is read as its token ids with <eos>, <pad> after, the mask valid up to <eos>; real and generated
+texts are encoded alike, so layout cannot give either away.
+
+Training is a step budget, not an epoch cap: binary cross-entropy on balanced batches of real
+and generated texts, Adam with a linear learning-rate warm-up, a held-out set of each class
+(drawn once, never trained on) measured every eval_interval steps, and early stopping on an
+exponentially smoothed held-out loss with `patience` evaluations, so a plateau at chance in the
+first few hundred steps does not end it; D is left at its lowest held-out loss. The training
+pool is `samples` texts of each class; with fresh_fakes each pass through it draws new generated
+texts (cheap where sampling is), and with fresh_reals new real ones where the corpus can make
+them (the oracles: `real_source`; a deviation from training on the fixed training split, so that
+D cannot memorise its 10,000 sequences; the test split is never read). Otherwise the real pool is
+the training split (less the held-out texts) and the fake pool is as large.
+
+Each evaluation gives the held-out loss, accuracy, expected calibration error (10 equal-width
+bins of sigmoid(d)), the Brier score and the AUC (the Mann-Whitney probability that a real text
+outscores a generated one, ties counted half) with a percentile bootstrap 95 % interval; the
+report carries the whole learning curve. A discriminator whose interval does not lie above 0.5
+has no signal (`has_signal`): its guided points say nothing about guidance. The generated texts
 are drawn at the temperature (and psi) the guided sampler will use: D models the ratio to that
 distribution.
 """
@@ -27,38 +42,55 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from baselines.gpt2 import GPT
+from datasets import oracle as oracle_mod
 from datasets.tokenizers import EOS_ID, PAD_ID
 from experiments.core.checkpoint import CheckpointError, load_checkpoint
+from gan.causal_discriminator import CausalDiscriminator, CausalDiscriminatorConfig
 from gan.discriminator import Discriminator, DiscriminatorConfig
 from gan.guided import GuidedStats, rejection_sample, sir_sample
 
 METHODS = ("drs", "sir")
+TRUNKS = ("encoder", "causal")
 
 
 @dataclass
 class GuideConfig:
-    n_layer: int = 2             # the transformer discriminator's blocks (gan/discriminator.py)
+    trunk: str = "encoder"       # "encoder": gan/discriminator.py (CLS); "causal": gan/causal_discriminator.py
+                                 # (<eos>); a given start (a GAN's D, an LM's trunk) decides it instead
+    n_layer: int = 2             # the size of a fresh discriminator
     n_head: int = 4
     n_embd: int = 64
     dropout: float = 0.1
-    samples: int = 5000          # generated texts to train on, and as many real training texts (fewer when the
-                                 # training split is smaller: the two classes stay balanced)
-    val_share: float = 0.1       # held out of both, to stop training and to measure D
+    samples: int = 5000          # training pool: this many generated texts and as many real ones (fewer when the
+                                 # training split, less the held-out texts, is smaller: the classes stay balanced)
+    val_samples: int = 500       # held out of each class, drawn once: early stopping and every reported figure
+    fresh_fakes: bool = True     # new generated texts for every pass through the pool
+    fresh_reals: bool = True     # new real texts for every pass where the corpus can make them (the oracles)
     batch_size: int = 64
-    lr: float = 3e-4             # Adam
-    max_epochs: int = 20         # 0: no training (a given discriminator, measured as is)
-    patience: int = 2            # epochs without a lower validation loss before stopping
+    lr: float = 3e-4             # Adam, after a linear warm-up
+    warmup_steps: int = 200
+    steps: int = 20000           # optimizer steps at most; 0: no training (a given discriminator, measured as is)
+    eval_interval: int = 250     # steps between held-out evaluations
+    patience: int = 8            # evaluations without a lower smoothed held-out loss before stopping
+    smoothing: float = 0.6       # the smoothed loss: s = smoothing * s + (1 - smoothing) * loss
+    bootstrap: int = 1000        # resamples of the held-out set for the AUC's 95 % interval
     temperature: float = 1.0     # of the generated texts: the distribution D's ratio is to
     psi: float = 1.0
     seed: int = 0
 
     def __post_init__(self):
-        if self.samples < 10 or not 0.0 < self.val_share < 1.0:
-            raise ValueError(f"GuideConfig: samples must be >= 10 and val_share in (0, 1), got {self.samples}, "
-                             f"{self.val_share}")
-        if self.max_epochs < 0:
-            raise ValueError(f"GuideConfig.max_epochs must be >= 0 (0: measure a given D only), got {self.max_epochs}")
-        for name in ("batch_size", "patience"):
+        if self.trunk not in TRUNKS:
+            raise ValueError(f"GuideConfig.trunk must be one of {TRUNKS}, got {self.trunk!r}")
+        if self.samples < 10 or self.val_samples < 10:
+            raise ValueError(f"GuideConfig: samples and val_samples must be >= 10, got {self.samples}, "
+                             f"{self.val_samples}")
+        if self.steps < 0 or self.warmup_steps < 0:
+            raise ValueError(f"GuideConfig.steps and warmup_steps must be >= 0 (steps 0: measure a given D only), "
+                             f"got {self.steps}, {self.warmup_steps}")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ValueError(f"GuideConfig.smoothing must be in [0, 1), got {self.smoothing}")
+        for name in ("batch_size", "patience", "eval_interval", "bootstrap"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"GuideConfig.{name} must be positive, got {getattr(self, name)}")
 
@@ -85,39 +117,98 @@ def calibration(probs: torch.Tensor, labels: torch.Tensor, bins: int = 10) -> di
     return {"ece": float(ece), "brier": float(((probs - labels) ** 2).mean())}
 
 
-def _split(n: int, share: float, seed: int) -> tuple[list[int], list[int]]:
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    k = max(1, round(n * share))
-    return order[k:], order[:k]
-
-
 @torch.no_grad()
-def logits_of(D: Discriminator, ids: torch.Tensor, mask: torch.Tensor, device, batch_size: int = 256) -> torch.Tensor:
+def logits_of(D, ids: torch.Tensor, mask: torch.Tensor, device, batch_size: int = 256) -> torch.Tensor:
     """D's logits (N,) in evaluation mode, in batches, on the CPU."""
     D.eval()
     return torch.cat([D(ids[i:i + batch_size].to(device), mask[i:i + batch_size].to(device)).float().cpu()
                       for i in range(0, len(ids), batch_size)])
 
 
-def evaluate(D, ids, mask, labels, device) -> dict:
-    """Loss, accuracy (threshold 0) and calibration of D on a labelled set."""
+def auc_pairs(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """(n_real, n_fake): 1 where the real text outscores the generated one, 1/2 at a tie, else 0."""
+    r, f = d_real.double()[:, None], d_fake.double()[None, :]
+    return (r > f).double() + 0.5 * (r == f).double()
+
+
+def auc(d_real: torch.Tensor, d_fake: torch.Tensor) -> float:
+    """Area under the ROC curve, real texts the positives: the Mann-Whitney U over n_real * n_fake."""
+    return float(auc_pairs(d_real, d_fake).mean())
+
+
+def auc_interval(d_real, d_fake, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the AUC: each class resampled with replacement on its own
+    (its size kept), each resample's AUC computed exactly, its counts weighting the pair matrix."""
+    M, g = auc_pairs(d_real, d_fake), torch.Generator().manual_seed(seed)
+
+    def counts(n):  # (resamples, n): how often each text is drawn
+        idx = torch.randint(n, (resamples, n), generator=g)
+        return torch.zeros(resamples, n, dtype=torch.float64).scatter_add_(1, idx, torch.ones_like(idx, dtype=torch.float64))
+    aucs = ((counts(len(d_real)) @ M) * counts(len(d_fake))).sum(dim=1) / M.numel()
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    lo, hi = torch.quantile(aucs, q).tolist()
+    return lo, hi
+
+
+def evaluate(D, ids, mask, labels, device, resamples: int = 1000, seed: int = 0) -> dict:
+    """Loss, accuracy (threshold 0), calibration and the AUC with its interval of D on a labelled set."""
     d = logits_of(D, ids, mask, device)
-    loss = F.binary_cross_entropy_with_logits(d, labels.float()).item()
-    return {"loss": loss, "accuracy": float(((d > 0).long() == labels).float().mean()),
-            **calibration(torch.sigmoid(d), labels)}
+    real, fake = d[labels == 1], d[labels == 0]
+    lo, hi = auc_interval(real, fake, resamples, seed)
+    return {"loss": F.binary_cross_entropy_with_logits(d, labels.float()).item(),
+            "accuracy": float(((d > 0).long() == labels).float().mean()), **calibration(torch.sigmoid(d), labels),
+            "auc": auc(real, fake), "auc_lo": lo, "auc_hi": hi}
 
 
-def guide_examples(sampler, real_texts: list[str], cfg: GuideConfig, T: int):
-    """cfg.samples generated texts and as many real ones, encoded alike at T positions, labelled
-    (1 real, 0 generated) and split -> (ids, mask, labels, train indices, val indices)."""
-    n = min(cfg.samples, len(real_texts))  # as many of each: D's prior odds are 1, so its logit is the log ratio
-    fake = sampler.sample(n, temperature=cfg.temperature, psi=cfg.psi, seed=cfg.seed)
-    real = random.Random(cfg.seed).sample(real_texts, n)
-    ids, mask = encode_texts(real + fake, sampler.tokenizer, T)
-    labels = torch.cat([torch.ones(len(real), dtype=torch.long), torch.zeros(len(fake), dtype=torch.long)])
-    train, val = (torch.tensor(s) for s in _split(len(labels), cfg.val_share, cfg.seed))
-    return ids, mask, labels, train, val
+def has_signal(report: dict) -> bool:
+    """Whether D tells real from generated at all: its held-out AUC interval lies above 1/2."""
+    return report["val_auc_lo"] > 0.5
+
+
+FRESH_SEED = 7_000_000  # fresh oracle draws: far from the seeds of the oracle's own splits (datasets/oracle.py)
+
+
+def real_source(corpus):
+    """Where the corpus can make new real texts (an oracle: its own samples), a drawer
+    (n, seed) -> texts; else None (the real pool is then the training split)."""
+    oracle = corpus.extras.get("oracle")
+    if oracle is None:
+        return None
+    return lambda n, seed: oracle_mod.as_text(oracle.sample(n, seed=FRESH_SEED + seed))
+
+
+class Pools:
+    """The held-out set, drawn once (val_samples real training texts, never trained on, and as many
+    generated), and the training pool of each pass: `samples` of each class, drawn fresh where
+    cfg asks and it can be."""
+
+    def __init__(self, sampler, real_texts: list[str], cfg: GuideConfig, T: int, draw_real=None):
+        self.sampler, self.cfg, self.T = sampler, cfg, T
+        order = random.Random(cfg.seed).sample(range(len(real_texts)), len(real_texts))
+        nv = min(cfg.val_samples, len(real_texts) // 5)
+        self.fresh_reals = cfg.fresh_reals and draw_real is not None
+        self.draw_real = draw_real
+        self.real = [real_texts[i] for i in order[nv:]]
+        self.n = cfg.samples if self.fresh_reals else min(cfg.samples, len(self.real))
+        self.real = self.real if self.fresh_reals else random.Random(cfg.seed + 1).sample(self.real, self.n)
+        fake = self.fakes(nv, seed=cfg.seed)
+        self.val = self.encode([real_texts[i] for i in order[:nv]], fake)
+        self.fixed_fake = None
+
+    def fakes(self, n: int, seed: int) -> list[str]:
+        return self.sampler.sample(n, temperature=self.cfg.temperature, psi=self.cfg.psi, seed=seed)
+
+    def encode(self, real: list[str], fake: list[str]):
+        ids, mask = encode_texts(real + fake, self.sampler.tokenizer, self.T)
+        return ids, mask, torch.cat([torch.ones(len(real), dtype=torch.long), torch.zeros(len(fake), dtype=torch.long)])
+
+    def draw(self, round_: int):
+        """The training pool of pass `round_` -> (ids, mask, labels)."""
+        seed = self.cfg.seed + 1 + round_  # never the held-out fakes' seed
+        if self.cfg.fresh_fakes or self.fixed_fake is None:
+            self.fixed_fake = self.fakes(self.n, seed)
+        real = self.draw_real(self.n, seed) if self.fresh_reals else self.real
+        return self.encode(real, self.fixed_fake)
 
 
 def gan_discriminator(path, device) -> Discriminator:
@@ -134,54 +225,94 @@ def gan_discriminator(path, device) -> Discriminator:
     return D.to(device).eval()
 
 
-def fit(D, ids, mask, labels, train, val, cfg: GuideConfig, device) -> tuple[list[dict], int]:
-    """Binary cross-entropy, Adam, up to cfg.max_epochs epochs over `train`; validation after each
-    (and before the first); stops after cfg.patience epochs without a lower validation loss and
-    leaves D at its best epoch -> (validation figures per epoch, the best epoch)."""
+def lm_discriminator(sampler, cfg: GuideConfig) -> CausalDiscriminator:
+    """A causal discriminator whose trunk starts as the guided LM's own GPT-2 (sampler.model)."""
+    model = getattr(sampler, "model", None)
+    if not isinstance(model, GPT):
+        raise ValueError(f"only a GPT-2 lends its trunk to a discriminator; this sampler's model is "
+                         f"{type(model).__name__}: use a fresh one (trunk 'causal' or 'encoder')")
+    return CausalDiscriminator.from_lm(model, sampler.data.block_size + 1, dropout=cfg.dropout)
+
+
+def new_discriminator(sampler, cfg: GuideConfig, T: int):
+    """A fresh discriminator of cfg's trunk and size, reading T positions."""
+    sizes = dict(vocab_size=sampler.tokenizer.vocab_size, block_size=T, n_layer=cfg.n_layer, n_head=cfg.n_head,
+                 n_embd=cfg.n_embd, dropout=cfg.dropout)
+    if cfg.trunk == "causal":
+        return CausalDiscriminator(CausalDiscriminatorConfig(**sizes))
+    return Discriminator(DiscriminatorConfig(**sizes))
+
+
+def measure(D, pools: Pools, cfg: GuideConfig, device, step: int, smoothed: float | None) -> dict:
+    """One row of the learning curve: the held-out figures at `step` and the smoothed loss."""
+    row = {"step": step, **evaluate(D, *pools.val, device, cfg.bootstrap, cfg.seed)}
+    row["smoothed"] = row["loss"] if smoothed is None else cfg.smoothing * smoothed + (1 - cfg.smoothing) * row["loss"]
+    return row
+
+
+def fit(D, pools: Pools, cfg: GuideConfig, device, logger=None) -> tuple[list[dict], int]:
+    """Binary cross-entropy, Adam with a linear warm-up, up to cfg.steps steps over pass after pass
+    of pools.draw; measured every eval_interval steps (and at step 0); stops after cfg.patience
+    evaluations without a lower smoothed held-out loss and leaves D at its lowest held-out loss
+    -> (the learning curve, the index of its best row). Step 0 is a candidate, so training never
+    leaves D worse on the held-out set than it started."""
     opt = torch.optim.Adam(D.parameters(), lr=cfg.lr)
-    history, states = [evaluate(D, ids[val], mask[val], labels[val], device)], [copy.deepcopy(D.state_dict())]
-    g, best = torch.Generator().manual_seed(cfg.seed), 0
-    while len(history) <= cfg.max_epochs and len(history) - 1 - best < cfg.patience:
-        D.train()
-        for batch in train[torch.randperm(len(train), generator=g)].split(cfg.batch_size):
+    warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1)))
+    curve = [measure(D, pools, cfg, device, 0, None)]
+    best, state, lowest, since = 0, copy.deepcopy(D.state_dict()), curve[0]["smoothed"], 0
+    g, step, round_ = torch.Generator().manual_seed(cfg.seed), 0, 0
+    while step < cfg.steps and since < cfg.patience:
+        ids, mask, labels = pools.draw(round_)
+        round_ += 1
+        for batch in torch.randperm(len(labels), generator=g).split(cfg.batch_size):
+            D.train()
             loss = F.binary_cross_entropy_with_logits(D(ids[batch].to(device), mask[batch].to(device)),
                                                       labels[batch].float().to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        history.append(evaluate(D, ids[val], mask[val], labels[val], device))
-        if history[-1]["loss"] < history[best]["loss"]:
-            best = len(history) - 1
-        states.append(copy.deepcopy(D.state_dict()) if best == len(history) - 1 else None)
-    D.load_state_dict(states[best])
-    return history, best
+            warm.step()
+            step += 1
+            if step % cfg.eval_interval and step < cfg.steps:
+                continue
+            curve.append(measure(D, pools, cfg, device, step, curve[-1]["smoothed"]))
+            if logger is not None:
+                logger.scalars({k: v for k, v in curve[-1].items() if k != "step"}, step, prefix="guide/")
+            if curve[-1]["loss"] < curve[best]["loss"]:
+                best, state = len(curve) - 1, copy.deepcopy(D.state_dict())
+            lowest, since = (curve[-1]["smoothed"], 0) if curve[-1]["smoothed"] < lowest else (lowest, since + 1)
+            if step >= cfg.steps or since >= cfg.patience:
+                break
+    D.load_state_dict(state)
+    return curve, best
 
 
-def train_guide(sampler, real_texts: list[str], cfg: GuideConfig, device,
-                init: Discriminator | None = None) -> tuple[Discriminator, dict]:
-    """A discriminator for `sampler` (the comparison's protocol: sample, tokenizer, data) trained on
-    cfg.samples of its texts against as many real texts drawn from real_texts (the training split)
-    -> (D at its best validation epoch, report). init: start from a copy of this discriminator
-    (a GAN's own) instead of a fresh one of cfg's size; with cfg.max_epochs = 0 it is only measured.
-    Epoch 0 (before training) is a candidate too, so training can never make D worse on validation.
-    The global RNG (D's init and dropout draw from it) is seeded from cfg.seed and restored after."""
+def train_guide(sampler, real_texts: list[str], cfg: GuideConfig, device, init=None, draw_real=None,
+                logger=None) -> tuple[object, dict]:
+    """A discriminator for `sampler` (the comparison's protocol: sample, tokenizer, data) trained
+    against real texts: real_texts (the training split) or, with cfg.fresh_reals, draw_real(n,
+    seed) (real_source(corpus)) -> (D at its lowest held-out loss, report). init: start from a copy
+    of this discriminator (a GAN's own: gan_discriminator; the guided LM's trunk: lm_discriminator)
+    instead of a fresh one of cfg's trunk and size; with cfg.steps = 0 it is only measured.
+    logger: the learning curve goes to it as guide/* (experiments/core/logger.py). The global RNG
+    (D's init and dropout draw from it) is seeded from cfg.seed and restored after."""
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
-        return _train_guide(sampler, real_texts, cfg, device, init)
+        return _train_guide(sampler, real_texts, cfg, device, init, draw_real, logger)
 
 
-def _train_guide(sampler, real_texts, cfg: GuideConfig, device, init) -> tuple[Discriminator, dict]:
+def _train_guide(sampler, real_texts, cfg: GuideConfig, device, init, draw_real, logger):
     T = init.block_size if init is not None else sampler.data.block_size + 1  # the longest text and its <eos>
-    ids, mask, labels, train, val = guide_examples(sampler, real_texts, cfg, T)
-    if init is not None:
-        D = copy.deepcopy(init).to(device)
-    else:
-        D = Discriminator(DiscriminatorConfig(vocab_size=sampler.tokenizer.vocab_size, block_size=T, n_layer=cfg.n_layer,
-                                              n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout)).to(device)
-    history, best = fit(D, ids, mask, labels, train, val, cfg, device)
-    report = {**{f"val_{k}": v for k, v in history[best].items()}, "best_epoch": best, "epochs": len(history) - 1,
-              "train_texts": len(train), "val_texts": len(val), "config": asdict(cfg),
-              "discriminator": asdict(D.config), "initialised_from": "given" if init is not None else "fresh"}
+    pools = Pools(sampler, real_texts, cfg, T, draw_real)
+    D = (copy.deepcopy(init) if init is not None else new_discriminator(sampler, cfg, T)).to(device)
+    curve, best = fit(D, pools, cfg, device, logger)
+    report = {**{f"val_{k}": v for k, v in curve[best].items() if k not in ("step", "smoothed")},
+              "best_step": curve[best]["step"], "steps": curve[-1]["step"], "curve": curve,
+              "pool": pools.n, "val_texts": len(pools.val[2]), "fresh_fakes": cfg.fresh_fakes,
+              "fresh_reals": pools.fresh_reals, "config": asdict(cfg),
+              "discriminator": {"kind": type(D).__name__, **asdict(D.config)},
+              "initialised_from": "given" if init is not None else "fresh"}
+    report["signal"] = has_signal(report)
     return D.eval(), report
 
 

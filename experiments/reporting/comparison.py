@@ -456,8 +456,10 @@ def write_report(results: dict, report_dir: Path, tokenize=None, test_texts=None
           *_scored_list(rows), _definitions(rows, bleu_refs, (results.get("judge") or {}).get("unit", "nats per token")),
           ""]
     if any(r["kind"] == "published" for r in rows):
-        md += ["Rows in italics other than *real data* are published figures, copied from the papers "
-               "named; their protocols (tokenization, reference subset, sample count) differ from ours.", ""]
+        md += ["Rows in italics other than *real data* are published figures, copied from the sources "
+               "below; their protocols (tokenization, reference subset, sample count) differ from ours.", ""]
+        md += [f"- {r['label']}: {r.get('source', 'no source recorded')}" for r in rows if r["kind"] == "published"]
+        md += [""]
     md += _warnings_section(rows)
     md += _time_section(results)
     md += ["## Figures", ""]

@@ -10,6 +10,9 @@ its knob values, interpolated linearly; the best crossing where it meets that di
 once), by more than two standard deviations of the difference (sqrt(s_point^2 + s_curve^2), the
 curve's s interpolated alike); a point outside the curve's diversity range gets no verdict, nor
 does any point when either side has fewer than two seeds (no standard deviation to test against).
+A guided point whose discriminator had no signal on some seed (its held-out AUC interval not above
+1/2: experiments/generators/guidance.py) is drawn with its own marker and gets no verdict: it says
+nothing about guidance, only that the discriminator never learnt.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ def aggregate(points: list[dict], metrics: list[str]) -> list[dict]:
         for extra in ("cost",):
             if any(extra in p for p in ps):
                 entry[extra] = mean_std([p[extra] for p in ps])[0]
+        silent = [p["seed"] for p in ps if p.get("signal") is False]
+        if silent:
+            entry["no_signal_seeds"] = silent
         out.append(entry)
     return out
 
@@ -77,6 +83,8 @@ def dominance(point: dict, reference: list[dict], quality: str, diversity: str) 
     quality axis's better direction), "sigma" (2-sigma threshold)}."""
     if quality not in point or diversity not in point:
         return {"verdict": "not scored", "margin": None, "sigma": None}
+    if point.get("no_signal_seeds"):
+        return {"verdict": NO_SIGNAL, "margin": None, "sigma": None}
     if len(point[quality].get("values", [])) < 2 or any(len(e[quality].get("values", [])) < 2 for e in reference
                                                          if quality in e):
         return {"verdict": "one seed: no test", "margin": None, "sigma": None}
@@ -87,6 +95,9 @@ def dominance(point: dict, reference: list[dict], quality: str, diversity: str) 
     sigma = 2 * (point[quality]["std"] ** 2 + ref[1] ** 2) ** 0.5
     verdict = "dominates" if margin > sigma else "dominated" if -margin > sigma else "within noise"
     return {"verdict": verdict, "margin": margin, "sigma": sigma}
+
+
+NO_SIGNAL = "no signal: left out"  # the verdict of a point whose discriminator never learnt
 
 
 def fmt(entry: dict, m: str) -> str:
@@ -137,14 +148,30 @@ def best_points(summary: list[dict], metric: str) -> str:
     return "\n".join(lines)
 
 
+def learning_curve(g: dict, rows: int = 6) -> str:
+    """A discriminator's held-out AUC at up to `rows` evaluations, evenly spaced: "step: AUC, ..."."""
+    curve = g.get("curve") or []
+    if not curve:
+        return "-"
+    picks = sorted({round(i * (len(curve) - 1) / max(rows - 1, 1)) for i in range(rows)})
+    return ", ".join(f"{curve[i]['step']}: {curve[i]['auc']:.3f}" for i in picks)
+
+
 def guides_table(guides: dict) -> str:
-    """{seed: {model: {source: discriminator report}}} -> one row per discriminator."""
-    lines = ["| model (discriminator) | seed | val accuracy | ECE | Brier | best epoch |", "|---|---|---|---|---|---|"]
+    """{seed: {model: {source: discriminator report}}} -> one row per discriminator: its held-out
+    figures at the kept step, whether it has signal, and its learning curve."""
+    lines = ["| model (discriminator) | seed | held-out AUC [95 %] | accuracy | ECE | Brier | kept step of | "
+             "signal | held-out AUC by step |", "|---|---|---|---|---|---|---|---|---|"]
     for seed, per_model in guides.items():
         for model, per_source in per_model.items():
             for source, g in per_source.items():
-                lines.append(f"| {model} ({source}) | {seed} | {g['val_accuracy']:.3f} | {g['val_ece']:.3f} | "
-                             f"{g['val_brier']:.3f} | {g['best_epoch']} of {g['epochs']} |")
+                if "val_auc" not in g:  # a report from before the AUC was measured
+                    auc, kept, signal = "-", f"epoch {g.get('best_epoch', '-')} of {g.get('epochs', '-')}", "-"
+                else:
+                    auc = f"{g['val_auc']:.3f} [{g['val_auc_lo']:.3f}, {g['val_auc_hi']:.3f}]"
+                    kept, signal = f"{g['best_step']} of {g['steps']}", "yes" if g["signal"] else "**no**"
+                lines.append(f"| {model} ({source}) | {seed} | {auc} | {g['val_accuracy']:.3f} | {g['val_ece']:.3f} | "
+                             f"{g['val_brier']:.3f} | {kept} | {signal} | {learning_curve(g)} |")
     return "\n".join(lines)
 
 
@@ -159,8 +186,11 @@ def plot_plane(summary: list[dict], x: str, y: str, path: Path, title: str) -> N
         if not pts:
             continue
         pts.sort(key=lambda e: e["value"])  # knob order: a U-shaped axis (reverse LM score) is no zigzag
+        silent = any(e.get("no_signal_seeds") for e in pts)  # a discriminator that never learnt: its own marker
         ax.errorbar([e[x]["mean"] for e in pts], [e[y]["mean"] for e in pts], xerr=[e[x]["std"] for e in pts],
-                    yerr=[e[y]["std"] for e in pts], marker="o", ms=3, capsize=2, label=f"{model} {curve}")
+                    yerr=[e[y]["std"] for e in pts], marker="x" if silent else "o", ms=5 if silent else 3,
+                    ls=":" if silent else "-", capsize=2,
+                    label=f"{model} {curve}" + (" (no signal)" if silent else ""))
     ax.set_xlabel(LABELS.get(x, x))
     ax.set_ylabel(LABELS.get(y, y))
     ax.set_title(title, fontsize=9)
@@ -186,6 +216,8 @@ def verdict_counts(summary: dict) -> list[dict]:
                 continue
             v = dominance(e, ref, q, d)
             counts[v["verdict"]] = counts.get(v["verdict"], 0) + 1
+            if v["verdict"] == NO_SIGNAL:
+                continue
             if v["verdict"] == "dominates":
                 winners.append(f"{e['model']} {e['curve']} {e['knob']} = {e['value']:g} ({_signed(v['margin'])}, "
                                f"2 sigma {v['sigma']:.4f})")
@@ -213,13 +245,13 @@ def write_index(path: Path) -> Path:
         md += [f"## [{fcfg['title']}]({results.parent.name}/report.md)", "",
                f"`{summary['command']}` ({summary['date']}); training seeds {summary['seeds']}; reference: "
                f"{model}'s {curve} curve.", "",
-               "| plane | dominates | within noise | dominated | no test |", "|---|---|---|---|---|"]
+               "| plane | dominates | within noise | dominated | no signal | no test |", "|---|---|---|---|---|---|"]
         planes = verdict_counts(summary)
         for v in planes:
             c = v["counts"]
-            untested = sum(n for k, n in c.items() if k not in ("dominates", "within noise", "dominated"))
+            untested = sum(n for k, n in c.items() if k not in ("dominates", "within noise", "dominated", NO_SIGNAL))
             md.append(f"| {v['plane']} | {c.get('dominates', 0)} | {c.get('within noise', 0)} | "
-                      f"{c.get('dominated', 0)} | {untested} |")
+                      f"{c.get('dominated', 0)} | {c.get(NO_SIGNAL, 0)} | {untested} |")
         md += [""] + [f"- dominates on {v['plane']}: {w}" for v in planes for w in v["winners"]]
         md += [f"- guided points against their own model's temperature curve, {v['plane']}: "
                + ", ".join(f"{k} {n}" for k, n in v["own"].items()) for v in planes if v["own"]] + [""]

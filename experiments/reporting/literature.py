@@ -59,9 +59,15 @@ def summarize(per_seed: list[dict], columns: list[str]) -> list[dict]:
 
 
 def published(table: dict) -> list[dict]:
-    return [{"label": label, "kind": "published", "n": None,
-             "metrics": {k: {"mean": float(v), "std": None, "values": [float(v)]} for k, v in values.items()}}
+    return [{"label": label, "kind": "published", "n": None, "source": values["source"],
+             "metrics": {k: {"mean": float(v), "std": None, "values": [float(v)]} for k, v in values.items()
+                         if k != "source"}}
             for label, values in table.items()]
+
+
+def sources(rows: list[dict]) -> str:
+    """Where each published row's figures come from, one line each."""
+    return "\n".join(f"- {r['label']}: {r['source']}" for r in rows if r["kind"] == "published")
 
 
 def _cell(metric: dict | None, n, kind: str) -> str:
@@ -168,10 +174,15 @@ def write_literature_report(out_dir: Path, summary: dict) -> Path:
              f"(runs in {', '.join(f'`{e}`' for e in summary['experiments'])}, each with its own report). "
              "Bold rows are trained here: the mean over seeds ± the seed standard deviation; the other rows "
              "are the published figures and the real-data reference.", "",
-             table(rows, columns), "", summary["notes"].strip(), "",
+             table(rows, columns), "", "Sources of the published rows:", "", sources(rows), "",
+             summary["notes"].strip(), "",
              f"![{LABELS.get(x, x)} against {LABELS.get(y, y)}](scatter.png)", ""]
     if has_curves:
         lines += [f"![{summary['curve_tag']} during training, every seed](curves.png)", ""]
+    elif (out_dir / "curves.png").is_file():  # re-rendered where the runs' events are not: the figure stays as drawn
+        lines += [f"![{summary['curve_tag']} during training, every seed](curves.png)", "",
+                  "(curves.png as drawn from the runs' TensorBoard events when they were trained; the events are "
+                  "not where this report was re-rendered)", ""]
     lines += ["## Every seed", "", per_seed_table(rows, columns, seeds), ""]
     write_text(out_dir / "results.json", json.dumps(summary, indent=1, default=str))
     report = out_dir / "report.md"

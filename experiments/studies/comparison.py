@@ -130,7 +130,7 @@ def parse_sections(file_values: dict, pairs, extra: dict | None = None):
     its own), [(entry, family, trainer settings)], published rows)."""
     file_values = dict(file_values)
     tables = file_values.pop("models") if isinstance(file_values.get("models"), dict) else {}
-    published = file_values.pop("published", {})
+    published = checked_published(file_values.pop("published", {}))
     per_entry = {name: dict(settings) for name, settings in tables.items()}
     rest = []
     for key, value in pairs:  # --models.<entry>.<key>=value goes to that entry's trainer
@@ -565,10 +565,24 @@ def log_real_row(runs_dir: Path, row: dict) -> dict:
     return row
 
 
+def checked_published(published: dict) -> dict:
+    """The config's [published."<row>"] tables, each refused without a `source` (paper, table or
+    page, or repository file: where a reader can check the figures) or with a figure that is not a number."""
+    for label, values in published.items():
+        if not isinstance(values, dict) or not str(values.get("source", "")).strip():
+            raise cfglib.ConfigError(f'published row {label!r} has no source: add source = "<paper, table or page, '
+                                     f'or repository file>" to [published."{label}"]')
+        bad = [k for k, v in values.items() if k != "source" and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+        if bad:
+            raise cfglib.ConfigError(f"published row {label!r}: {', '.join(bad)} must be numbers (only `source` is text)")
+    return published
+
+
 def published_rows(published: dict) -> list[dict]:
-    """Published figures, shown beside ours in the report."""
+    """Published figures, shown beside ours in the report (their source apart from the metrics)."""
     return [{"label": label, "family": "published", "kind": "published", "run_dir": None, "params": None,
-             "steps": None, "train_seconds": None, "samples": [], "metrics": dict(values), "sweep": []}
+             "steps": None, "train_seconds": None, "samples": [], "source": values["source"],
+             "metrics": {k: v for k, v in values.items() if k != "source"}, "sweep": []}
             for label, values in published.items()]
 
 

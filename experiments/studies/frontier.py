@@ -14,19 +14,23 @@ from pathlib import Path
 
 import torch
 
+from baselines.gpt2 import GPT
 from datasets import build_tokenizer
 from experiments import jobs
 from experiments.studies import comparison
 from experiments.core import runtime
 from experiments.core import config as cfglib
 from experiments.core.checkpoint import write_text
+from experiments.core.logger import RunLogger
 from experiments.core.runlock import RunLock
 from experiments.generators.families import FAMILIES, GANFamily, LMFamily
-from experiments.generators.guidance import GuideConfig, GuidedSampler, gan_discriminator, train_guide
+from experiments.generators.guidance import (GuideConfig, GuidedSampler, gan_discriminator, lm_discriminator,
+                                             real_source, train_guide)
 from experiments.reporting import frontier as report
 
 
-SOURCES = {"posthoc": "", "gan": " (GAN's D)", "gan_tuned": " (GAN's D, tuned)"}  # curve-name suffixes
+SOURCES = {"posthoc": "", "gan": " (GAN's D)", "gan_tuned": " (GAN's D, tuned)",  # curve-name suffixes
+           "lm_tuned": " (LM's trunk, tuned)"}
 
 
 @dataclass
@@ -40,7 +44,8 @@ class FrontierConfig:
     sir_alphas: str = "0.5,1,2,4"            # SIR's strength alpha (0 = the base sampler)
     sir_m: int = 8                           # SIR's candidates per sample
     guide_sources: str = "posthoc,gan,gan_tuned"  # discriminators: one trained post hoc (every guided model);
-                                             # a GAN's own, as is and fine-tuned (the gan family only)
+                                             # a GAN's own, as is and fine-tuned (the gan family only); a
+                                             # causal one from the guided GPT-2's own trunk (lm_tuned: GPT-2 only)
     planes: str = "bleu5:self_bleu5,lm_score:reverse_lm_score"  # quality:diversity axis pairs
     reference: str = "gpt2:temperature"      # the curve every other point is tested against
     table_dir: str = "runs/frontier"         # report.md, results.json and figures
@@ -93,20 +98,31 @@ def curves(fcfg: FrontierConfig, cfg, name: str, family, sampler) -> list[tuple[
 
 
 def guides(fcfg, guide_cfg, judge, name, family, sampler, run_dir, device) -> dict[str, tuple]:
-    """{source: (D, report)} for this model: a discriminator trained post hoc, and for a GAN its
-    own discriminator as is (measured only) and fine-tuned from it, as guide_sources asks."""
+    """{source: (D, report)} for this model: a discriminator trained post hoc; for a GAN its own
+    discriminator as is (measured only) and fine-tuned from it; for a GPT-2 a causal one started
+    from its trunk; as guide_sources asks. Each learning curve goes to TensorBoard under the run's
+    guide-<source>/ (guide/* tags)."""
     out, own = {}, None
     for source in [s.strip() for s in fcfg.guide_sources.split(",") if s.strip()]:
-        if source != "posthoc" and not isinstance(family, GANFamily):  # only a GAN run has its own D
+        if source.startswith("gan") and not isinstance(family, GANFamily):  # only a GAN run has its own D
             continue
-        if source != "posthoc" and own is None:  # read once; train_guide fine-tunes a copy
+        if source == "lm_tuned" and not isinstance(getattr(sampler, "model", None), GPT):
+            continue
+        if source.startswith("gan") and own is None:  # read once; train_guide fine-tunes a copy
             own = gan_discriminator(Path(run_dir) / "last.pt", device)
-        init = own if source != "posthoc" else None
-        cfg = dataclasses.replace(guide_cfg, max_epochs=0) if source == "gan" else guide_cfg
-        out[source] = train_guide(sampler, judge.corpus.train, cfg, device, init=init)
+        init = {"posthoc": None, "lm_tuned": None}.get(source, own)
+        init = lm_discriminator(sampler, guide_cfg) if source == "lm_tuned" else init
+        cfg = dataclasses.replace(guide_cfg, steps=0) if source == "gan" else guide_cfg
+        logger = RunLogger(Path(run_dir) / f"guide-{source}")
+        try:
+            out[source] = train_guide(sampler, judge.corpus.train, cfg, device, init=init,
+                                      draw_real=real_source(judge.corpus), logger=logger)
+        finally:
+            logger.close()
         r = out[source][1]
-        print(f"[{name}] guide {source}: val accuracy {r['val_accuracy']:.3f}, ECE {r['val_ece']:.3f}, "
-              f"Brier {r['val_brier']:.3f} (epoch {r['best_epoch']} of {r['epochs']})")
+        print(f"[{name}] guide {source}: held-out AUC {r['val_auc']:.3f} [{r['val_auc_lo']:.3f}, "
+              f"{r['val_auc_hi']:.3f}], accuracy {r['val_accuracy']:.3f}, Brier {r['val_brier']:.3f} (step "
+              f"{r['best_step']} of {r['steps']}){'' if r['signal'] else ': no signal'}")
     return out
 
 
@@ -126,8 +142,8 @@ def guided_points(fcfg, guide_cfg, cfg, judge, name, family, sampler, run_dir, d
                 print(f"[{name}] {curve} {knob} {value:g}: skipped ({e})")
                 reports[source].setdefault("skipped", []).append(f"{curve} {knob} {value:g}: {e}")
                 continue
-            points.append({"model": name, "curve": curve, "knob": knob, "value": value,
-                           "cost": guided.stats.cost, **judge.score(texts)})
+            points.append({"model": name, "curve": curve, "knob": knob, "value": value, "cost": guided.stats.cost,
+                           "signal": reports[source]["signal"], **judge.score(texts)})
             print(f"[{name}] {curve} {knob} {value:g}: cost {guided.stats.cost:.2f} candidates per sample")
     return points, reports
 
@@ -258,8 +274,13 @@ def write_frontier(fcfg: FrontierConfig, summary: dict) -> Path:
                "it is not comparable with published MAUVE on GPT-2-large features.", "",
                report.best_points(agg, "mauve"), ""]
     md += ["## The discriminators", "",
-           "Held-out real training texts against held-out samples of the model (epoch 0: before any "
-           "training; the GAN's own D as is is measured only).", "", report.guides_table(summary["guides"])]
+           "Each discriminator measured on held-out real training texts against held-out samples of the model, "
+           "at the step it was kept (its lowest held-out loss; step 0: before any training; the GAN's own D as is "
+           "is measured only). AUC: the probability that a real text outscores a sample, with a percentile "
+           "bootstrap 95 % interval; a discriminator whose interval does not lie above 0.5 has no signal, and its "
+           "guided points are drawn with crosses and left out of the dominance counts. The last column samples "
+           "its learning curve (the whole curve: TensorBoard, guide/* under each run's guide-<source>/).", "",
+           report.guides_table(summary["guides"])]
     write_text(out / "report.md", "\n".join(md) + "\n")
     write_text(out / "results.json", json.dumps(summary, indent=1, default=str))
     return out / "report.md"
