@@ -155,3 +155,23 @@ def test_a_gan_guides_with_its_own_discriminator_as_is_or_fine_tuned(numbers, tm
     torch.save({"model_name": "gpt2", "model": {}}, tmp_path / "lm.pt")
     with pytest.raises(CheckpointError, match="only a GAN run"):
         gan_discriminator(tmp_path / "lm.pt", "cpu")
+
+
+def test_fresh_reals_come_from_their_source_for_training_and_held_out_alike(numbers):
+    """Where the corpus can draw real texts, the held-out reals are a draw of their own too (a
+    generator that memorised training-split texts would make those look generated) under a seed
+    no training pass uses; without fresh_reals the training split is split instead."""
+    from experiments.generators.guidance import Pools
+    seeds = []
+
+    def draw_real(n, seed):
+        seeds.append(seed)
+        return random.Random(seed).sample(numbers.train, n)
+    base = ListSampler(numbers, numbers.train, garbage=0.0)
+    cfg = GuideConfig(samples=50, val_samples=20, seed=3)
+    pools = Pools(base, [], cfg, base.data.block_size + 1, draw_real)
+    assert seeds == [-4] and len(pools.val[2]) == 40 and pools.n == 50
+    ids, _, labels = pools.draw(0)
+    assert seeds == [-4, 4] and labels.sum() == 50 and len(labels) == 100
+    fixed = Pools(base, numbers.train, GuideConfig(samples=50, val_samples=20, fresh_reals=False), 10, draw_real)
+    assert seeds == [-4, 4] and fixed.n == 50 and not fixed.fresh_reals

@@ -21,8 +21,12 @@ first few hundred steps does not end it; D is left at its lowest held-out loss. 
 pool is `samples` texts of each class; with fresh_fakes each pass through it draws new generated
 texts (cheap where sampling is), and with fresh_reals new real ones where the corpus can make
 them (the oracles: `real_source`; a deviation from training on the fixed training split, so that
-D cannot memorise its 10,000 sequences; the test split is never read). Otherwise the real pool is
-the training split (less the held-out texts) and the fake pool is as large.
+D cannot memorise its 10,000 sequences; the test split is never read), and then the held-out
+reals are a draw of their own too: a generator that has memorised parts of the training split
+makes training-split texts look like its samples, so D would be measured on another
+distribution than it learns (on SeqGAN's oracle that pushed the held-out loss above ln 2 while D
+trained on fresh draws). Otherwise the real pool is the training split (less the held-out texts)
+and the fake pool is as large.
 
 Each evaluation gives the held-out loss, accuracy, expected calibration error (10 equal-width
 bins of sigmoid(d)), the Brier score and the AUC (the Mann-Whitney probability that a real text
@@ -178,21 +182,26 @@ def real_source(corpus):
 
 
 class Pools:
-    """The held-out set, drawn once (val_samples real training texts, never trained on, and as many
+    """The held-out set, drawn once (val_samples real texts, never trained on, and as many
     generated), and the training pool of each pass: `samples` of each class, drawn fresh where
-    cfg asks and it can be."""
+    cfg asks and it can be. The held-out reals are training-split texts held out of the pool, or,
+    with fresh reals, a draw of their own from the same source."""
 
     def __init__(self, sampler, real_texts: list[str], cfg: GuideConfig, T: int, draw_real=None):
         self.sampler, self.cfg, self.T = sampler, cfg, T
-        order = random.Random(cfg.seed).sample(range(len(real_texts)), len(real_texts))
-        nv = min(cfg.val_samples, len(real_texts) // 5)
         self.fresh_reals = cfg.fresh_reals and draw_real is not None
         self.draw_real = draw_real
-        self.real = [real_texts[i] for i in order[nv:]]
-        self.n = cfg.samples if self.fresh_reals else min(cfg.samples, len(self.real))
-        self.real = self.real if self.fresh_reals else random.Random(cfg.seed + 1).sample(self.real, self.n)
-        fake = self.fakes(nv, seed=cfg.seed)
-        self.val = self.encode([real_texts[i] for i in order[:nv]], fake)
+        if self.fresh_reals:  # held-out reals from the same source as the training reals: a model that has
+            # memorised parts of the training split would otherwise make those look like its own samples
+            nv, self.n = cfg.val_samples, cfg.samples
+            val_real = draw_real(nv, -1 - cfg.seed)  # a seed no training pass uses (theirs are >= 1)
+        else:
+            order = random.Random(cfg.seed).sample(range(len(real_texts)), len(real_texts))
+            nv = min(cfg.val_samples, len(real_texts) // 5)
+            val_real, rest = [real_texts[i] for i in order[:nv]], [real_texts[i] for i in order[nv:]]
+            self.n = min(cfg.samples, len(rest))
+            self.real = random.Random(cfg.seed + 1).sample(rest, self.n)
+        self.val = self.encode(val_real, self.fakes(nv, seed=cfg.seed))
         self.fixed_fake = None
 
     def fakes(self, n: int, seed: int) -> list[str]:
