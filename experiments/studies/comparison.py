@@ -207,12 +207,12 @@ def entry_corpora(cfg: CompareConfig, entries, runs_dir: Path, corpus) -> dict:
 
 
 def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabularies: dict[str, list[str]]) -> dict[str, str]:
-    """Every entry's trainer settings resolved, its data settings equal to the comparison's, a run to
-    be reused or resumed trained with these settings on this vocabulary, and (max_minutes) every
-    entry to be trained left time to train after its final scoring: checked in seconds, before any
-    training, so that a mismatch never surfaces after the earlier models have trained.
+    """Every entry's trainer settings resolved, its data settings equal to the comparison's, and a
+    run to be reused or resumed trained with these settings on this vocabulary: checked in seconds,
+    before any training, so that a mismatch never surfaces after the earlier models have trained.
     -> {entry: what its cell does with its run folder}: "fresh" (train from scratch), "reuse" (a
-    finished run, --reuse true) or "resume" (an interrupted run with its last.pt, --reuse true)."""
+    finished run, --reuse true) or "resume" (an interrupted run with its last.pt, --reuse true).
+    The budgets come after, in check_budgets (it builds models and times them on this machine)."""
     want, modes = cfg.data_settings(), {}
     for name, family_name, settings in entries:
         family = FAMILIES[family_name]
@@ -227,7 +227,14 @@ def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabularies: dict[st
         if modes[name] != "fresh" and not same_run(cfg, name, family, run_dir, requested, vocabularies[name]):
             print(f"[{name}] retraining {run_dir}: its settings changed (--retrain_changed true)")
             modes[name] = "fresh"
-    for name, family_name, settings in entries:  # after every cheap check: this one builds each model
+    return modes
+
+
+def check_budgets(cfg: CompareConfig, entries, runs_dir: Path, modes: dict[str, str]) -> None:
+    """Every entry to be trained fresh with a max_minutes left time to train after its final
+    scoring, as its family's check_budget estimates on this machine (building the model, timing
+    its scoring): refused before any entry trains, naming the entry and the setting to raise."""
+    for name, family_name, settings in entries:
         check = getattr(FAMILIES[family_name], "check_budget", None)  # optional in the family protocol
         if modes[name] != "fresh" or check is None:
             continue
@@ -240,7 +247,6 @@ def preflight(cfg: CompareConfig, entries, runs_dir: Path, vocabularies: dict[st
             except cfglib.ConfigError as e:
                 raise cfglib.ConfigError(f"entry {name!r}: {e}; for this entry alone: --models.{name}.max_minutes "
                                          "M") from None
-    return modes
 
 
 def run_mode(cfg: CompareConfig, family, run_dir: Path) -> str:
@@ -633,6 +639,7 @@ def prepare(cfg: CompareConfig, scorer_cfg: ScorerConfig, entries, published: di
     corpora = entry_corpora(cfg, entries, runs_dir, corpus)  # an entry with tokens of its own: its level's
     modes = preflight(cfg, entries, runs_dir, {name: build_tokenizer(c).itos for name, c in corpora.items()})
     preflight_data(cfg, entries, runs_dir, corpus, corpora)
+    check_budgets(cfg, entries, runs_dir, modes)  # after every cheap check: it builds each model
     lock = RunLock(runs_dir).acquire()  # one comparison per experiment folder
     mark_incomplete(report_dir / "report.md")  # until this comparison replaces it
     if plan is None:

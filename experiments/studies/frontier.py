@@ -199,6 +199,7 @@ def frontier_cells(fcfg, guide_cfg, cfg, scorer_cfg, entries, corpus, seed: int,
     runs_dir = Path(cfg.out_dir) / seed_cfg.experiment
     corpora = comparison.entry_corpora(seed_cfg, entries, runs_dir, corpus)  # each entry's tokens
     modes = comparison.preflight(seed_cfg, entries, runs_dir, {n: build_tokenizer(c).itos for n, c in corpora.items()})
+    comparison.check_budgets(seed_cfg, entries, runs_dir, modes)
     lock = RunLock(runs_dir).acquire()  # one command at a time per runs folder, as a comparison
     guide_cfg = dataclasses.replace(guide_cfg, seed=guide_cfg.seed + seed)
     cells = []
