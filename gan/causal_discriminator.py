@@ -66,7 +66,7 @@ class CausalDiscriminator(nn.Module):
         D = cls(CausalDiscriminatorConfig(vocab_size=c.vocab_size, block_size=block_size, n_layer=c.n_layer,
                                           n_head=c.n_head, n_embd=c.n_embd, dropout=dropout, bias=c.bias,
                                           bos_as_eos=c.bos_as_eos))
-        state = {k: v.clone() for k, v in lm.state_dict().items()}
+        state = dict(lm.state_dict())  # load_state_dict copies; only the position table is replaced
         wpe = D.trunk.transformer.wpe.weight.detach().clone()
         k = min(len(wpe), len(state["transformer.wpe.weight"]))
         wpe[:k] = state["transformer.wpe.weight"][:k]

@@ -110,8 +110,7 @@ def guides(fcfg, guide_cfg, judge, name, family, sampler, run_dir, device) -> di
             continue
         if source.startswith("gan") and own is None:  # read once; train_guide fine-tunes a copy
             own = gan_discriminator(Path(run_dir) / "last.pt", device)
-        init = {"posthoc": None, "lm_tuned": None}.get(source, own)
-        init = lm_discriminator(sampler, guide_cfg) if source == "lm_tuned" else init
+        init = own if source.startswith("gan") else lm_discriminator(sampler, guide_cfg) if source == "lm_tuned" else None
         cfg = dataclasses.replace(guide_cfg, steps=0) if source == "gan" else guide_cfg
         logger = RunLogger(Path(run_dir) / f"guide-{source}")
         try:
