@@ -11,8 +11,8 @@ import torch
 from datasets import LMData, build_tokenizer, load_corpus
 from datasets.tokenizers import BOS_ID, EOS_ID, PAD_ID
 from experiments.core.checkpoint import CheckpointError
-from experiments.generators.guidance import (GuideConfig, GuidedSampler, auc, auc_interval, calibration, encode_texts,
-                                             train_guide)
+from experiments.generators.guidance import (GuideConfig, GuidedSampler, Proposals, auc, auc_interval, calibration,
+                                             encode_texts, train_guide)
 
 TINY = dict(n_layer=1, n_head=2, n_embd=32, samples=800, val_samples=200, lr=1e-3, warmup_steps=20, steps=600,
             eval_interval=50, patience=4)
@@ -130,6 +130,22 @@ def test_guidance_removes_most_garbage(numbers, method, strength):
     assert guided.stats.cost >= 1.5 and guided.sample(400, seed=5) == texts
     with pytest.raises(ValueError, match="method"):
         GuidedSampler(base, D, "topk", 1.0)
+
+
+def test_proposals_drawn_once_give_the_points_fresh_draws_give(numbers):
+    """The frontier's guided points share one Proposals per model: each point is what it would be
+    with its own draws, and every SIR point after the first samples nothing."""
+    base = ListSampler(numbers, numbers.train, garbage=0.5)
+    D, _ = train_guide(base, numbers.train, GuideConfig(**TINY), "cpu")
+    drawn = []
+    counting = ListSampler(numbers, numbers.train, garbage=0.5)
+    counting.sample = lambda n, **kw: drawn.append(n) or base.sample(n, **kw)
+    proposals = Proposals(counting)
+    for method, strength in [("drs", 0.0), ("sir", 1.0), ("sir", 4.0), ("drs", 2.0), ("sir", 1.0)]:
+        fresh = GuidedSampler(base, D, method, strength, m=8).sample(300, seed=5)
+        assert GuidedSampler(proposals, D, method, strength, m=8).sample(300, seed=5) == fresh
+    assert drawn.count(300 * 8) == 1  # the three SIR points: one draw of their candidates
+    assert sum(drawn) < 2 * 300 * 8
 
 
 def test_a_gan_guides_with_its_own_discriminator_as_is_or_fine_tuned(numbers, tmp_path):

@@ -325,6 +325,25 @@ def _train_guide(sampler, real_texts, cfg: GuideConfig, device, init, draw_real,
     return D.eval(), report
 
 
+class Proposals:
+    """A base sampler whose draws are remembered: sample(n, seed=s, ...) twice gives the first
+    call's texts again without sampling. The guided points of one model all start from the same
+    seed, so every SIR point draws the same n x m candidates (sir_sample's one call) and each
+    DRS point the same burn-in: drawn once, scored by each discriminator and each strength. The
+    texts are the ones a fresh draw would give (a seeded draw is deterministic), so the points
+    are unchanged; on SeqGAN's oracle this spares three of a GAN's four 80,000-candidate draws."""
+
+    def __init__(self, base):
+        self.base, self.memo = base, {}
+        self.tokenizer, self.data, self.info = base.tokenizer, base.data, getattr(base, "info", {})
+
+    def sample(self, n: int, **kwargs) -> list[str]:
+        key = (n, tuple(sorted(kwargs.items())))
+        if key not in self.memo:
+            self.memo[key] = self.base.sample(n, **kwargs)
+        return list(self.memo[key])
+
+
 class GuidedSampler:
     """A sampler of the comparison's protocol guided by a discriminator: method "drs" (strength =
     gamma of the acceptance rule) or "sir" (strength = alpha, m candidates per sample). `stats`

@@ -24,7 +24,7 @@ from experiments.core.checkpoint import write_text
 from experiments.core.logger import RunLogger
 from experiments.core.runlock import RunLock
 from experiments.generators.families import FAMILIES, GANFamily, LMFamily
-from experiments.generators.guidance import (GuideConfig, GuidedSampler, gan_discriminator, lm_discriminator,
+from experiments.generators.guidance import (GuideConfig, GuidedSampler, Proposals, gan_discriminator, lm_discriminator,
                                              real_source, train_guide)
 from experiments.reporting import frontier as report
 
@@ -130,9 +130,10 @@ def guided_points(fcfg, guide_cfg, cfg, judge, name, family, sampler, run_dir, d
     points, reports = [], {}
     settings = [("DRS", "gamma", g) for g in comparison.floats(fcfg.drs_gammas, "drs_gammas", positive=False)]
     settings += [("SIR", "alpha", a) for a in comparison.floats(fcfg.sir_alphas, "sir_alphas", positive=False)]
+    proposals = Proposals(sampler)  # the candidates are drawn once for every discriminator and strength
     for source, (D, reports[source]) in guides(fcfg, guide_cfg, judge, name, family, sampler, run_dir, device).items():
         for method, knob, value in settings:
-            guided = GuidedSampler(sampler, D, method.lower(), value, m=fcfg.sir_m, device=device)
+            guided = GuidedSampler(proposals, D, method.lower(), value, m=fcfg.sir_m, device=device)
             curve = method + SOURCES[source]
             try:  # at the temperature and psi the discriminator was trained against
                 texts = guided.sample(cfg.num_samples, temperature=guide_cfg.temperature, psi=guide_cfg.psi,
