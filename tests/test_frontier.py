@@ -124,10 +124,14 @@ def test_reuse_reads_the_stored_points_and_rescores_when_a_setting_changed(tmp_p
     again = tiny_frontier(tmp_path, "--reuse", "true")
     assert again["per_seed"] == first["per_seed"] and again["guides"] == first["guides"]
 
-    scored = []
+    scored, trained, train = [], [], frontier.train_guide
     monkeypatch.setattr(frontier.comparison.Judge, "score", lambda self, texts: scored.append(len(texts)) or {})
+    monkeypatch.setattr(frontier, "train_guide", lambda *a, **k: trained.append(1) or train(*a, **k))
     tiny_frontier(tmp_path, "--reuse", "true", "--sir_m", "3")  # only the guided model's points depend on it
     assert len(scored) == 2 * 5  # mlp, per seed: 2 temperatures, top-p, DRS, SIR; bigram's points reused
+    assert trained == []  # its discriminators were read from guide-posthoc/guide.pt: same settings and run
+    again = tiny_frontier(tmp_path, "--reuse", "true", "--guide.steps", "9")
+    assert len(trained) == 2 and again["guides"][1]["mlp"]["posthoc"]["steps"] == 9  # a guide setting: trained again
 
 
 def test_the_index_counts_verdicts_per_dataset_and_tests_guidance_against_its_own_model(tmp_path):

@@ -146,6 +146,8 @@ def test_proposals_drawn_once_give_the_points_fresh_draws_give(numbers):
         assert GuidedSampler(proposals, D, method, strength, m=8).sample(300, seed=5) == fresh
     assert drawn.count(300 * 8) == 1  # the three SIR points: one draw of their candidates
     assert sum(drawn) < 2 * 300 * 8
+    with pytest.raises(RuntimeError, match="lower gamma"):  # a gamma past the cost cap gives up in bounded time
+        GuidedSampler(base, D, "drs", 40.0, max_cost=3).sample(300, seed=5)
 
 
 def test_a_gan_guides_with_its_own_discriminator_as_is_or_fine_tuned(numbers, tmp_path):

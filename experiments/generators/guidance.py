@@ -347,12 +347,15 @@ class Proposals:
 class GuidedSampler:
     """A sampler of the comparison's protocol guided by a discriminator: method "drs" (strength =
     gamma of the acceptance rule) or "sir" (strength = alpha, m candidates per sample). `stats`
-    holds the last call's GuidedStats (candidates per sample kept: its cost)."""
+    holds the last call's GuidedStats (candidates per sample kept: its cost); DRS gives up with a
+    RuntimeError past max_cost candidates per sample (rejection_sample's max_proposed)."""
 
-    def __init__(self, base, D: Discriminator, method: str, strength: float, m: int = 8, device="cpu"):
+    def __init__(self, base, D: Discriminator, method: str, strength: float, m: int = 8, device="cpu",
+                 max_cost: float = 200.0):
         if method not in METHODS:
             raise ValueError(f"guided sampling method must be one of {METHODS}, got {method!r}")
         self.base, self.D, self.method, self.strength, self.m, self.device = base, D, method, strength, m, device
+        self.max_cost = max_cost  # DRS: candidates per sample before it gives up (a RuntimeError)
         self.tokenizer, self.data = base.tokenizer, base.data
         self.T = D.block_size
         self.info = {**getattr(base, "info", {}), "guidance": f"{method} {strength:g}" + (f", m {m}" if
@@ -368,8 +371,9 @@ class GuidedSampler:
                                     seed=int(torch.randint(2**31 - 1, (), generator=generator)))
         g = torch.Generator().manual_seed(seed)
         if self.method == "drs":
-            texts, self.stats = rejection_sample(propose, self.score, n, self.strength, g, burn_in=min(1000, n),
-                                                 batch=max(n // 2, 1))
+            burn_in = min(1000, n)
+            texts, self.stats = rejection_sample(propose, self.score, n, self.strength, g, burn_in=burn_in,
+                                                 batch=max(n // 2, 1), max_proposed=int(self.max_cost * n) + burn_in)
         else:
             texts, self.stats = sir_sample(propose, self.score, n, self.m, self.strength, g)
         return texts

@@ -5,6 +5,7 @@ and what it does: experiments/frontier.py."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import sys
@@ -16,16 +17,17 @@ import torch
 
 from baselines.gpt2 import GPT
 from datasets import build_tokenizer
+from datasets.corpora import sha256_of
 from experiments import jobs
 from experiments.studies import comparison
 from experiments.core import runtime
 from experiments.core import config as cfglib
-from experiments.core.checkpoint import write_text
+from experiments.core.checkpoint import load_checkpoint, save_checkpoint, write_text
 from experiments.core.logger import RunLogger
 from experiments.core.runlock import RunLock
 from experiments.generators.families import FAMILIES, GANFamily, LMFamily
 from experiments.generators.guidance import (GuideConfig, GuidedSampler, Proposals, gan_discriminator, lm_discriminator,
-                                             real_source, train_guide)
+                                             new_discriminator, real_source, train_guide)
 from experiments.reporting import frontier as report
 
 
@@ -41,6 +43,7 @@ class FrontierConfig:
                                              # truncation curves are the comparison's temperatures and psis
     guided: str = "gpt2"                     # models that get a post-hoc discriminator and guided curves
     drs_gammas: str = "-1,0,1,2"             # discriminator rejection sampling's gamma (stricter upwards)
+    drs_max_cost: float = 200.0              # DRS candidates per sample before a point is given up (skipped)
     sir_alphas: str = "0.5,1,2,4"            # SIR's strength alpha (0 = the base sampler)
     sir_m: int = 8                           # SIR's candidates per sample
     guide_sources: str = "posthoc,gan,gan_tuned"  # discriminators: one trained post hoc (every guided model);
@@ -61,6 +64,8 @@ class FrontierConfig:
             raise ValueError(f"frontier.sir_alphas must be >= 0 (0 = the base sampler), got {self.sir_alphas!r}")
         if self.sir_m < 1:
             raise ValueError(f"frontier.sir_m must be >= 1, got {self.sir_m}")
+        if self.drs_max_cost < 1:
+            raise ValueError(f"frontier.drs_max_cost must be >= 1 candidate per sample, got {self.drs_max_cost}")
         for plane in self.plane_list():
             for axis in plane:
                 if axis not in report.DIRECTION:
@@ -112,17 +117,41 @@ def guides(fcfg, guide_cfg, judge, name, family, sampler, run_dir, device) -> di
             own = gan_discriminator(Path(run_dir) / "last.pt", device)
         init = own if source.startswith("gan") else lm_discriminator(sampler, guide_cfg) if source == "lm_tuned" else None
         cfg = dataclasses.replace(guide_cfg, steps=0) if source == "gan" else guide_cfg
-        logger = RunLogger(Path(run_dir) / f"guide-{source}")
-        try:
-            out[source] = train_guide(sampler, judge.corpus.train, cfg, device, init=init,
-                                      draw_real=real_source(judge.corpus), logger=logger)
-        finally:
-            logger.close()
+        out[source] = trained_guide(source, sampler, judge.corpus, cfg, device, init, Path(run_dir))
         r = out[source][1]
         print(f"[{name}] guide {source}: held-out AUC {r['val_auc']:.3f} [{r['val_auc_lo']:.3f}, "
               f"{r['val_auc_hi']:.3f}], accuracy {r['val_accuracy']:.3f}, Brier {r['val_brier']:.3f} (step "
               f"{r['best_step']} of {r['steps']}){'' if r['signal'] else ': no signal'}")
     return out
+
+
+GUIDE_FILE = "guide.pt"  # a trained discriminator and its report, in the run's guide-<source>/
+
+
+def trained_guide(source: str, sampler, corpus, cfg: GuideConfig, device, init, run_dir: Path) -> tuple:
+    """(D, report) for one source: read from run_dir/guide-<source>/guide.pt when it was trained
+    there under the same settings from the same checkpoints (a cell stopped after its
+    discriminators, or a point setting changed, does not train them again: on SeqGAN's oracle
+    one takes 20-50 CPU minutes), else trained, its learning curve logged there, and stored."""
+    folder = run_dir / f"guide-{source}"
+    checkpoints = {f.name: sha256_of(f) for f in sorted(run_dir.glob("*.pt"))}
+    key = {"source": source, "guide": asdict(cfg), "run": checkpoints}
+    path = folder / GUIDE_FILE
+    if path.is_file():
+        stored = load_checkpoint(path)
+        if stored.get("key") == json.loads(json.dumps(key)):
+            D = copy.deepcopy(init) if init is not None else new_discriminator(sampler, cfg, sampler.data.block_size + 1)
+            D.load_state_dict(stored["model"])
+            print(f"[{run_dir.name}] guide {source} read from {path} (same settings and checkpoints)")
+            return D.to(device).eval(), stored["report"]
+    logger = RunLogger(folder)
+    try:
+        D, rep = train_guide(sampler, corpus.train, cfg, device, init=init, draw_real=real_source(corpus),
+                             logger=logger)
+    finally:
+        logger.close()
+    save_checkpoint(path, {"model_name": "guide", "model": D.state_dict(), "key": key, "report": rep})
+    return D, rep
 
 
 def guided_points(fcfg, guide_cfg, cfg, judge, name, family, sampler, run_dir, device) -> tuple[list[dict], dict]:
@@ -133,7 +162,8 @@ def guided_points(fcfg, guide_cfg, cfg, judge, name, family, sampler, run_dir, d
     proposals = Proposals(sampler)  # the candidates are drawn once for every discriminator and strength
     for source, (D, reports[source]) in guides(fcfg, guide_cfg, judge, name, family, sampler, run_dir, device).items():
         for method, knob, value in settings:
-            guided = GuidedSampler(proposals, D, method.lower(), value, m=fcfg.sir_m, device=device)
+            guided = GuidedSampler(proposals, D, method.lower(), value, m=fcfg.sir_m, device=device,
+                                   max_cost=fcfg.drs_max_cost)
             curve = method + SOURCES[source]
             try:  # at the temperature and psi the discriminator was trained against
                 texts = guided.sample(cfg.num_samples, temperature=guide_cfg.temperature, psi=guide_cfg.psi,
@@ -175,7 +205,8 @@ def points_key(fcfg, guide_cfg, cfg, judge, name: str) -> dict:
     key = {"version": POINTS_VERSION, "top_ps": fcfg.top_ps, "compare": {k: getattr(cfg, k) for k in compare_keys},
            "data": cfg.data_settings(), "scorer": asdict(judge.scorer_cfg)}
     if name in fcfg.guided_list():
-        key["guided"] = {**{k: getattr(fcfg, k) for k in ("drs_gammas", "sir_alphas", "sir_m", "guide_sources")},
+        key["guided"] = {**{k: getattr(fcfg, k) for k in ("drs_gammas", "drs_max_cost", "sir_alphas", "sir_m",
+                                                                "guide_sources")},
                          **asdict(guide_cfg)}
     return key
 
