@@ -65,14 +65,17 @@ def sir_weights(logits: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     return torch.softmax(alpha * logits.double(), dim=-1).to(logits.dtype)
 
 
+DRS_MAX_COST = 200.0  # candidates per sample before rejection sampling gives up
+
+
 def rejection_sample(propose, score, n: int, gamma: float, generator: torch.Generator, burn_in: int = 1000,
-                     batch: int = 500, max_proposed: int | None = None):
+                     batch: int = 500, max_cost: float = DRS_MAX_COST):
     """n samples by discriminator rejection sampling -> (samples, GuidedStats). d_max starts as the
     largest logit of a burn-in of `burn_in` candidates (accepted or rejected like the rest), and each
     later batch of `batch` candidates raises it before it is judged. Stops
-    with a RuntimeError past max_proposed candidates (default 200 n + burn_in): a gamma that keeps
-    almost nothing is a setting to lower, not a loop to wait for."""
-    limit = 200 * n + burn_in if max_proposed is None else max_proposed
+    with a RuntimeError past max_cost n + burn_in candidates: a gamma that keeps almost nothing is
+    a setting to lower, not a loop to wait for."""
+    limit = int(max_cost * n) + burn_in
     stats, kept, d_max = GuidedStats(), [], -math.inf
     while len(kept) < n:
         if stats.proposed >= limit:

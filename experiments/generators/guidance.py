@@ -52,7 +52,7 @@ from datasets.tokenizers import EOS_ID, PAD_ID
 from experiments.core.checkpoint import CheckpointError, load_checkpoint
 from gan.causal_discriminator import CausalDiscriminator, CausalDiscriminatorConfig
 from gan.discriminator import Discriminator, DiscriminatorConfig
-from gan.guided import GuidedStats, rejection_sample, sir_sample
+from gan.guided import DRS_MAX_COST, GuidedStats, rejection_sample, sir_sample
 
 METHODS = ("drs", "sir")
 TRUNKS = ("encoder", "causal")
@@ -243,6 +243,12 @@ def lm_discriminator(sampler, cfg: GuideConfig) -> CausalDiscriminator:
     return CausalDiscriminator.from_lm(model, sampler.data.block_size + 1, dropout=cfg.dropout)
 
 
+def start_discriminator(sampler, cfg: GuideConfig, init=None):
+    """What train_guide starts from: a copy of init, else a fresh one of cfg's trunk and size reading
+    the longest text and its <eos>."""
+    return copy.deepcopy(init) if init is not None else new_discriminator(sampler, cfg, sampler.data.block_size + 1)
+
+
 def new_discriminator(sampler, cfg: GuideConfig, T: int):
     """A fresh discriminator of cfg's trunk and size, reading T positions."""
     sizes = dict(vocab_size=sampler.tokenizer.vocab_size, block_size=T, n_layer=cfg.n_layer, n_head=cfg.n_head,
@@ -313,7 +319,7 @@ def train_guide(sampler, real_texts: list[str], cfg: GuideConfig, device, init=N
 def _train_guide(sampler, real_texts, cfg: GuideConfig, device, init, draw_real, logger):
     T = init.block_size if init is not None else sampler.data.block_size + 1  # the longest text and its <eos>
     pools = Pools(sampler, real_texts, cfg, T, draw_real)
-    D = (copy.deepcopy(init) if init is not None else new_discriminator(sampler, cfg, T)).to(device)
+    D = start_discriminator(sampler, cfg, init).to(device)
     curve, best = fit(D, pools, cfg, device, logger)
     report = {**{f"val_{k}": v for k, v in curve[best].items() if k not in ("step", "smoothed")},
               "best_step": curve[best]["step"], "steps": curve[-1]["step"], "curve": curve,
@@ -348,10 +354,10 @@ class GuidedSampler:
     """A sampler of the comparison's protocol guided by a discriminator: method "drs" (strength =
     gamma of the acceptance rule) or "sir" (strength = alpha, m candidates per sample). `stats`
     holds the last call's GuidedStats (candidates per sample kept: its cost); DRS gives up with a
-    RuntimeError past max_cost candidates per sample (rejection_sample's max_proposed)."""
+    RuntimeError past max_cost candidates per sample (rejection_sample's)."""
 
     def __init__(self, base, D: Discriminator, method: str, strength: float, m: int = 8, device="cpu",
-                 max_cost: float = 200.0):
+                 max_cost: float = DRS_MAX_COST):
         if method not in METHODS:
             raise ValueError(f"guided sampling method must be one of {METHODS}, got {method!r}")
         self.base, self.D, self.method, self.strength, self.m, self.device = base, D, method, strength, m, device
@@ -371,9 +377,8 @@ class GuidedSampler:
                                     seed=int(torch.randint(2**31 - 1, (), generator=generator)))
         g = torch.Generator().manual_seed(seed)
         if self.method == "drs":
-            burn_in = min(1000, n)
-            texts, self.stats = rejection_sample(propose, self.score, n, self.strength, g, burn_in=burn_in,
-                                                 batch=max(n // 2, 1), max_proposed=int(self.max_cost * n) + burn_in)
+            texts, self.stats = rejection_sample(propose, self.score, n, self.strength, g, burn_in=min(1000, n),
+                                                 batch=max(n // 2, 1), max_cost=self.max_cost)
         else:
             texts, self.stats = sir_sample(propose, self.score, n, self.m, self.strength, g)
         return texts

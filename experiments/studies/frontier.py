@@ -5,7 +5,6 @@ and what it does: experiments/frontier.py."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import sys
@@ -27,8 +26,9 @@ from experiments.core.logger import RunLogger
 from experiments.core.runlock import RunLock
 from experiments.generators.families import FAMILIES, GANFamily, LMFamily
 from experiments.generators.guidance import (GuideConfig, GuidedSampler, Proposals, gan_discriminator, lm_discriminator,
-                                             new_discriminator, real_source, train_guide)
+                                             real_source, start_discriminator, train_guide)
 from experiments.reporting import frontier as report
+from gan.guided import DRS_MAX_COST
 
 
 SOURCES = {"posthoc": "", "gan": " (GAN's D)", "gan_tuned": " (GAN's D, tuned)",  # curve-name suffixes
@@ -43,7 +43,7 @@ class FrontierConfig:
                                              # truncation curves are the comparison's temperatures and psis
     guided: str = "gpt2"                     # models that get a post-hoc discriminator and guided curves
     drs_gammas: str = "-1,0,1,2"             # discriminator rejection sampling's gamma (stricter upwards)
-    drs_max_cost: float = 200.0              # DRS candidates per sample before a point is given up (skipped)
+    drs_max_cost: float = DRS_MAX_COST       # DRS candidates per sample before a point is given up (skipped)
     sir_alphas: str = "0.5,1,2,4"            # SIR's strength alpha (0 = the base sampler)
     sir_m: int = 8                           # SIR's candidates per sample
     guide_sources: str = "posthoc,gan,gan_tuned"  # discriminators: one trained post hoc (every guided model);
@@ -140,7 +140,7 @@ def trained_guide(source: str, sampler, corpus, cfg: GuideConfig, device, init, 
     if path.is_file():
         stored = load_checkpoint(path)
         if stored.get("key") == json.loads(json.dumps(key)):
-            D = copy.deepcopy(init) if init is not None else new_discriminator(sampler, cfg, sampler.data.block_size + 1)
+            D = start_discriminator(sampler, cfg, init)
             D.load_state_dict(stored["model"])
             print(f"[{run_dir.name}] guide {source} read from {path} (same settings and checkpoints)")
             return D.to(device).eval(), stored["report"]
