@@ -3,6 +3,8 @@ Tests that need one skip when it is absent, except under CI (CI=true), where a m
 failure rather than a silent skip."""
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -66,3 +68,18 @@ def wait_for_text(path, seconds: float) -> str:
 @pytest.fixture
 def wait_for():
     return wait_for_text
+
+
+def python_for_ctrl_c(script: str) -> subprocess.Popen:
+    """A Python child running `script` (from the repo root, output piped) that a SIGINT reaches as
+    Ctrl-C would. A shell that starts a command in the background (`&` without job control, as a
+    CI runner may) hands SIGINT on as ignored, and Python then installs no KeyboardInterrupt
+    handler: the child puts it back first, so the test checks the code, not how it was started."""
+    prologue = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    return subprocess.Popen([sys.executable, "-c", prologue + script], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture
+def ctrl_c_child():
+    return python_for_ctrl_c

@@ -109,15 +109,14 @@ def test_a_job_still_running_is_never_started_twice(tmp_path, wait_for):
     assert (tmp_path / "pid").read_text() == str(proc.pid)  # the only process that ran it
 
 
-def test_ctrl_c_cancels_every_job_the_command_started(tmp_path, wait_for):
+def test_ctrl_c_cancels_every_job_the_command_started(tmp_path, wait_for, ctrl_c_child):
     script = (
         "import sys; from pathlib import Path; from experiments.jobs import Cell, LaunchConfig, SlurmConfig, launch\n"
         f"root = Path({str(tmp_path)!r})\n"
         "cells = [Cell(n, root / 'jobs' / n, 'tests.job_targets:pid_then_sleep', "
         "{'path': str(root / (n + '.pid')), 'seconds': 300}) for n in ('one', 'two')]\n"
         "launch(cells, LaunchConfig(launcher='local', jobs=2), SlurmConfig())\n")
-    parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    parent = ctrl_c_child(script)
     pids = [int(wait_for(tmp_path / f"{n}.pid", 60)) for n in ("one", "two")]
     parent.send_signal(signal.SIGINT)
     out, _ = parent.communicate(timeout=60)

@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -55,9 +54,20 @@ def test_submitit_array_runs_on_the_cluster(tmp_path):
     import submitit
     executor = submitit.AutoExecutor(folder=tmp_path / "jobs")
     assert executor.cluster == "slurm"
-    executor.update_parameters(timeout_min=2, cpus_per_task=1, mem_gb=1)
+    # 5 minutes, not 2: submitit asks for its requeue signal 90 s before the limit and SLURM may send
+    # it up to 60 s early, so under a 2-minute limit a job can be signalled before Python has
+    # installed the handler, and it dies (seen: "task 0: User defined signal 2" at 0.3 s)
+    executor.update_parameters(timeout_min=5, cpus_per_task=1, mem_gb=1)
     # a function the job's interpreter can import by name (this test module is not on its path)
     jobs = executor.map_array(operator.mul, [1, 2, 3], [1, 2, 3])
+    # job.result() alone waits forever for a job that died without a result (this cluster keeps no
+    # accounting, so submitit never learns its state): fail with the job's log instead
+    deadline = time.time() + 240
+    while not all(job.done() for job in jobs):
+        if time.time() > deadline:
+            logs = {job.job_id: job.stderr() for job in jobs if not job.done()}
+            raise AssertionError(f"jobs without a result after 240 s: {logs}")
+        time.sleep(1)
     assert [job.result() for job in jobs] == [1, 4, 9]
 
 
@@ -97,15 +107,14 @@ def test_a_slurm_job_killed_with_sigkill_is_reported_not_waited_on(tmp_path, cap
     assert "the last 20 lines of" in capsys.readouterr().out
 
 
-def test_ctrl_c_cancels_every_slurm_job_the_command_started(tmp_path, wait_for):
+def test_ctrl_c_cancels_every_slurm_job_the_command_started(tmp_path, wait_for, ctrl_c_child):
     script = (
         "from pathlib import Path; from experiments.jobs import Cell, LaunchConfig, SlurmConfig, launch\n"
         f"root = Path({str(tmp_path)!r})\n"
         "cells = [Cell(n, root / 'jobs' / n, 'tests.job_targets:pid_then_sleep', "
         "{'path': str(root / (n + '.pid')), 'seconds': 300}) for n in ('one', 'two')]\n"
         "launch(cells, LaunchConfig(launcher='slurm'), SlurmConfig(time_min=5, mem_gb=1))\n")
-    parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    parent = ctrl_c_child(script)
     for n in ("one", "two"):
         wait_for(tmp_path / f"{n}.pid", 120)
     ids = [json.loads((tmp_path / "jobs" / n / "job.json").read_text())["job_id"] for n in ("one", "two")]

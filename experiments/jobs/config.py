@@ -40,6 +40,8 @@ class SlurmConfig:
     extra: str = ""              # more sbatch options, key=value,... (e.g. account=abc,qos=high)
     signal_delay_s: int = 0      # seconds before the time limit at which a job is told to requeue itself
                                  # (0 = a quarter of time_min, at most 90 s: a job needs the rest to work)
+                                 # SLURM may send it up to 60 s early: under a limit of a minute or two a
+                                 # job can be told before it starts (it then fails, reported as SIGUSR2)
 
     def __post_init__(self):
         if self.time_min < 1 or self.cpus_per_job < 1 or self.tasks_per_job < 1 or self.gpus_per_job < 0:
