@@ -132,6 +132,8 @@ def test_reuse_reads_the_stored_points_and_rescores_when_a_setting_changed(tmp_p
     assert trained == []  # its discriminators were read from guide-posthoc/guide.pt: same settings and run
     again = tiny_frontier(tmp_path, "--reuse", "true", "--guide.steps", "9")
     assert len(trained) == 2 and again["guides"][1]["mlp"]["posthoc"]["steps"] == 9  # a guide setting: trained again
+    for seed in (1, 2):  # the retrained discriminator's curve replaced the old one in TensorBoard
+        assert len(list((tmp_path / "runs" / f"fr-seed{seed}" / "mlp" / "guide-posthoc").glob("events.*"))) == 1
 
 
 def test_the_index_counts_verdicts_per_dataset_and_tests_guidance_against_its_own_model(tmp_path):

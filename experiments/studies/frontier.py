@@ -144,6 +144,8 @@ def trained_guide(source: str, sampler, corpus, cfg: GuideConfig, device, init, 
             D.load_state_dict(stored["model"])
             print(f"[{run_dir.name}] guide {source} read from {path} (same settings and checkpoints)")
             return D.to(device).eval(), stored["report"]
+    for stale in folder.glob("events.out.tfevents.*"):  # a killed or superseded attempt's curve: TensorBoard
+        stale.unlink()                                  # would draw it beside the one kept
     logger = RunLogger(folder)
     try:
         D, rep = train_guide(sampler, corpus.train, cfg, device, init=init, draw_real=real_source(corpus),
