@@ -29,9 +29,11 @@ Every (seed, model) is a cell of one grid (experiments/jobs), beside one judge c
 is fitted once for all, by whichever cell needs it first (the judge cache's lock): `--launcher local --jobs 4` runs four at once, `--launcher slurm` submits each
 as a SLURM job. Each model's scored points are stored beside its run (frontier_points.json, with
 the settings they depend on); --reuse true reads them instead of sampling again when those
-settings are unchanged, so the report can be rewritten in seconds. Each trained discriminator is
-stored too (guide-<source>/guide.pt, with its settings and the run's checkpoint hashes): a cell
-stopped after training them, or a changed point setting, reads them instead of training again.
+settings are unchanged, so the report can be rewritten in seconds; a cell stopped midway has
+stored each point as it was scored (frontier_points.partial.json) and scores only the rest. Each
+trained discriminator is stored too (guide-<source>/guide.pt, with its settings and the run's
+checkpoint hashes): a cell stopped after training them, or a changed point setting, reads them
+instead of training again (one stopped while training one trains it again from its start).
 A model's guided points draw their candidates once (guidance.Proposals: every SIR point at the
 same seed proposes the same texts), and a DRS point gives up past drs_max_cost candidates per
 sample (skipped, and listed in the report).

@@ -136,6 +136,37 @@ def test_reuse_reads_the_stored_points_and_rescores_when_a_setting_changed(tmp_p
         assert len(list((tmp_path / "runs" / f"fr-seed{seed}" / "mlp" / "guide-posthoc").glob("events.*"))) == 1
 
 
+class StopCell(Exception):
+    pass
+
+
+def test_a_cell_stopped_midway_scores_only_the_rest(tmp_path, monkeypatch):
+    """Each point is stored as it is scored (frontier_points.partial.json), a DRS point given up
+    as well: a cell stopped after three points and a skip, run again, scores the rest only and
+    ends with the points an unstopped cell has."""
+    first = tiny_frontier(tmp_path)
+    calls, stop_at, score = [], [4], frontier.comparison.Judge.score
+
+    def stopping(self, texts):
+        calls.append(1)
+        if len(calls) in stop_at:
+            raise StopCell("stopped midway")  # as a killed job: nothing past this
+        return score(self, texts)
+    monkeypatch.setattr(frontier.comparison.Judge, "score", stopping)
+    changed = ["--reuse", "true", "--sir_m", "3", "--drs_gammas", "8", "--drs_max_cost", "1"]  # guided points
+    with pytest.raises(Exception, match="stopped midway"):  # rescored; DRS at gamma 8 keeps too little: given up
+        tiny_frontier(tmp_path, *changed)
+    partial = tmp_path / "runs" / "fr-seed1" / "mlp" / frontier.PARTIAL_FILE
+    assert [p["curve"] for p in json.loads(partial.read_text())["points"]] == ["temperature"] * 2 + ["top-p", "DRS"]
+    calls.clear(), stop_at.clear()
+    resumed = tiny_frontier(tmp_path, *changed)
+    assert len(calls) == 1 + 4  # seed 1's SIR point, then seed 2's four (its DRS point given up again)
+    assert not partial.exists()
+    assert all(resumed["guides"][s]["mlp"]["posthoc"]["skipped"][0].startswith("DRS gamma 8") for s in (1, 2))
+    unguided = [e for e in first["points"] if e["curve"] not in ("DRS", "SIR")]  # the settings changed guided ones
+    assert [e for e in resumed["points"] if e["curve"] not in ("DRS", "SIR")] == unguided
+
+
 def test_the_index_counts_verdicts_per_dataset_and_tests_guidance_against_its_own_model(tmp_path):
     from experiments.reporting.frontier import write_index
 

@@ -156,8 +156,9 @@ def trained_guide(source: str, sampler, corpus, cfg: GuideConfig, device, init, 
     return D, rep
 
 
-def guided_points(fcfg, guide_cfg, cfg, judge, name, family, sampler, run_dir, device) -> tuple[list[dict], dict]:
-    """DRS and SIR points for every discriminator of this model -> (points, {source: D's report})."""
+def guided_points(fcfg, guide_cfg, cfg, judge, name, family, sampler, run_dir, device, log) -> tuple[list[dict], dict]:
+    """DRS and SIR points for every discriminator of this model -> (points, {source: D's report});
+    those in `log` (a PointLog) are read from it, each new one is added to it."""
     points, reports = [], {}
     settings = [("DRS", "gamma", g) for g in comparison.floats(fcfg.drs_gammas, "drs_gammas", positive=False)]
     settings += [("SIR", "alpha", a) for a in comparison.floats(fcfg.sir_alphas, "sir_alphas", positive=False)]
@@ -167,33 +168,71 @@ def guided_points(fcfg, guide_cfg, cfg, judge, name, family, sampler, run_dir, d
             guided = GuidedSampler(proposals, D, method.lower(), value, m=fcfg.sir_m, device=device,
                                    max_cost=fcfg.drs_max_cost)
             curve = method + SOURCES[source]
-            try:  # at the temperature and psi the discriminator was trained against
-                texts = guided.sample(cfg.num_samples, temperature=guide_cfg.temperature, psi=guide_cfg.psi,
-                                      seed=cfg.sample_seed)
-            except RuntimeError as e:  # a gamma that keeps almost nothing: this point only is lost
-                print(f"[{name}] {curve} {knob} {value:g}: skipped ({e})")
-                reports[source].setdefault("skipped", []).append(f"{curve} {knob} {value:g}: {e}")
-                continue
-            points.append({"model": name, "curve": curve, "knob": knob, "value": value, "cost": guided.stats.cost,
-                           "signal": reports[source]["signal"], **judge.score(texts)})
-            print(f"[{name}] {curve} {knob} {value:g}: cost {guided.stats.cost:.2f} candidates per sample")
+            done = log.get(curve, value)
+            if done is None:
+                try:  # at the temperature and psi the discriminator was trained against
+                    texts = guided.sample(cfg.num_samples, temperature=guide_cfg.temperature, psi=guide_cfg.psi,
+                                          seed=cfg.sample_seed)
+                except RuntimeError as e:  # a gamma that keeps almost nothing: this point only is lost
+                    print(f"[{name}] {curve} {knob} {value:g}: skipped ({e})")
+                    done = log.add({"curve": curve, "value": value, "skipped": f"{curve} {knob} {value:g}: {e}"})
+                else:
+                    done = log.add({"model": name, "curve": curve, "knob": knob, "value": value,
+                                    "cost": guided.stats.cost, "signal": reports[source]["signal"],
+                                    **judge.score(texts)})
+                    print(f"[{name}] {curve} {knob} {value:g}: cost {guided.stats.cost:.2f} candidates per sample")
+            if "skipped" in done:
+                reports[source].setdefault("skipped", []).append(done["skipped"])
+            else:
+                points.append(done)
     return points, reports
 
 
 POINTS_FILE = "frontier_points.json"  # a model's scored points, beside its run: --reuse true reads them
 POINTS_VERSION = 2  # raise when sampling or scoring code changes what a point is: stored points are then rescored
+PARTIAL_FILE = "frontier_points.partial.json"  # the points of a cell that stopped before its last one
 
 
-def model_points(fcfg, guide_cfg, cfg, judge, name, family, run_dir, device, corpus=None) -> dict:
+class PointLog:
+    """The points a model's cell has scored so far, written after each one (run_dir/PARTIAL_FILE,
+    under the cell's points key), so that a cell stopped midway (a killed job, a machine taken
+    back) scores only the rest when run again with --reuse true: on SeqGAN's oracle a GAN's points
+    take an hour. Sampling is seeded, so a point read back is the point that would be scored."""
+
+    def __init__(self, run_dir: Path, key: dict, reuse: bool):
+        self.path, self.key = Path(run_dir) / PARTIAL_FILE, json.loads(json.dumps(key))
+        stored = json.loads(self.path.read_text()) if reuse and self.path.is_file() else {}
+        self.points = stored.get("points", []) if stored.get("key") == self.key else []
+        if self.points:
+            print(f"[{Path(run_dir).name}] {len(self.points)} point(s) read from {self.path} (a stopped cell's)")
+
+    def get(self, curve: str, value: float) -> dict | None:
+        return next((p for p in self.points if p["curve"] == curve and p["value"] == value), None)
+
+    def add(self, point: dict) -> dict:
+        self.points.append(point)
+        write_text(self.path, json.dumps({"key": self.key, "points": self.points}, indent=1))
+        return point
+
+    def close(self):
+        """The cell's points are stored whole (POINTS_FILE): the partial record goes."""
+        self.path.unlink(missing_ok=True)
+
+
+def model_points(fcfg, guide_cfg, cfg, judge, name, family, run_dir, device, log, corpus=None) -> dict:
     """One trained model sampled and scored along its curves -> {points, guides (None: unguided)};
-    corpus: the entry's (its own level), else the comparison's."""
+    the points in `log` (a PointLog) are read from it, each new one is added to it; corpus: the
+    entry's (its own level), else the comparison's."""
     sampler = family.load(run_dir, corpus or judge.corpus, device)
     points, reports = [], None
     for curve, knob, value, kwargs in curves(fcfg, cfg, name, family, sampler):
-        texts = sampler.sample(cfg.num_samples, seed=cfg.sample_seed, **kwargs)
-        points.append({"model": name, "curve": curve, "knob": knob, "value": value, **judge.score(texts)})
+        point = log.get(curve, value)
+        if point is None:
+            texts = sampler.sample(cfg.num_samples, seed=cfg.sample_seed, **kwargs)
+            point = log.add({"model": name, "curve": curve, "knob": knob, "value": value, **judge.score(texts)})
+        points.append(point)
     if name in fcfg.guided_list():
-        more, reports = guided_points(fcfg, guide_cfg, cfg, judge, name, family, sampler, run_dir, device)
+        more, reports = guided_points(fcfg, guide_cfg, cfg, judge, name, family, sampler, run_dir, device, log)
         points += more
     return {"points": points, "guides": reports}
 
@@ -267,8 +306,11 @@ def frontier_job(frontier: dict, guide: dict, compare: dict, scorer: dict, entry
     key = points_key(fcfg, guide_cfg, cfg, judge, name)
     cached = cached_points(run_dir, key) if mode == "reuse" else None
     if cached is None:
-        cached = model_points(fcfg, guide_cfg, cfg, judge, name, FAMILIES[family_name], run_dir, device, corpora[name])
+        log = PointLog(run_dir, key, reuse=mode == "reuse")  # a run trained anew has no points yet
+        cached = model_points(fcfg, guide_cfg, cfg, judge, name, FAMILIES[family_name], run_dir, device, log,
+                              corpora[name])
         write_text(run_dir / POINTS_FILE, json.dumps({"key": key, **cached}, indent=1))
+        log.close()
     else:
         print(f"[{name}] frontier points reused from {run_dir / POINTS_FILE} (same settings)")
     return {"points": cached["points"], "guides": cached["guides"]}
