@@ -200,9 +200,8 @@ class PointLog:
     take an hour. Sampling is seeded, so a point read back is the point that would be scored."""
 
     def __init__(self, run_dir: Path, key: dict, reuse: bool):
-        self.path, self.key = Path(run_dir) / PARTIAL_FILE, json.loads(json.dumps(key))
-        stored = json.loads(self.path.read_text()) if reuse and self.path.is_file() else {}
-        self.points = stored.get("points", []) if stored.get("key") == self.key else []
+        self.path, self.key = Path(run_dir) / PARTIAL_FILE, key
+        self.points = ((stored_under(self.path, key) if reuse else None) or {}).get("points", [])
         if self.points:
             print(f"[{Path(run_dir).name}] {len(self.points)} point(s) read from {self.path} (a stopped cell's)")
 
@@ -252,15 +251,20 @@ def points_key(fcfg, guide_cfg, cfg, judge, name: str) -> dict:
     return key
 
 
-def cached_points(run_dir: Path, key: dict) -> dict | None:
-    """The points stored beside a reused run, if they were scored under these settings."""
-    path = Path(run_dir) / POINTS_FILE
+def stored_under(path: Path, key: dict) -> dict | None:
+    """The JSON record at path if it was written under this key, else None (also when absent)."""
     if not path.is_file():
         return None
     stored = json.loads(path.read_text())
-    if stored.get("key") != json.loads(json.dumps(key)):  # through JSON: tuples and floats as stored
+    return stored if stored.get("key") == json.loads(json.dumps(key)) else None  # through JSON: as stored
+
+
+def cached_points(run_dir: Path, key: dict) -> dict | None:
+    """The points stored beside a reused run, if they were scored under these settings."""
+    path = Path(run_dir) / POINTS_FILE
+    stored = stored_under(path, key)
+    if stored is None and path.is_file():
         print(f"[{run_dir.name}] {path} was scored under other settings: scoring again")
-        return None
     return stored
 
 
