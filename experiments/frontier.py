@@ -33,7 +33,8 @@ settings are unchanged, so the report can be rewritten in seconds; a cell stoppe
 stored each point as it was scored (frontier_points.partial.json) and scores only the rest. Each
 trained discriminator is stored too (guide-<source>/guide.pt, with its settings and the run's
 checkpoint hashes): a cell stopped after training them, or a changed point setting, reads them
-instead of training again (one stopped while training one trains it again from its start).
+instead of training again; one stopped while training one goes on from its last whole pass
+through the pool (guide-<source>/guide.partial.pt) to the discriminator an unstopped one ends at.
 A model's guided points draw their candidates once (guidance.Proposals: every SIR point at the
 same seed proposes the same texts), and a DRS point gives up past drs_max_cost candidates per
 sample (skipped, and listed in the report).

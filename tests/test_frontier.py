@@ -133,7 +133,9 @@ def test_reuse_reads_the_stored_points_and_rescores_when_a_setting_changed(tmp_p
     again = tiny_frontier(tmp_path, "--reuse", "true", "--guide.steps", "9")
     assert len(trained) == 2 and again["guides"][1]["mlp"]["posthoc"]["steps"] == 9  # a guide setting: trained again
     for seed in (1, 2):  # the retrained discriminator's curve replaced the old one in TensorBoard
-        assert len(list((tmp_path / "runs" / f"fr-seed{seed}" / "mlp" / "guide-posthoc").glob("events.*"))) == 1
+        folder = tmp_path / "runs" / f"fr-seed{seed}" / "mlp" / "guide-posthoc"
+        assert len(list(folder.glob("events.*"))) == 1
+        assert not (folder / frontier.PARTIAL_GUIDE_FILE).exists()  # the in-training state goes once D is stored
 
 
 class StopCell(Exception):

@@ -193,3 +193,44 @@ def test_fresh_reals_come_from_their_source_for_training_and_held_out_alike(numb
     assert seeds == [-4, 4] and labels.sum() == 50 and len(labels) == 100
     fixed = Pools(base, numbers.train, GuideConfig(samples=50, val_samples=20, fresh_reals=False), 10, draw_real)
     assert seeds == [-4, 4] and fixed.n == 50 and not fixed.fresh_reals
+
+
+@pytest.mark.parametrize("fresh_fakes", [True, False])
+def test_a_fit_stopped_midway_goes_on_to_the_unstopped_result(numbers, tmp_path, monkeypatch, fresh_fakes):
+    """A discriminator's training stopped in its fourth pass (a checkpoint is stored after each
+    whole pass) and started again goes on from there, without training passes 0-2 again, to the
+    same curve and the same weights as one never stopped; the stored curve is logged again; a
+    checkpoint under another key is not read."""
+    from experiments.generators.guidance import FitCheckpoint, Pools
+    cfg = GuideConfig(**{**TINY, "samples": 200, "patience": 100, "steps": 60, "eval_interval": 4,
+                         "fresh_fakes": fresh_fakes})  # passes of 400 texts, 7 steps each: 9 passes
+    base = ListSampler(numbers, numbers.train, garbage=0.5)
+    D0, whole = train_guide(base, numbers.train, cfg, "cpu", checkpoint=FitCheckpoint(tmp_path / "a.pt", {"k": 1}))
+
+    class Stop(Exception):
+        pass
+    draw, passes, stop_at = Pools.draw, [], [3]
+
+    def counted_draw(self, round_):
+        passes.append(round_)
+        if round_ in stop_at:
+            raise Stop
+        return draw(self, round_)
+    monkeypatch.setattr(Pools, "draw", counted_draw)
+    ck = FitCheckpoint(tmp_path / "b.pt", {"k": 1})
+    with pytest.raises(Stop):
+        train_guide(base, numbers.train, cfg, "cpu", checkpoint=ck)
+    assert ck.path.is_file() and passes == [0, 1, 2, 3]
+
+    class Rows:
+        steps = []
+
+        def scalars(self, values, step, prefix=""):
+            self.steps.append(step)
+    passes[:], stop_at[:] = [], []
+    D1, resumed = train_guide(base, numbers.train, cfg, "cpu", checkpoint=ck, logger=Rows())
+    assert passes == list(range(3, 9))
+    assert resumed["curve"] == whole["curve"] and resumed["best_step"] == whole["best_step"]
+    assert all(torch.equal(a, b) for a, b in zip(D0.state_dict().values(), D1.state_dict().values()))
+    assert Rows.steps == [r["step"] for r in whole["curve"][1:]]  # the stored rows again, then the rest
+    assert FitCheckpoint(ck.path, {"k": 2}).load() is None and ck.load() is not None

@@ -17,7 +17,9 @@ Training is a step budget, not an epoch cap: binary cross-entropy on balanced ba
 and generated texts, Adam with a linear learning-rate warm-up, a held-out set of each class
 (drawn once, never trained on) measured every eval_interval steps, and early stopping on an
 exponentially smoothed held-out loss with `patience` evaluations, so a plateau at chance in the
-first few hundred steps does not end it; D is left at its lowest held-out loss. The training
+first few hundred steps does not end it; D is left at its lowest held-out loss. With a
+FitCheckpoint the whole state is stored after each pass through the pool, and a fit stopped
+midway goes on from there to the discriminator an unstopped one ends at. The training
 pool is `samples` texts of each class; with fresh_fakes each pass through it draws new generated
 texts (cheap where sampling is), and with fresh_reals new real ones where the corpus can make
 them (the oracles: `real_source`; a deviation from training on the fixed training split, so that
@@ -40,8 +42,10 @@ distribution.
 from __future__ import annotations
 
 import copy
+import json
 import random
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +53,7 @@ import torch.nn.functional as F
 from baselines.gpt2 import GPT
 from datasets import oracle as oracle_mod
 from datasets.tokenizers import EOS_ID, PAD_ID
-from experiments.core.checkpoint import CheckpointError, load_checkpoint
+from experiments.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from gan.causal_discriminator import CausalDiscriminator, CausalDiscriminatorConfig
 from gan.discriminator import Discriminator, DiscriminatorConfig
 from gan.guided import DRS_MAX_COST, GuidedStats, rejection_sample, sir_sample
@@ -214,8 +218,8 @@ class Pools:
     def draw(self, round_: int):
         """The training pool of pass `round_` -> (ids, mask, labels)."""
         seed = self.cfg.seed + 1 + round_  # never the held-out fakes' seed
-        if self.cfg.fresh_fakes or self.fixed_fake is None:
-            self.fixed_fake = self.fakes(self.n, seed)
+        if self.cfg.fresh_fakes or self.fixed_fake is None:  # fixed: pass 0's, also for a fit gone on from later
+            self.fixed_fake = self.fakes(self.n, seed if self.cfg.fresh_fakes else self.cfg.seed + 1)
         real = self.draw_real(self.n, seed) if self.fresh_reals else self.real
         return self.encode(real, self.fixed_fake)
 
@@ -265,62 +269,139 @@ def measure(D, pools: Pools, cfg: GuideConfig, device, step: int, smoothed: floa
     return row
 
 
-def fit(D, pools: Pools, cfg: GuideConfig, device, logger=None) -> tuple[list[dict], int]:
+class FitCheckpoint:
+    """Where fit stores its whole state after each pass through the pool (D, Adam, the warm-up,
+    the batch order's and the global RNG's states, the curve so far and the best weights), under
+    `key`, atomically: a fit stopped midway and started again with the same key and settings goes on
+    from its last pass and ends as an unstopped one (on SeqGAN's oracle one discriminator is 20-75
+    CPU minutes). A file under another key is not read."""
+
+    def __init__(self, path, key: dict):
+        self.path, self.key = Path(path), json.loads(json.dumps(key))
+
+    def load(self) -> dict | None:
+        if not self.path.is_file():
+            return None
+        stored = load_checkpoint(self.path)
+        return stored if stored.get("key") == self.key else None
+
+    def save(self, state: dict) -> None:
+        save_checkpoint(self.path, {"model_name": "guide-in-training", "key": self.key, **state})
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass
+class FitState:
+    """Where fit stands: the learning curve so far, its best row and that row's weights, the lowest
+    smoothed loss and the evaluations since, the steps and passes done."""
+    curve: list
+    best: int
+    best_model: dict
+    lowest: float
+    since: int = 0
+    step: int = 0
+    round: int = 0
+
+
+def fit(D, pools: Pools, cfg: GuideConfig, device, logger=None, checkpoint: FitCheckpoint | None = None
+        ) -> tuple[list[dict], int]:
     """Binary cross-entropy, Adam with a linear warm-up, up to cfg.steps steps over pass after pass
     of pools.draw; measured every eval_interval steps (and at step 0); stops after cfg.patience
     evaluations without a lower smoothed held-out loss and leaves D at its lowest held-out loss
     -> (the learning curve, the index of its best row). Step 0 is a candidate, so training never
-    leaves D worse on the held-out set than it started."""
+    leaves D worse on the held-out set than it started. checkpoint: stored after each pass, and
+    gone on from where it holds one under its key (its curve so far logged again)."""
     opt = torch.optim.Adam(D.parameters(), lr=cfg.lr)
     warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1)))
-    curve = [measure(D, pools, cfg, device, 0, None)]
-    best, state, lowest, since = 0, copy.deepcopy(D.state_dict()), curve[0]["smoothed"], 0
-    g, step, round_ = torch.Generator().manual_seed(cfg.seed), 0, 0
-    while step < cfg.steps and since < cfg.patience:
-        ids, mask, labels = pools.draw(round_)
-        round_ += 1
-        for batch in torch.randperm(len(labels), generator=g).split(cfg.batch_size):
-            D.train()
-            loss = F.binary_cross_entropy_with_logits(D(ids[batch].to(device), mask[batch].to(device)),
-                                                      labels[batch].float().to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            warm.step()
-            step += 1
-            if step % cfg.eval_interval and step < cfg.steps:
-                continue
-            curve.append(measure(D, pools, cfg, device, step, curve[-1]["smoothed"]))
-            if logger is not None:
-                logger.scalars({k: v for k, v in curve[-1].items() if k != "step"}, step, prefix="guide/")
-            if curve[-1]["loss"] < curve[best]["loss"]:
-                best, state = len(curve) - 1, copy.deepcopy(D.state_dict())
-            lowest, since = (curve[-1]["smoothed"], 0) if curve[-1]["smoothed"] < lowest else (lowest, since + 1)
-            if step >= cfg.steps or since >= cfg.patience:
-                break
-    D.load_state_dict(state)
-    return curve, best
+    g = torch.Generator().manual_seed(cfg.seed)
+    st = resumed(checkpoint, D, opt, warm, g) if checkpoint is not None else None
+    if st is None:
+        row = measure(D, pools, cfg, device, 0, None)
+        st = FitState([row], 0, copy.deepcopy(D.state_dict()), row["smoothed"])
+    for row in st.curve[1:]:
+        log_row(logger, row)
+    while st.step < cfg.steps and st.since < cfg.patience:
+        whole = one_pass(D, opt, warm, g, pools, cfg, device, st, logger)
+        if whole and checkpoint is not None:  # the state to go on from
+            checkpoint.save({"model": D.state_dict(), "optimizer": opt.state_dict(), "warmup": warm.state_dict(),
+                             "batch_rng": g.get_state(), "rng": torch.get_rng_state(), "cuda_rng":
+                             torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, **asdict(st)})
+    D.load_state_dict(st.best_model)
+    return st.curve, st.best
+
+
+def one_pass(D, opt, warm, g, pools: Pools, cfg: GuideConfig, device, st: FitState, logger) -> bool:
+    """One pass through pools.draw(st.round), measured every eval_interval steps -> whether it went
+    through the whole pool (False: fit is done, at cfg.steps or out of patience)."""
+    ids, mask, labels = pools.draw(st.round)
+    st.round += 1
+    for batch in torch.randperm(len(labels), generator=g).split(cfg.batch_size):
+        D.train()
+        loss = F.binary_cross_entropy_with_logits(D(ids[batch].to(device), mask[batch].to(device)),
+                                                  labels[batch].float().to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        warm.step()
+        st.step += 1
+        if st.step % cfg.eval_interval and st.step < cfg.steps:
+            continue
+        st.curve.append(measure(D, pools, cfg, device, st.step, st.curve[-1]["smoothed"]))
+        log_row(logger, st.curve[-1])
+        if st.curve[-1]["loss"] < st.curve[st.best]["loss"]:
+            st.best, st.best_model = len(st.curve) - 1, copy.deepcopy(D.state_dict())
+        smoothed = st.curve[-1]["smoothed"]
+        st.lowest, st.since = (smoothed, 0) if smoothed < st.lowest else (st.lowest, st.since + 1)
+        if st.step >= cfg.steps or st.since >= cfg.patience:
+            return False
+    return True
+
+
+def resumed(checkpoint: FitCheckpoint, D, opt, warm, g) -> FitState | None:
+    """The state a stopped fit stored under checkpoint's key, put back into D, the optimizer, the
+    warm-up and the RNGs; None where it holds none."""
+    at = checkpoint.load()
+    if at is None:
+        return None
+    D.load_state_dict(at["model"])
+    opt.load_state_dict(at["optimizer"])
+    warm.load_state_dict(at["warmup"])
+    g.set_state(at["batch_rng"])
+    torch.set_rng_state(at["rng"])
+    if at["cuda_rng"] is not None:
+        torch.cuda.set_rng_state_all(at["cuda_rng"])
+    st = FitState(**{f: at[f] for f in FitState.__dataclass_fields__})
+    print(f"[guide] going on from step {st.step} ({checkpoint.path})")
+    return st
+
+
+def log_row(logger, row: dict) -> None:
+    if logger is not None:
+        logger.scalars({k: v for k, v in row.items() if k != "step"}, row["step"], prefix="guide/")
 
 
 def train_guide(sampler, real_texts: list[str], cfg: GuideConfig, device, init=None, draw_real=None,
-                logger=None) -> tuple[object, dict]:
+                logger=None, checkpoint: FitCheckpoint | None = None) -> tuple[object, dict]:
     """A discriminator for `sampler` (the comparison's protocol: sample, tokenizer, data) trained
     against real texts: real_texts (the training split) or, with cfg.fresh_reals, draw_real(n,
     seed) (real_source(corpus)) -> (D at its lowest held-out loss, report). init: start from a copy
     of this discriminator (a GAN's own: gan_discriminator; the guided LM's trunk: lm_discriminator)
     instead of a fresh one of cfg's trunk and size; with cfg.steps = 0 it is only measured.
-    logger: the learning curve goes to it as guide/* (experiments/core/logger.py). The global RNG
+    logger: the learning curve goes to it as guide/* (experiments/core/logger.py). checkpoint: fit's
+    state is stored there after each pass and gone on from when it is there (FitCheckpoint). The global RNG
     (D's init and dropout draw from it) is seeded from cfg.seed and restored after."""
     with torch.random.fork_rng():
         torch.manual_seed(cfg.seed)
-        return _train_guide(sampler, real_texts, cfg, device, init, draw_real, logger)
+        return _train_guide(sampler, real_texts, cfg, device, init, draw_real, logger, checkpoint)
 
 
-def _train_guide(sampler, real_texts, cfg: GuideConfig, device, init, draw_real, logger):
+def _train_guide(sampler, real_texts, cfg: GuideConfig, device, init, draw_real, logger, checkpoint):
     T = init.block_size if init is not None else sampler.data.block_size + 1  # the longest text and its <eos>
     pools = Pools(sampler, real_texts, cfg, T, draw_real)
     D = start_discriminator(sampler, cfg, init).to(device)
-    curve, best = fit(D, pools, cfg, device, logger)
+    curve, best = fit(D, pools, cfg, device, logger, checkpoint)
     report = {**{f"val_{k}": v for k, v in curve[best].items() if k not in ("step", "smoothed")},
               "best_step": curve[best]["step"], "steps": curve[-1]["step"], "curve": curve,
               "pool": pools.n, "val_texts": len(pools.val[2]), "fresh_fakes": cfg.fresh_fakes,

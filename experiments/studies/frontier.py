@@ -25,8 +25,8 @@ from experiments.core.checkpoint import load_checkpoint, save_checkpoint, write_
 from experiments.core.logger import RunLogger
 from experiments.core.runlock import RunLock
 from experiments.generators.families import FAMILIES, GANFamily, LMFamily
-from experiments.generators.guidance import (GuideConfig, GuidedSampler, Proposals, gan_discriminator, lm_discriminator,
-                                             real_source, start_discriminator, train_guide)
+from experiments.generators.guidance import (FitCheckpoint, GuideConfig, GuidedSampler, Proposals, gan_discriminator,
+                                             lm_discriminator, real_source, start_discriminator, train_guide)
 from experiments.reporting import frontier as report
 from gan.guided import DRS_MAX_COST
 
@@ -126,13 +126,15 @@ def guides(fcfg, guide_cfg, judge, name, family, sampler, run_dir, device) -> di
 
 
 GUIDE_FILE = "guide.pt"  # a trained discriminator and its report, in the run's guide-<source>/
+PARTIAL_GUIDE_FILE = "guide.partial.pt"  # one in training, after its last whole pass (FitCheckpoint)
 
 
 def trained_guide(source: str, sampler, corpus, cfg: GuideConfig, device, init, run_dir: Path) -> tuple:
     """(D, report) for one source: read from run_dir/guide-<source>/guide.pt when it was trained
     there under the same settings from the same checkpoints (a cell stopped after its
     discriminators, or a point setting changed, does not train them again: on SeqGAN's oracle
-    one takes 20-50 CPU minutes), else trained, its learning curve logged there, and stored."""
+    one takes 20-75 CPU minutes), else trained, its learning curve logged there, and stored; one
+    stopped in training goes on from its last whole pass through the pool (guide.partial.pt)."""
     folder = run_dir / f"guide-{source}"
     checkpoints = {f.name: sha256_of(f) for f in sorted(run_dir.glob("*.pt"))}
     key = {"source": source, "guide": asdict(cfg), "run": checkpoints}
@@ -146,13 +148,14 @@ def trained_guide(source: str, sampler, corpus, cfg: GuideConfig, device, init, 
             return D.to(device).eval(), stored["report"]
     for stale in folder.glob("events.out.tfevents.*"):  # a killed or superseded attempt's curve: TensorBoard
         stale.unlink()                                  # would draw it beside the one kept
-    logger = RunLogger(folder)
+    logger, partial = RunLogger(folder), FitCheckpoint(folder / PARTIAL_GUIDE_FILE, key)
     try:
         D, rep = train_guide(sampler, corpus.train, cfg, device, init=init, draw_real=real_source(corpus),
-                             logger=logger)
+                             logger=logger, checkpoint=partial)
     finally:
         logger.close()
     save_checkpoint(path, {"model_name": "guide", "model": D.state_dict(), "key": key, "report": rep})
+    partial.remove()
     return D, rep
 
 
