@@ -13,6 +13,7 @@ bit-flipped file is an error, never silently wrong weights.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import tempfile
@@ -123,6 +124,16 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         raise CheckpointError(f"{path} is not a TextDuel checkpoint (no model_name/model entries); "
                               "give a last.pt or best.pt written by a TextDuel trainer")
     return ckpt
+
+
+def load_checkpoint_under(path: str | Path, key: dict) -> dict | None:
+    """The checkpoint at `path` when it was stored under `key` (a dict of its settings, compared as
+    torch.save keeps it: through JSON, so tuples read back as lists), else None (also where there
+    is no file): what a cache of trained things reads before training again."""
+    if not Path(path).is_file():
+        return None
+    stored = load_checkpoint(path)
+    return stored if stored.get("key") == json.loads(json.dumps(key)) else None
 
 
 def load_resume_checkpoint(last_path: str | Path) -> dict:

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from baselines.gpt2 import GPT
 from datasets import oracle as oracle_mod
 from datasets.tokenizers import EOS_ID, PAD_ID
-from experiments.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from experiments.core.checkpoint import CheckpointError, load_checkpoint, load_checkpoint_under, save_checkpoint
 from gan.causal_discriminator import CausalDiscriminator, CausalDiscriminatorConfig
 from gan.discriminator import Discriminator, DiscriminatorConfig
 from gan.guided import DRS_MAX_COST, GuidedStats, rejection_sample, sir_sample
@@ -277,13 +277,10 @@ class FitCheckpoint:
     CPU minutes). A file under another key is not read."""
 
     def __init__(self, path, key: dict):
-        self.path, self.key = Path(path), json.loads(json.dumps(key))
+        self.path, self.key = Path(path), json.loads(json.dumps(key))  # stored as it reads back
 
     def load(self) -> dict | None:
-        if not self.path.is_file():
-            return None
-        stored = load_checkpoint(self.path)
-        return stored if stored.get("key") == self.key else None
+        return load_checkpoint_under(self.path, self.key)
 
     def save(self, state: dict) -> None:
         save_checkpoint(self.path, {"model_name": "guide-in-training", "key": self.key, **state})

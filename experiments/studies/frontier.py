@@ -21,7 +21,7 @@ from experiments import jobs
 from experiments.studies import comparison
 from experiments.core import runtime
 from experiments.core import config as cfglib
-from experiments.core.checkpoint import load_checkpoint, save_checkpoint, write_text
+from experiments.core.checkpoint import load_checkpoint_under, save_checkpoint, write_text
 from experiments.core.logger import RunLogger
 from experiments.core.runlock import RunLock
 from experiments.generators.families import FAMILIES, GANFamily, LMFamily
@@ -139,13 +139,12 @@ def trained_guide(source: str, sampler, corpus, cfg: GuideConfig, device, init, 
     checkpoints = {f.name: sha256_of(f) for f in sorted(run_dir.glob("*.pt"))}
     key = {"source": source, "guide": asdict(cfg), "run": checkpoints}
     path = folder / GUIDE_FILE
-    if path.is_file():
-        stored = load_checkpoint(path)
-        if stored.get("key") == json.loads(json.dumps(key)):
-            D = start_discriminator(sampler, cfg, init)
-            D.load_state_dict(stored["model"])
-            print(f"[{run_dir.name}] guide {source} read from {path} (same settings and checkpoints)")
-            return D.to(device).eval(), stored["report"]
+    stored = load_checkpoint_under(path, key)
+    if stored is not None:
+        D = start_discriminator(sampler, cfg, init)
+        D.load_state_dict(stored["model"])
+        print(f"[{run_dir.name}] guide {source} read from {path} (same settings and checkpoints)")
+        return D.to(device).eval(), stored["report"]
     for stale in folder.glob("events.out.tfevents.*"):  # a killed or superseded attempt's curve: TensorBoard
         stale.unlink()                                  # would draw it beside the one kept
     logger, partial = RunLogger(folder), FitCheckpoint(folder / PARTIAL_GUIDE_FILE, key)
