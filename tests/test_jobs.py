@@ -109,7 +109,8 @@ def test_a_job_still_running_is_never_started_twice(tmp_path, wait_for):
     assert (tmp_path / "pid").read_text() == str(proc.pid)  # the only process that ran it
 
 
-def test_ctrl_c_cancels_every_job_the_command_started(tmp_path, wait_for, ctrl_c_child):
+@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_cancels_every_job_the_command_started(tmp_path, wait_for, ctrl_c_child, stop, code):
     script = (
         "import sys; from pathlib import Path; from experiments.jobs import Cell, LaunchConfig, SlurmConfig, launch\n"
         f"root = Path({str(tmp_path)!r})\n"
@@ -118,9 +119,9 @@ def test_ctrl_c_cancels_every_job_the_command_started(tmp_path, wait_for, ctrl_c
         "launch(cells, LaunchConfig(launcher='local', jobs=2), SlurmConfig())\n")
     parent = ctrl_c_child(script)
     pids = [int(wait_for(tmp_path / f"{n}.pid", 60)) for n in ("one", "two")]
-    parent.send_signal(signal.SIGINT)
+    parent.send_signal(stop)
     out, _ = parent.communicate(timeout=60)
-    assert parent.returncode == 130, out
+    assert parent.returncode == code, out
     assert "interrupted: cancelled 2 job(s) this command started" in out
     time.sleep(0.5)
     assert not any(pid_alive(p) for p in pids)

@@ -5,7 +5,7 @@ the command gathers their results and writes one report, the same under every la
 
     cells.py      Cell: a job's function, settings, folder (jobs/<cell>/), stored result
     config.py     [launch] and [slurm]: the settings every grid command has
-    grid.py       launch(): start, watch, gather, report failures, cancel on Ctrl-C
+    grid.py       launch(): start, watch, gather, report failures, cancel on Ctrl-C or SIGTERM
     launchers.py  the local and slurm launchers and their job handles
     progress.py   the live table of cells
     worker.py     what a job runs (python -m experiments.jobs.worker <spec.json>)

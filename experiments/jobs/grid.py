@@ -11,15 +11,21 @@ The rules, the same under every launcher:
 - A failed job is reported as it fails: its cell, the exit reason, the last 20 lines of its log and
   the log's path. The other cells go on; at the end JobsFailed lists the failures (the command
   exits non-zero), with the finished cells' results kept for a re-run with --reuse true.
-- Ctrl-C cancels every job this command started (its child processes by their ids, its SLURM jobs
-  through submitit) and says which.
+- Ctrl-C, or a SIGTERM to the command (kill, a scheduler cancelling it, the only stop of a nohup'd
+  one), cancels every job this command started (its child processes by their ids, its SLURM jobs
+  through submitit) and says which; the command exits 130 (Ctrl-C) or 143 (SIGTERM). Local jobs run
+  in sessions of their own, so without this a terminated command would leave them running,
+  writing into run folders that no command watches.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
+import threading
 import time
 
 from experiments.core.config import ConfigError
@@ -113,18 +119,19 @@ class Grid:
         cell is submitted) -> the results, or None when not waited for."""
         pending = self.sort_out()
         try:
-            while pending or self.handles:
-                self.queue.refresh(self.handles.values())
-                self.collect()
-                pending = self.start(pending)
-                self.progress.show()
-                if not wait and not pending:
-                    return self.submitted(gather)
-                if pending or self.handles:
-                    time.sleep(POLL_SECONDS)
-        except KeyboardInterrupt:
+            with terminate_as_interrupt():
+                while pending or self.handles:
+                    self.queue.refresh(self.handles.values())
+                    self.collect()
+                    pending = self.start(pending)
+                    self.progress.show()
+                    if not wait and not pending:
+                        return self.submitted(gather)
+                    if pending or self.handles:
+                        time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt as stop:
             self.cancel()
-            raise SystemExit(130) from None
+            raise SystemExit(143 if isinstance(stop, Terminated) else 130) from None
         self.progress.show()
         if self.failures:
             lines = [f"  {name}: {why}" for name, why in self.failures.items()]
@@ -228,6 +235,28 @@ class Grid:
               f"see them with squeue; when they have finished (or to wait for them), gather the results with:\n"
               f"  {gather}")
         return None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to a command watching its jobs: handled as Ctrl-C is."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """While the grid is watched, SIGTERM raises Terminated (main thread only: signal handlers can
+    be set nowhere else); the handler before is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated()
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def clear_lock(cell: Cell) -> None:
