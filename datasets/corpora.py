@@ -196,8 +196,15 @@ def resolve_file(remote: RemoteFile, data_dir: str | None = None, download: bool
 _NOT_TEXT = re.compile(r"[\ufeff\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
+_SAID: set[str] = set()
+
+
 def note(message: str) -> None:
-    """What the data layer changed in the user's text or split, said once on stderr."""
+    """What the data layer changed in the user's text or split, said once per process on stderr
+    (a frontier or a literature table reads the same corpus for each of its cells)."""
+    if message in _SAID:
+        return
+    _SAID.add(message)
     print(f"note: {message}", file=sys.stderr, flush=True)
 
 

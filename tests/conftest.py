@@ -14,6 +14,13 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def notes_said_afresh():
+    """Each test sees the data layer's notes as a fresh process would (they are said once per process)."""
+    from datasets import corpora
+    corpora._SAID.clear()
+
+
 def _missing(msg):
     if os.environ.get("CI"):
         pytest.fail(msg)
