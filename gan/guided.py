@@ -80,7 +80,8 @@ def rejection_sample(propose, score, n: int, gamma: float, generator: torch.Gene
     while len(kept) < n:
         if stats.proposed >= limit:
             raise RuntimeError(f"discriminator rejection sampling kept {len(kept)} of {n} samples from "
-                               f"{stats.proposed:,} candidates (gamma {gamma}); lower gamma")
+                               f"{stats.proposed:,} candidates (gamma {gamma}), past {max_cost:g} per sample: lower "
+                               f"gamma, or raise the cap (a frontier's drs_max_cost)")
         k = burn_in if stats.proposed == 0 and burn_in else batch
         candidates = propose(k, generator)
         logits = score(candidates).detach().double().cpu()

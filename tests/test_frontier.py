@@ -165,6 +165,9 @@ def test_a_cell_stopped_midway_scores_only_the_rest(tmp_path, monkeypatch):
     assert len(calls) == 1 + 4  # seed 1's SIR point, then seed 2's four (its DRS point given up again)
     assert not partial.exists()
     assert all(resumed["guides"][s]["mlp"]["posthoc"]["skipped"][0].startswith("DRS gamma 8") for s in (1, 2))
+    text = (tmp_path / "table" / "report.md").read_text()
+    assert "Guided points given up" in text  # the report says why DRS gamma 8 has no row
+    assert "- seed 1, mlp: DRS gamma 8: discriminator rejection sampling kept" in text and "- seed 2, mlp: DRS gamma 8" in text
     unguided = [e for e in first["points"] if e["curve"] not in ("DRS", "SIR")]  # the settings changed guided ones
     assert [e for e in resumed["points"] if e["curve"] not in ("DRS", "SIR")] == unguided
 

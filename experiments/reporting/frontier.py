@@ -175,6 +175,17 @@ def guides_table(guides: dict) -> str:
     return "\n".join(lines)
 
 
+def given_up(guides: dict) -> str:
+    """{seed: {model: {source: discriminator report}}} -> the guided points given up (a DRS gamma
+    that keeps too few candidates), one line each, so that a row with fewer seeds says why."""
+    lines = [f"- seed {seed}, {model}: {why}" for seed, per_model in guides.items()
+             for model, per_source in per_model.items() for g in per_source.values() for why in g.get("skipped", [])]
+    if not lines:
+        return ""
+    return ("Guided points given up (rejection sampling past `drs_max_cost` candidates per sample; a row "
+            "above then has fewer seeds, and a curve with none at a gamma has no row):\n\n" + "\n".join(lines))
+
+
 def plot_plane(summary: list[dict], x: str, y: str, path: Path, title: str) -> None:
     """Every curve on one plane, seed standard deviations as error bars."""
     import matplotlib
