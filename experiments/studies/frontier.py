@@ -363,8 +363,9 @@ def write_frontier(fcfg: FrontierConfig, summary: dict) -> Path:
            "guided points are drawn with crosses and left out of the dominance counts. The last column samples "
            "its learning curve (the whole curve: TensorBoard, guide/* under each run's guide-<source>/).", "",
            report.guides_table(summary["guides"])]
-    if report.given_up(summary["guides"]):
-        md += ["", report.given_up(summary["guides"])]
+    given_up = report.given_up(summary["guides"])
+    if given_up:
+        md += ["", given_up]
     write_text(out / "report.md", "\n".join(md) + "\n")
     write_text(out / "results.json", json.dumps(summary, indent=1, default=str))
     return out / "report.md"
