@@ -9,6 +9,8 @@ from experiments.studies import frontier
 from experiments.core.config import ConfigError
 from experiments.reporting.frontier import aggregate, dominance, interpolate
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # discriminators trained in-process: no OpenMP spin-waits on a loaded machine
+
 
 def entry(x, y, sx=0.0, sy=0.0, seeds=3):
     return {"self_bleu5": {"mean": x, "std": sx, "values": [x] * seeds},

@@ -14,6 +14,8 @@ from experiments.core.checkpoint import CheckpointError
 from experiments.generators.guidance import (GuideConfig, GuidedSampler, Proposals, auc, auc_interval, calibration,
                                              encode_texts, train_guide)
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # discriminators trained in-process: no OpenMP spin-waits on a loaded machine
+
 TINY = dict(n_layer=1, n_head=2, n_embd=32, samples=800, val_samples=200, lr=1e-3, warmup_steps=20, steps=600,
             eval_interval=50, patience=4)
 
